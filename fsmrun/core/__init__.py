@@ -1,0 +1,1 @@
+"""The machinery of fsmrun, one concern a module."""

@@ -1,0 +1,205 @@
+"""Experiment configuration: frozen Pydantic models validated once at the edge.
+
+`ExperimentConfig` composes `DataConfig`, `ModelConfig` and `TrainConfig`; every field that
+changes the numbers is part of `config_hash` (see `fsmrun.core.determinism`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Frozen):
+    """The language and the corpus drawn from it."""
+
+    regex: str = Field(description="Regular expression (full match) defining the language.")
+    alphabet: str = Field(
+        min_length=1, description="Alphabet symbols, one character each, in vocabulary order."
+    )
+    min_len: int = Field(default=1, ge=0, description="Shortest string length in train/val/test.")
+    max_len: int = Field(default=20, ge=0, description="Longest string length in train/val/test.")
+    ood_min_len: int = Field(default=21, ge=0, description="Shortest string length in test_ood.")
+    ood_max_len: int = Field(default=40, ge=0, description="Longest string length in test_ood.")
+    n_train: int = Field(default=2000, ge=1, description="Number of training strings.")
+    n_val: int = Field(default=300, ge=1, description="Number of validation strings.")
+    n_test: int = Field(default=300, ge=1, description="Number of test strings.")
+    n_test_ood: int = Field(default=300, ge=0, description="Number of out-of-distribution strings.")
+    positive_fraction: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Fraction of strings that are in the language."
+    )
+    near_miss_fraction: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of negatives made by a small edit of a positive (the rest uniform).",
+    )
+    max_states: int = Field(
+        default=10_000, ge=1, description="Cap on minimal DFA states; compilation fails above it."
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> DataConfig:
+        if len(set(self.alphabet)) != len(self.alphabet):
+            raise ValueError(f"alphabet {self.alphabet!r} repeats a symbol")
+        if self.min_len > self.max_len:
+            raise ValueError(f"min_len ({self.min_len}) exceeds max_len ({self.max_len})")
+        if self.n_test_ood > 0:
+            if self.ood_min_len > self.ood_max_len:
+                raise ValueError(
+                    f"ood_min_len ({self.ood_min_len}) exceeds ood_max_len ({self.ood_max_len})"
+                )
+            if self.ood_min_len <= self.max_len:
+                raise ValueError(
+                    f"ood_min_len ({self.ood_min_len}) must exceed max_len ({self.max_len})"
+                )
+        return self
+
+
+class ModelConfig(_Frozen):
+    """Sequence model with next-token, class and state heads."""
+
+    arch: Literal["transformer", "lstm"] = Field(
+        default="transformer", description="Causal transformer or the LSTM baseline."
+    )
+    d_model: int = Field(default=64, ge=1, description="Width of embeddings and hidden states.")
+    n_layers: int = Field(default=2, ge=1, description="Number of transformer blocks/LSTM layers.")
+    n_heads: int = Field(default=4, ge=1, description="Attention heads (transformer only).")
+    d_ff: int = Field(default=256, ge=1, description="Hidden width of the feed-forward block.")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout probability.")
+    max_len: int = Field(
+        default=512,
+        ge=1,
+        description="Longest input (BOS + string) the model accepts with learned positions.",
+    )
+    pos_encoding: Literal["learned", "sinusoidal", "rope", "none"] = Field(
+        default="rope", description="Positional encoding."
+    )
+    factorized_rank: int | None = Field(
+        default=None, ge=1, description="Rank of the factorized embedding E = U @ V (None: plain)."
+    )
+    tie_embeddings: bool = Field(
+        default=False, description="Share the token embedding with the next-token head."
+    )
+    bias: bool = Field(default=True, description="Biases in linear layers and norms.")
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> ModelConfig:
+        if self.arch == "transformer" and self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2 != 0:
+            raise ValueError("rope needs an even head dimension (d_model / n_heads)")
+        return self
+
+
+class TrainConfig(_Frozen):
+    """Optimisation, losses, early stopping, checkpointing and precision."""
+
+    epochs: int = Field(default=20, ge=1, description="Maximum number of epochs.")
+    batch_size: int = Field(default=64, ge=1, description="Strings per batch.")
+    lr: float = Field(default=3e-3, gt=0.0, description="Peak learning rate.")
+    weight_decay: float = Field(default=0.01, ge=0.0, description="AdamW weight decay.")
+    decay_all_params: bool = Field(
+        default=False,
+        description="Apply weight decay to biases, norms and embeddings too (off: matrices only).",
+    )
+    betas: tuple[float, float] = Field(default=(0.9, 0.98), description="AdamW betas.")
+    eps: float = Field(default=1e-8, gt=0.0, description="AdamW epsilon.")
+    schedule: Literal["constant", "cosine", "linear"] = Field(
+        default="cosine", description="Learning-rate decay after warmup."
+    )
+    warmup_steps: int = Field(default=50, ge=0, description="Linear warmup steps.")
+    min_lr_ratio: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Final learning rate as a fraction of lr."
+    )
+    grad_clip: float | None = Field(
+        default=1.0, gt=0.0, description="Max global gradient norm (None: no clipping)."
+    )
+    lambda_next: float = Field(default=1.0, ge=0.0, description="Weight of the next-token loss.")
+    lambda_class: float = Field(default=1.0, ge=0.0, description="Weight of the class loss.")
+    lambda_state: float = Field(default=0.5, ge=0.0, description="Weight of the state loss.")
+    lambda_l1_u: float = Field(
+        default=0.0, ge=0.0, description="Weight of the L1 penalty on the factorized embedding U."
+    )
+    next_token_on_all: bool = Field(
+        default=False,
+        description="Next-token loss on all strings (default: accepted strings only).",
+    )
+    monitor: str = Field(
+        default="val.string_acc",
+        description="Validation metric for best checkpoint and early stopping ('val.<metric>').",
+    )
+    monitor_mode: Literal["max", "min"] = Field(
+        default="max", description="Whether a larger or smaller monitored value is better."
+    )
+    min_delta: float = Field(
+        default=0.0, ge=0.0, description="Smallest change that counts as an improvement."
+    )
+    patience: int | None = Field(
+        default=5, ge=1, description="Epochs without improvement before stopping (None: never)."
+    )
+    stop_threshold: float | None = Field(
+        default=None, description="Stop once the monitored metric reaches this value."
+    )
+    save_every: int | None = Field(
+        default=None, ge=1, description="Also save last.pt every N steps (always at epoch end)."
+    )
+    log_every: int = Field(
+        default=25, ge=1, description="Steps between logged training records (host syncs)."
+    )
+    length_bins: list[int] | None = Field(
+        default=None,
+        description="Edges of length bins for binned metrics (None: derived from the data).",
+    )
+    bucket_by_length: bool = Field(
+        default=False, description="Group similar lengths into batches to cut padding."
+    )
+    capture_epochs: list[int] = Field(
+        default_factory=list,
+        description="Epochs at whose end attention maps and hidden states of a fixed batch are saved.",
+    )
+    capture_batch_size: int = Field(
+        default=8, ge=1, description="Strings in the fixed capture batch."
+    )
+    amp: bool = Field(default=False, description="Mixed precision (bfloat16, or float16 + scaler).")
+    deterministic: bool = Field(
+        default=True, description="Deterministic algorithms (CUDA: slower kernels, exact repeats)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if not self.monitor.startswith("val."):
+            raise ValueError(f"monitor must start with 'val.' (got {self.monitor!r})")
+        if self.length_bins is not None and sorted(self.length_bins) != self.length_bins:
+            raise ValueError("length_bins must be increasing")
+        return self
+
+
+class ExperimentConfig(_Frozen):
+    """One experiment: a language, a corpus, a model and how to train it."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", description="Experiment name (folder name under results)."
+    )
+    description: str = Field(default="", description="What the experiment is about.")
+    seed: int = Field(default=0, ge=0, description="The one seed all random streams derive from.")
+    data: DataConfig = Field(description="Language and corpus.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> ExperimentConfig:
+        longest = max(self.data.max_len, self.data.ood_max_len if self.data.n_test_ood else 0)
+        if self.model.pos_encoding == "learned" and longest + 1 > self.model.max_len:
+            raise ValueError(
+                f"model.max_len ({self.model.max_len}) is shorter than the longest input "
+                f"({longest + 1} = BOS + {longest} symbols) with learned positions"
+            )
+        return self

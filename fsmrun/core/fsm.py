@@ -154,7 +154,8 @@ class DFA:
         return hash(self.to_json())
 
     def __repr__(self) -> str:
-        return f"DFA(alphabet={''.join(self.alphabet)!r}, num_states={self.num_states}, dead={self.dead})"
+        symbols = "".join(self.alphabet)
+        return f"DFA(alphabet={symbols!r}, num_states={self.num_states}, dead={self.dead})"
 
 
 def compile_regex(pattern: str, alphabet: str | Sequence[str], *, max_states: int = 10_000) -> DFA:

@@ -163,7 +163,7 @@ class TrainConfig(_Frozen):
     )
     capture_epochs: list[int] = Field(
         default_factory=list,
-        description="Epochs at whose end attention maps and hidden states of a fixed batch are saved.",
+        description="Epochs after which attention maps and hidden states of one batch are saved.",
     )
     capture_batch_size: int = Field(
         default=8, ge=1, description="Strings in the fixed capture batch."

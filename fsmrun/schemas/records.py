@@ -1,0 +1,197 @@
+"""Records fsmrun writes to disk: run.json, env.json, metrics.json, history lines, checkpoints.
+
+Each is a Pydantic model; `registry/*.schema.json` are generated from these.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["running", "completed", "failed", "interrupted"]
+StopReason = Literal[
+    "max_epochs", "patience", "threshold", "non_finite", "max_steps", "interrupted"
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BinMetrics(_Record):
+    """Metrics of the strings whose length lies in [lo, hi]."""
+
+    lo: int = Field(description="Shortest string length in the bin (inclusive).")
+    hi: int = Field(description="Longest string length in the bin (inclusive).")
+    n_strings: int = Field(description="Strings in the bin.")
+    string_acc: float | None = Field(description="Whole-string membership accuracy.")
+    string_baseline: float | None = Field(
+        description="Majority-class baseline of whole-string accuracy in this bin."
+    )
+    class_acc: float | None = Field(description="Prefix membership accuracy (every position).")
+    class_baseline: float | None = Field(description="Majority-class baseline of class_acc.")
+    token_acc: float | None = Field(description="Next-token accuracy on next-token positions.")
+    next_valid: float | None = Field(
+        description="Fraction of live positions whose predicted next token is legal in the DFA."
+    )
+    state_acc: float | None = Field(description="DFA state accuracy.")
+
+
+class SplitMetrics(_Record):
+    """Metrics of one split (val, test or test_ood) for one checkpoint."""
+
+    n_strings: int = Field(description="Strings evaluated.")
+    loss: float = Field(description="Weighted total loss (as in training, without L1).")
+    nll: float = Field(description="Next-token negative log-likelihood per next-token position.")
+    token_acc: float = Field(description="Next-token accuracy on next-token positions.")
+    next_valid: float = Field(
+        description="Fraction of live positions whose predicted next token is legal in the DFA."
+    )
+    class_acc: float = Field(description="Prefix membership accuracy over every real position.")
+    class_baseline: float = Field(description="Majority-class baseline of class_acc.")
+    string_acc: float = Field(description="Whole-string membership accuracy.")
+    string_baseline: float = Field(description="Majority-class baseline of string_acc.")
+    state_acc: float = Field(description="DFA state accuracy over every real position.")
+    bins: list[BinMetrics] = Field(default_factory=list, description="Length-binned metrics.")
+
+
+class CheckpointEval(_Record):
+    """A checkpoint's evaluation on every split."""
+
+    step: int = Field(description="Optimizer steps taken when the checkpoint was saved.")
+    epoch: int = Field(description="Epochs completed when the checkpoint was saved.")
+    val: SplitMetrics
+    test: SplitMetrics
+    test_ood: SplitMetrics | None = Field(default=None, description="None without an OOD split.")
+
+
+class EarlyStopState(_Record):
+    """Best-so-far tracking; saved in checkpoints so it survives resume."""
+
+    monitor: str = Field(description="Monitored metric, e.g. 'val.string_acc'.")
+    mode: Literal["max", "min"]
+    best_value: float | None = Field(default=None, description="Best monitored value so far.")
+    best_step: int | None = Field(default=None, description="Step of the best value.")
+    best_epoch: int | None = Field(default=None, description="Epoch of the best value.")
+    bad_epochs: int = Field(default=0, description="Evaluations since the last improvement.")
+
+
+class Metrics(_Record):
+    """metrics.json: the final summary of a run."""
+
+    run_id: str
+    experiment: str
+    monitor: str = Field(description="Metric that chose the best checkpoint.")
+    stop_reason: StopReason
+    steps: int = Field(description="Optimizer steps taken.")
+    epochs: int = Field(description="Epochs completed.")
+    wall_time_s: float = Field(description="Training wall time, all sessions summed.")
+    early_stop: EarlyStopState
+    best: CheckpointEval
+    last: CheckpointEval
+
+
+class HistoryRecord(_Record):
+    """One line of logs/history.jsonl."""
+
+    kind: Literal["train", "eval", "stop"] = Field(
+        description="train: averages over the log interval; eval: validation; stop: why it ended."
+    )
+    step: int = Field(description="Optimizer steps taken so far.")
+    epoch: int = Field(description="Epoch (0-based) the record belongs to.")
+    time: float = Field(description="Unix time of writing (excluded from reproducibility checks).")
+    losses: dict[str, float] | None = Field(default=None, description="Mean loss components.")
+    lr: float | None = Field(default=None, description="Learning rate of the last step.")
+    grad_norm: float | None = Field(default=None, description="Mean pre-clip gradient norm.")
+    steps_per_s: float | None = Field(
+        default=None, description="Throughput (excluded from reproducibility checks)."
+    )
+    metrics: dict[str, float] | None = Field(
+        default=None, description="Validation metrics, e.g. {'val.string_acc': 0.98}."
+    )
+    improved: bool | None = Field(default=None, description="eval: the monitor improved.")
+    stop_reason: StopReason | None = Field(default=None, description="stop: why training ended.")
+    message: str | None = Field(default=None, description="stop: human-readable detail.")
+
+
+TIMING_FIELDS = frozenset({"time", "steps_per_s"})
+
+
+class CheckpointMeta(_Record):
+    """Position and provenance stored (as JSON) inside every checkpoint."""
+
+    format: Literal["fsmrun-ckpt-1"] = "fsmrun-ckpt-1"
+    kind: Literal["last", "best"]
+    step: int = Field(description="Optimizer steps taken.")
+    epoch: int = Field(description="Epoch the next step belongs to.")
+    batch_in_epoch: int = Field(description="Index of the next batch within that epoch.")
+    epoch_done: bool = Field(description="Saved after the epoch's evaluation.")
+    history_len: int = Field(description="Lines in history.jsonl when saved.")
+    next_batch_fingerprint: str | None = Field(
+        description="sha256 of the next batch's indices; checked on resume."
+    )
+    early_stop: EarlyStopState
+    config_hash: str
+    fsmrun_version: str
+    wall_time_s: float = Field(description="Training wall time so far.")
+    val_metrics: dict[str, float] | None = Field(
+        default=None, description="Validation metrics at save time (flat)."
+    )
+
+
+class EnvInfo(_Record):
+    """env.json: where and how a run ran."""
+
+    python: str
+    platform: str
+    torch: str
+    numpy: str
+    cuda: str | None = Field(description="CUDA version torch was built with (None: CPU build).")
+    cudnn: int | None
+    device: str = Field(description="Device used, e.g. 'cpu' or 'cuda:0'.")
+    device_name: str
+    fsmrun_version: str
+    git_commit: str | None = Field(description="Commit of the fsmrun checkout, if any.")
+    seed: int
+    deterministic: bool
+    amp: bool
+    amp_dtype: str | None
+    threads: int = Field(description="torch intra-op threads.")
+    hostname: str
+
+
+class RunHashes(_Record):
+    config: str = Field(description="sha256 of the number-changing config (folder name prefix).")
+    init_weights: str = Field(description="sha256 of the initial model state_dict.")
+    corpus: str = Field(description="sha256 of the corpus content.")
+    batch_order: str = Field(description="sha256 of the first epoch's batch order.")
+
+
+class RunRecord(_Record):
+    """run.json: identity, status and provenance of one run."""
+
+    run_id: str = Field(description="'<experiment>-<hash12>-v<N>'.")
+    experiment: str
+    config_hash: str
+    version: int
+    status: RunStatus
+    command: list[str] = Field(description="argv that started the run (or last resumed it).")
+    device: str
+    amp: bool
+    deterministic: bool
+    created: float = Field(description="Unix time the run was created.")
+    updated: float = Field(description="Unix time of the last status change.")
+    heartbeat: float = Field(description="Unix time the training process last showed life.")
+    pid: int | None = Field(description="Process id of the training process while running.")
+    hostname: str
+    hashes: RunHashes | None = Field(default=None, description="Set once the run is set up.")
+    model_summary: str | None = None
+    parameter_count: int | None = None
+    steps: int = 0
+    epochs: int = 0
+    times_resumed: int = 0
+    audit_verified: bool | None = Field(
+        default=None, description="True once audit-determinism verified this config."
+    )
+    error: str | None = Field(default=None, description="Why the run failed, if it did.")

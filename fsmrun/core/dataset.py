@@ -1,0 +1,357 @@
+"""Vocabulary, encoding of strings into targets and masks, and batching by index.
+
+A split is encoded once into padded tensors on the device (`SplitData`); batches are row
+gathers from it, trimmed to the longest string in the batch, in an order that is a pure
+function of (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from fsmrun.core.determinism import numpy_rng
+from fsmrun.core.fsm import DFA
+
+PAD, BOS, EOS = 0, 1, 2
+NUM_SPECIAL = 3
+SPECIAL_NAMES = ("<pad>", "<bos>", "<eos>")
+# Length bucketing sorts groups of this many batches by length before cutting them.
+BUCKET_GROUP_BATCHES = 50
+
+Device = str | torch.device
+
+
+class Vocab:
+    """PAD=0, BOS=1, EOS=2, then alphabet symbol i as token 3 + i (one character a symbol)."""
+
+    def __init__(self, alphabet: str | Sequence[str]) -> None:
+        symbols = tuple(alphabet)
+        if any(len(s) != 1 for s in symbols) or len(set(symbols)) != len(symbols):
+            raise ValueError(f"alphabet must be distinct single characters, got {symbols!r}")
+        self.symbols: tuple[str, ...] = symbols
+        self._token = {s: NUM_SPECIAL + i for i, s in enumerate(symbols)}
+
+    @property
+    def size(self) -> int:
+        return NUM_SPECIAL + len(self.symbols)
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """Display name of every token id: `<pad>`, `<bos>`, `<eos>`, then the symbols."""
+        return SPECIAL_NAMES + self.symbols
+
+    def encode(self, s: str) -> list[int]:
+        """Symbol tokens of `s` (no BOS/EOS); ValueError for a character outside the alphabet."""
+        try:
+            return [self._token[c] for c in s]
+        except KeyError as err:
+            raise ValueError(
+                f"symbol {err.args[0]!r} is not in the alphabet {self.symbols}"
+            ) from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The string spelled by `ids`, skipping PAD/BOS/EOS."""
+        out = []
+        for tok in ids:
+            tok = int(tok)
+            if tok >= NUM_SPECIAL:
+                out.append(self.symbols[tok - NUM_SPECIAL])
+            elif tok < 0:
+                raise ValueError(f"negative token id {tok}")
+        return "".join(out)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.symbols == other.symbols
+
+    def __hash__(self) -> int:
+        return hash(self.symbols)
+
+    def __repr__(self) -> str:
+        return f"Vocab({''.join(self.symbols)!r})"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch, all tensors on one device. Position t has read the prefix s1..st."""
+
+    input_ids_bxt: torch.Tensor  # long [B, T]: BOS s1..sn, then PAD
+    target_next_bxt: torch.Tensor  # long [B, T]: s(t+1), EOS at t = n, PAD after
+    target_class_bxt: torch.Tensor  # long [B, T]: 1 if the prefix s1..st is accepted, 0 at pads
+    target_state_bxt: torch.Tensor  # long [B, T]: DFA state after s1..st, 0 at pads
+    loss_mask_bxt: torch.Tensor  # bool [B, T]: True at real positions t = 0..n
+    lengths_b: torch.Tensor  # long [B]: string length n
+    labels_b: torch.Tensor  # long [B]: 1 if the whole string is accepted
+
+    def to(self, device: Device) -> Batch:
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+@dataclass(frozen=True, eq=False)
+class SplitData:
+    """One split encoded on one device, padded to (max length + 1) positions (N strings)."""
+
+    name: str
+    input_ids_nxt: torch.Tensor
+    target_next_nxt: torch.Tensor
+    target_class_nxt: torch.Tensor
+    target_state_nxt: torch.Tensor
+    loss_mask_nxt: torch.Tensor
+    lengths_n: torch.Tensor
+    labels_n: torch.Tensor
+    lengths_np: np.ndarray  # host copy: batch widths come from here, never from the device
+    labels_np: np.ndarray
+
+    @property
+    def num_strings(self) -> int:
+        return len(self.lengths_np)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.lengths_np.max()) if self.num_strings else 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_ids_nxt.device
+
+    def batch(self, index: np.ndarray) -> Batch:
+        """Rows `index` (int array), trimmed to T = max(lengths[index]) + 1."""
+        index = np.asarray(index, dtype=np.int64)
+        return self._gather(_index_to_device(index, self.device), _width(self.lengths_np, index))
+
+    def _gather(self, rows_b: torch.Tensor, width: int) -> Batch:
+        # rows_b already lives on the device and width is a host int: no host-device sync.
+        def take(t_nxt: torch.Tensor) -> torch.Tensor:
+            return t_nxt[:, :width].index_select(0, rows_b)
+
+        return Batch(
+            input_ids_bxt=take(self.input_ids_nxt),
+            target_next_bxt=take(self.target_next_nxt),
+            target_class_bxt=take(self.target_class_nxt),
+            target_state_bxt=take(self.target_state_nxt),
+            loss_mask_bxt=take(self.loss_mask_nxt),
+            lengths_b=self.lengths_n.index_select(0, rows_b),
+            labels_b=self.labels_n.index_select(0, rows_b),
+        )
+
+
+def _width(lengths_np: np.ndarray, index: np.ndarray) -> int:
+    return int(lengths_np[index].max()) + 1 if len(index) else 1
+
+
+def _index_to_device(index: np.ndarray, device: torch.device) -> torch.Tensor:
+    index_t = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))
+    if device.type == "cuda":
+        # Pinned + non_blocking: the copy is queued without waiting for the stream.
+        return index_t.pin_memory().to(device, non_blocking=True)
+    return index_t.to(device)
+
+
+def _input_ids(strings: Sequence[str], vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """Input ids time-major [T, N] (BOS s1..sn, then PAD; T = max length + 1) and lengths [N].
+
+    Vectorised: all strings are joined once and their code points scattered into place.
+    """
+    lengths_n = np.fromiter((len(s) for s in strings), dtype=np.int64, count=len(strings))
+    max_len = int(lengths_n.max()) if len(strings) else 0
+    codes = np.frombuffer("".join(strings).encode("utf-32-le"), dtype="<u4").astype(np.int64)
+    # code point -> token lookup, -1 for characters outside the alphabet
+    top = max((ord(c) for c in vocab.symbols), default=0)
+    token_of = np.full(top + 2, -1, dtype=np.int64)
+    token_of[[ord(c) for c in vocab.symbols]] = np.arange(len(vocab.symbols)) + NUM_SPECIAL
+    tokens = token_of[np.minimum(codes, top + 1)]
+    if len(tokens) and tokens.min() < 0:
+        bad = chr(int(codes[np.flatnonzero(tokens < 0)[0]]))
+        raise ValueError(f"symbol {bad!r} is not in the alphabet {vocab.symbols}")
+    input_ids_txn = np.zeros((max_len + 1, len(strings)), dtype=np.int64)  # PAD = 0
+    input_ids_txn[0] = BOS
+    rows = np.repeat(np.arange(len(strings)), lengths_n)
+    starts = np.cumsum(lengths_n) - lengths_n
+    cols = np.arange(len(codes)) - np.repeat(starts, lengths_n)
+    input_ids_txn[cols + 1, rows] = tokens
+    return input_ids_txn, lengths_n
+
+
+def encode_split(
+    name: str,
+    strings: Sequence[str],
+    labels: Sequence[int] | np.ndarray | None,
+    dfa: DFA,
+    vocab: Vocab,
+    device: Device = "cpu",
+) -> SplitData:
+    """Encode `strings` with every target and mask per DESIGN.md onto `device`.
+
+    `labels` (the corpus memberships) are checked against the DFA: a mismatch is a bug
+    upstream and raises ValueError. Pass None to take the labels from the DFA.
+    """
+    if tuple(dfa.alphabet) != vocab.symbols:
+        raise ValueError(f"vocab {vocab!r} does not match the DFA alphabet {dfa.alphabet}")
+    # Work time-major ([T, N]) so each step of the DFA reads and writes contiguous rows.
+    input_ids_txn, lengths_n = _input_ids(strings, vocab)
+    width, num = input_ids_txn.shape
+    strings_n = np.arange(num)
+    mask_txn = np.arange(width)[:, None] <= lengths_n[None, :]
+
+    target_next_txn = np.zeros_like(input_ids_txn)
+    target_next_txn[:-1] = input_ids_txn[1:]
+    target_next_txn[lengths_n, strings_n] = EOS
+
+    # Transitions over tokens, flattened: PAD leads to state 0, so pad positions get state 0.
+    step_sxv = np.zeros((dfa.num_states, vocab.size), dtype=np.int64)
+    step_sxv[:, NUM_SPECIAL:] = dfa.transitions
+    step_flat = step_sxv.reshape(-1)
+    state_txn = np.empty_like(input_ids_txn)
+    state_txn[0] = dfa.start
+    for t in range(1, width):
+        state_txn[t] = step_flat[state_txn[t - 1] * vocab.size + input_ids_txn[t]]
+    class_txn = (dfa.accepting[state_txn] & mask_txn).astype(np.int64)
+    dfa_labels_n = class_txn[lengths_n, strings_n]
+
+    if labels is None:
+        labels_n = dfa_labels_n
+    else:
+        labels_n = np.asarray(labels).astype(np.int64).reshape(-1)
+        if labels_n.shape != (num,):
+            raise ValueError(f"split {name!r}: {len(labels_n)} labels for {num} strings")
+        wrong = np.flatnonzero(labels_n != dfa_labels_n)
+        if len(wrong):
+            i = int(wrong[0])
+            raise ValueError(
+                f"split {name!r}: {len(wrong)} labels disagree with the DFA, first "
+                f"{strings[i]!r} labelled {labels_n[i]} but the DFA says {dfa_labels_n[i]}"
+            )
+
+    def to_nxt(a_txn: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a_txn).to(device).t().contiguous()
+
+    return SplitData(
+        name=name,
+        input_ids_nxt=to_nxt(input_ids_txn),
+        target_next_nxt=to_nxt(target_next_txn),
+        target_class_nxt=to_nxt(class_txn),
+        target_state_nxt=to_nxt(state_txn),
+        loss_mask_nxt=to_nxt(mask_txn),
+        lengths_n=torch.from_numpy(lengths_n).to(device),
+        labels_n=torch.from_numpy(labels_n).to(device),
+        lengths_np=lengths_n,
+        labels_np=labels_n,
+    )
+
+
+def steps_per_epoch(num_strings: int, batch_size: int) -> int:
+    """Batches in one epoch: ceil(num_strings / batch_size) (the last one may be short)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return math.ceil(num_strings / batch_size)
+
+
+def epoch_batches(
+    num_strings: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    *,
+    lengths_np: np.ndarray | None = None,
+    bucket_by_length: bool = False,
+) -> list[np.ndarray]:
+    """The batches (int64 index arrays) of epoch `epoch`, a pure function of the arguments.
+
+    Every index appears exactly once. Without bucketing, the batches cut a random
+    permutation in order and only the last may be short. With bucketing, the permutation is
+    cut into groups of BUCKET_GROUP_BATCHES batches, each group is sorted by length
+    (`lengths_np`) and cut into batches, and the batch order is shuffled (the short batch
+    can then fall anywhere).
+    """
+    steps = steps_per_epoch(num_strings, batch_size)
+    rng = numpy_rng(seed, "batch_order", epoch)
+    perm = rng.permutation(num_strings).astype(np.int64)
+    if not bucket_by_length:
+        return [perm[k * batch_size : (k + 1) * batch_size] for k in range(steps)]
+    if lengths_np is None or len(lengths_np) != num_strings:
+        raise ValueError("bucket_by_length needs lengths_np with one length per string")
+    group = batch_size * BUCKET_GROUP_BATCHES
+    batches = []
+    for g in range(0, num_strings, group):
+        members = perm[g : g + group]
+        members = members[np.argsort(lengths_np[members], kind="stable")]
+        batches += [members[k : k + batch_size] for k in range(0, len(members), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def _iterate(split: SplitData, batches: list[np.ndarray], start_step: int) -> Iterator[Batch]:
+    """Gather `batches[start_step:]` with one host-to-device index copy for all of them."""
+    if not 0 <= start_step <= len(batches):
+        raise ValueError(f"start_step {start_step} outside the epoch's 0..{len(batches)} steps")
+    batches = batches[start_step:]
+    if not batches:
+        return
+    order_dev = _index_to_device(np.concatenate(batches), split.device)
+    offset = 0
+    for index in batches:
+        yield split._gather(
+            order_dev[offset : offset + len(index)], _width(split.lengths_np, index)
+        )
+        offset += len(index)
+
+
+def iter_batches(
+    split: SplitData,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    *,
+    start_step: int = 0,
+    bucket_by_length: bool = False,
+) -> Iterator[Batch]:
+    """The batches of epoch `epoch` of `split`, from step `start_step` on (for exact resume)."""
+    batches = epoch_batches(
+        split.num_strings,
+        batch_size,
+        seed,
+        epoch,
+        lengths_np=split.lengths_np,
+        bucket_by_length=bucket_by_length,
+    )
+    return _iterate(split, batches, start_step)
+
+
+def eval_batches(split: SplitData, batch_size: int) -> Iterator[Batch]:
+    """All of `split` in a fixed order: sorted by length (stable), cut into `batch_size`."""
+    steps = steps_per_epoch(split.num_strings, batch_size)
+    order = np.argsort(split.lengths_np, kind="stable").astype(np.int64)
+    return _iterate(split, [order[k * batch_size : (k + 1) * batch_size] for k in range(steps)], 0)
+
+
+def batch_fingerprint(index: np.ndarray) -> str:
+    """sha256 (hex) of one batch's index array (checked on resume)."""
+    return hashlib.sha256(np.asarray(index, dtype="<i8").tobytes()).hexdigest()
+
+
+def batch_order_hash(batches: list[np.ndarray]) -> str:
+    """sha256 (hex) of a whole batch order; batch boundaries count, not just the sequence."""
+    h = hashlib.sha256()
+    for index in batches:
+        index = np.asarray(index, dtype="<i8")
+        h.update(np.int64(len(index)).astype("<i8").tobytes())
+        h.update(index.tobytes())
+    return h.hexdigest()
+
+
+def legal_next_table(dfa: DFA, vocab: Vocab, device: Device = "cpu") -> torch.Tensor:
+    """bool [S, V]: legal[q, tok] = `tok` may follow a prefix that reaches state q.
+
+    A symbol is legal when the state it leads to is live (acceptance still reachable); EOS
+    when q accepts; PAD and BOS never.
+    """
+    if tuple(dfa.alphabet) != vocab.symbols:
+        raise ValueError(f"vocab {vocab!r} does not match the DFA alphabet {dfa.alphabet}")
+    legal_sxv = np.zeros((dfa.num_states, vocab.size), dtype=bool)
+    legal_sxv[:, EOS] = dfa.accepting
+    legal_sxv[:, NUM_SPECIAL:] = dfa.live[dfa.transitions]
+    return torch.from_numpy(legal_sxv).to(device)

@@ -1,0 +1,98 @@
+"""Training hooks: an event -> callbacks map, and a built-in capture of model internals.
+
+Events fire in this order each epoch: on_epoch_start, on_step_end (every step),
+on_validation_end, on_epoch_end. Callbacks receive a `HookContext`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fsmrun.core.io import atomic_write_bytes
+
+EVENTS = ("on_epoch_start", "on_step_end", "on_validation_end", "on_epoch_end")
+
+
+@dataclass
+class HookContext:
+    """What a callback may read: the position in training and the live objects."""
+
+    epoch: int
+    step: int
+    model: torch.nn.Module
+    run_dir: Path | None = None
+    val_metrics: dict[str, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Callback = Callable[[HookContext], None]
+
+
+class Hooks:
+    """Event name -> callbacks, fired in registration order."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callback]] = {event: [] for event in EVENTS}
+
+    def add(self, event: str, callback: Callback) -> None:
+        if event not in self._callbacks:
+            raise ValueError(f"unknown hook event {event!r}; known: {', '.join(EVENTS)}")
+        self._callbacks[event].append(callback)
+
+    def has(self, event: str) -> bool:
+        return bool(self._callbacks[event])
+
+    def fire(self, event: str, ctx: HookContext) -> None:
+        for callback in self._callbacks[event]:
+            callback(ctx)
+
+
+class CaptureHook:
+    """Saves attention maps and hidden states of one fixed batch after chosen epochs.
+
+    Writes `<run>/captures/epoch_<e>.pt` (loadable with weights_only=True): the input ids,
+    lengths, strings, and per layer `attentions` [L, B, H, T, T] (transformer only) and
+    `hidden_states` [L + 1, B, T, D].
+    """
+
+    def __init__(
+        self,
+        input_ids_bxt: torch.Tensor,
+        lengths_b: np.ndarray,
+        strings: list[str],
+        epochs: list[int],
+    ) -> None:
+        self.input_ids_bxt = input_ids_bxt
+        self.lengths_b = lengths_b
+        self.strings = strings
+        self.epochs = set(epochs)
+
+    def __call__(self, ctx: HookContext) -> None:
+        if ctx.epoch not in self.epochs or ctx.run_dir is None:
+            return
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(self.input_ids_bxt, capture=True)
+        model.train(was_training)
+        record: dict[str, Any] = {
+            "epoch": ctx.epoch,
+            "step": ctx.step,
+            "strings": list(self.strings),
+            "input_ids": self.input_ids_bxt.cpu(),
+            "lengths": torch.from_numpy(np.asarray(self.lengths_b, dtype=np.int64)),
+            "hidden_states": torch.stack([h.float().cpu() for h in out.hidden_states]),
+        }
+        if out.attentions:
+            record["attentions"] = torch.stack([a.float().cpu() for a in out.attentions])
+        buf = io.BytesIO()
+        torch.save(record, buf)
+        atomic_write_bytes(ctx.run_dir / "captures" / f"epoch_{ctx.epoch:04d}.pt", buf.getvalue())

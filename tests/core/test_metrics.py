@@ -1,0 +1,158 @@
+"""Metric accumulation on a hand-made batch: every metric and every bin by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fsmrun.core.dataset import Batch
+from fsmrun.core.metrics import MetricAccumulator, default_length_bins
+from fsmrun.core.model import ModelOutput
+from fsmrun.schemas.config import DataConfig, TrainConfig
+
+V, S = 5, 3  # PAD BOS EOS a b; language a*b: state 0 start, 1 accept, 2 dead
+L = 3.0
+
+# legal[q, tok]: from 0, a (-> 0) and b (-> 1); from 1 only EOS; from the dead state nothing.
+LEGAL_SXV = torch.tensor(
+    [[0, 0, 0, 1, 1], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool
+)  # fmt: skip
+
+
+def make_batch(rows: list[int] | None = None) -> Batch:
+    """'ab' (accepted), 'ba' (rejected), 'b' (accepted, one PAD position)."""
+    batch = Batch(
+        input_ids_bxt=torch.tensor([[1, 3, 4], [1, 4, 3], [1, 4, 0]]),
+        target_next_bxt=torch.tensor([[3, 4, 2], [4, 3, 2], [4, 2, 0]]),
+        target_class_bxt=torch.tensor([[0, 0, 1], [0, 1, 0], [0, 1, 0]]),
+        target_state_bxt=torch.tensor([[0, 0, 1], [0, 1, 2], [0, 1, 0]]),
+        loss_mask_bxt=torch.tensor([[True, True, True], [True, True, True], [True, True, False]]),
+        lengths_b=torch.tensor([2, 2, 1]),
+        labels_b=torch.tensor([1, 0, 1]),
+    )
+    if rows is None:
+        return batch
+    index = torch.tensor(rows)
+    return Batch(*(t.index_select(0, index) for t in batch.__dict__.values()))
+
+
+def make_output(rows: list[int] | None = None) -> ModelOutput:
+    """Predictions (argmax) per position; the PAD position of 'b' holds NaN/inf garbage."""
+    preds = {
+        "next": (torch.tensor([[3, 3, 2], [4, 3, 4], [4, 4, 0]]), V),
+        "class": (torch.tensor([[0, 0, 1], [0, 0, 0], [0, 0, 1]]), 2),
+        "state": (torch.tensor([[0, 0, 1], [0, 1, 1], [0, 0, 2]]), S),
+    }
+    logits = {}
+    for key, (pred_bxt, num) in preds.items():
+        logits_bxtxc = L * torch.nn.functional.one_hot(pred_bxt, num).float()
+        logits_bxtxc[2, 2] = torch.tensor([math.nan, math.inf] + [-math.inf] * (num - 2))
+        logits[key] = logits_bxtxc if rows is None else logits_bxtxc[rows]
+    return ModelOutput(logits["next"], logits["class"], logits["state"])
+
+
+def ce(num: int, right: bool) -> float:
+    log_z = math.log(math.exp(L) + num - 1)
+    return log_z - L if right else log_z
+
+
+# By hand (positions t = 0..n; PAD of 'b' excluded):
+#   next-token positions (accepted 'ab', 'b'): targets a b EOS | b EOS, preds a a EOS | b b -> 3/5
+#   live positions: 'ab' 3 (all legal), 'ba' t=0,1 (b legal, a illegal), 'b' 2 (b legal, b not)
+#     -> 5/7
+#   class: 'ab' 3/3, 'ba' 2/3 (t=1 wrong), 'b' 1/2 -> 6/8; positives 3 of 8 -> baseline 5/8
+#   string (class at t = n): right, right, wrong -> 2/3; labels 1 0 1 -> baseline 2/3
+#   state: 3/3, 2/3, 1/2 -> 6/8
+NLL = (3 * ce(V, True) + 2 * ce(V, False)) / 5
+CLASS_CE = (6 * ce(2, True) + 2 * ce(2, False)) / 8
+STATE_CE = (6 * ce(S, True) + 2 * ce(S, False)) / 8
+
+
+def accumulate(cfg: TrainConfig, bins: list[int] | None, batches: list[list[int]] | None = None):
+    acc = MetricAccumulator(LEGAL_SXV, cfg, bins, "cpu")
+    for rows in batches or [None]:
+        acc.update(make_output(rows), make_batch(rows))
+    return acc.compute()
+
+
+def test_split_metrics_match_hand_computed_values() -> None:
+    cfg = TrainConfig(lambda_next=1.0, lambda_class=2.0, lambda_state=0.5, lambda_l1_u=9.0)
+    m = accumulate(cfg, None)
+    assert m.n_strings == 3
+    assert m.token_acc == pytest.approx(3 / 5)
+    assert m.next_valid == pytest.approx(5 / 7)
+    assert m.class_acc == pytest.approx(6 / 8)
+    assert m.class_baseline == pytest.approx(5 / 8)
+    assert m.string_acc == pytest.approx(2 / 3)
+    assert m.string_baseline == pytest.approx(2 / 3)
+    assert m.state_acc == pytest.approx(6 / 8)
+    assert m.nll == pytest.approx(NLL, rel=1e-6)
+    assert m.loss == pytest.approx(NLL + 2.0 * CLASS_CE + 0.5 * STATE_CE, rel=1e-6)
+    assert m.bins == []
+
+
+def test_bins_match_hand_computed_values() -> None:
+    m = accumulate(TrainConfig(), [1, 2, 3])
+    short, long = m.bins
+    # [1, 1]: 'b' alone.
+    assert (short.lo, short.hi, short.n_strings) == (1, 1, 1)
+    assert short.string_acc == 0.0 and short.string_baseline == 1.0
+    assert short.class_acc == 0.5 and short.class_baseline == 0.5
+    assert short.token_acc == 0.5 and short.next_valid == 0.5 and short.state_acc == 0.5
+    # [2, 2]: 'ab' and 'ba'.
+    assert (long.lo, long.hi, long.n_strings) == (2, 2, 2)
+    assert long.string_acc == 1.0 and long.string_baseline == 0.5
+    assert long.class_acc == pytest.approx(5 / 6)
+    assert long.class_baseline == pytest.approx(4 / 6)
+    assert long.token_acc == pytest.approx(2 / 3)  # only 'ab' is accepted
+    assert long.next_valid == pytest.approx(4 / 5)
+    assert long.state_acc == pytest.approx(5 / 6)
+
+
+def test_strings_outside_every_bin_count_in_totals_only_and_empty_bins_are_left_out() -> None:
+    m = accumulate(TrainConfig(), [2, 3, 10])  # 'b' (length 1) is below the first edge
+    assert m.n_strings == 3 and m.class_acc == pytest.approx(6 / 8)
+    assert [(b.lo, b.hi, b.n_strings) for b in m.bins] == [(2, 2, 2)]  # [3, 9] is empty
+
+
+def test_a_bin_without_accepted_strings_has_no_token_accuracy() -> None:
+    m = accumulate(TrainConfig(), [1, 3], batches=[[1]])  # 'ba' only
+    (only,) = m.bins
+    assert only.token_acc is None and only.next_valid == 0.5
+    assert math.isnan(m.token_acc) and math.isnan(m.nll)
+    assert m.loss == pytest.approx(
+        (2 * ce(2, True) + ce(2, False)) / 3 + 0.5 * (2 * ce(S, True) + ce(S, False)) / 3
+    )
+
+
+def test_next_token_on_all_counts_rejected_strings() -> None:
+    m = accumulate(TrainConfig(next_token_on_all=True), None)
+    assert m.token_acc == pytest.approx(5 / 8)  # 'ba': b a right, EOS predicted as b
+    assert m.next_valid == pytest.approx(5 / 7)  # unchanged: every live position counts
+
+
+def test_batching_does_not_change_the_result() -> None:
+    cfg, bins = TrainConfig(), [1, 2, 3]
+    whole = accumulate(cfg, bins)
+    split = accumulate(cfg, bins, batches=[[2], [0, 1]])
+    assert split.model_dump(exclude={"loss", "nll"}) == whole.model_dump(exclude={"loss", "nll"})
+    assert split.nll == pytest.approx(whole.nll, rel=1e-6)
+    assert split.loss == pytest.approx(whole.loss, rel=1e-6)
+
+
+def test_length_bins_must_increase() -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        MetricAccumulator(LEGAL_SXV, TrainConfig(), [1, 5, 5], "cpu")
+
+
+def test_default_length_bins() -> None:
+    data = {"regex": "a*b", "alphabet": "ab"}
+    assert default_length_bins(DataConfig(**data)) == [1, 11, 21, 31, 41]
+    wide = DataConfig(**data, min_len=0, max_len=99, ood_min_len=100, ood_max_len=199)
+    assert default_length_bins(wide) == [0, 25, 50, 75, 100, 125, 150, 175, 200]
+    gap = DataConfig(**data, min_len=2, max_len=12, ood_min_len=30, ood_max_len=33)
+    assert default_length_bins(gap) == [2, 12, 13, 30, 34]
+    no_ood = DataConfig(**data, min_len=1, max_len=40, n_test_ood=0)
+    assert default_length_bins(no_ood) == [1, 11, 21, 31, 41]

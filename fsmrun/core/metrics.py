@@ -74,12 +74,6 @@ def _baseline(pos: float, total: float) -> float | None:
     return max(pos, total - pos) / total if total else None
 
 
-def _or_nan(value: float | None) -> float:
-    # SplitMetrics fields are plain floats: an empty denominator (e.g. no accepted string
-    # in the split, so no next-token position) is reported as NaN.
-    return math.nan if value is None else value
-
-
 class MetricAccumulator:
     """Sums counts per length bin over batches, then `compute()` -> SplitMetrics.
 
@@ -97,7 +91,7 @@ class MetricAccumulator:
       mean over the whole split (no L1 term).
     Bins: edges [e0, e1, ..., ek] give bins [e(i), e(i+1) - 1]; strings outside every bin count
     in the split totals only; empty bins are left out of `bins`. Rates with an empty
-    denominator are None in a bin and NaN in the split totals.
+    denominator are None.
     """
 
     def __init__(
@@ -208,7 +202,7 @@ class MetricAccumulator:
         return SplitMetrics(
             n_strings=int(total[_COL["strings"]]),
             loss=loss,
-            nll=_or_nan(nll),
-            **{k: _or_nan(v) for k, v in rates(total).items()},
+            nll=nll,
+            **rates(total),
             bins=bins,
         )

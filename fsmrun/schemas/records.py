@@ -39,20 +39,28 @@ class BinMetrics(_Record):
 
 
 class SplitMetrics(_Record):
-    """Metrics of one split (val, test or test_ood) for one checkpoint."""
+    """Metrics of one split (val, test or test_ood) for one checkpoint.
+
+    A rate whose denominator is empty (e.g. no accepted string, so no next-token position)
+    is None.
+    """
 
     n_strings: int = Field(description="Strings evaluated.")
     loss: float = Field(description="Weighted total loss (as in training, without L1).")
-    nll: float = Field(description="Next-token negative log-likelihood per next-token position.")
-    token_acc: float = Field(description="Next-token accuracy on next-token positions.")
-    next_valid: float = Field(
+    nll: float | None = Field(
+        description="Next-token negative log-likelihood per next-token position."
+    )
+    token_acc: float | None = Field(description="Next-token accuracy on next-token positions.")
+    next_valid: float | None = Field(
         description="Fraction of live positions whose predicted next token is legal in the DFA."
     )
-    class_acc: float = Field(description="Prefix membership accuracy over every real position.")
-    class_baseline: float = Field(description="Majority-class baseline of class_acc.")
-    string_acc: float = Field(description="Whole-string membership accuracy.")
-    string_baseline: float = Field(description="Majority-class baseline of string_acc.")
-    state_acc: float = Field(description="DFA state accuracy over every real position.")
+    class_acc: float | None = Field(
+        description="Prefix membership accuracy over every real position."
+    )
+    class_baseline: float | None = Field(description="Majority-class baseline of class_acc.")
+    string_acc: float | None = Field(description="Whole-string membership accuracy.")
+    string_baseline: float | None = Field(description="Majority-class baseline of string_acc.")
+    state_acc: float | None = Field(description="DFA state accuracy over every real position.")
     bins: list[BinMetrics] = Field(default_factory=list, description="Length-binned metrics.")
 
 

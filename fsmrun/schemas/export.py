@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from fsmrun.core.io import atomic_write_text
+from fsmrun.schemas.cli import AuditReport, EvalReport
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import CheckpointMeta, EnvInfo, HistoryRecord, Metrics, RunRecord
 from fsmrun.schemas.registry import RunRow
@@ -28,6 +29,8 @@ MODELS: list[type[BaseModel]] = [
     HistoryRecord,
     CheckpointMeta,
     RunRow,
+    EvalReport,
+    AuditReport,
 ]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -1,0 +1,73 @@
+"""`fsmrun eval`: evaluate a checkpoint of a run, overall and by string length."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from fsmrun.cli._common import DeviceOption, JsonOption, ResultsDirOption, data_console, echo_json
+from fsmrun.cli._common import results_root as resolve_root
+from fsmrun.cli._render import bins_table, split_table
+from fsmrun.cli.resume import RunArg
+from fsmrun.core.loop import evaluate_run
+from fsmrun.core.registry import resolve_run
+from fsmrun.schemas.cli import EvalReport
+
+
+class Checkpoint(str, Enum):
+    best = "best"
+    last = "last"
+
+
+class Split(str, Enum):
+    val = "val"
+    test = "test"
+    test_ood = "test_ood"
+
+
+def eval_run(
+    run: RunArg,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help="Which checkpoint: the best on validation, or the last.")
+    ] = Checkpoint.best,
+    split: Annotated[
+        list[Split] | None,
+        typer.Option(help="Split to evaluate (repeatable) [default: all].", show_default=False),
+    ] = None,
+    json_: JsonOption = False,
+    device: DeviceOption = "auto",
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """Evaluate a run's checkpoint: accuracies beside their baselines, by string length.
+
+    Example:  fsmrun eval regex_a-3f9c2a --checkpoint last --split test_ood
+    """
+    folder = resolve_run(resolve_root(results_dir), run)
+    evaluation = evaluate_run(
+        folder,
+        checkpoint=checkpoint.value,
+        splits=[s.value for s in split] if split else None,
+        device=device,
+    )
+    report = EvalReport(
+        run_id=evaluation.run_id,
+        checkpoint=checkpoint.value,
+        step=evaluation.step,
+        epoch=evaluation.epoch,
+        splits=evaluation.splits,
+    )
+    if json_:
+        echo_json(report.model_dump_json(indent=2))
+        return
+    out = data_console()
+    out.print(
+        f"{report.run_id}  checkpoint {report.checkpoint} (step {report.step}, "
+        f"epoch {report.epoch})",
+        markup=False,
+    )
+    out.print(split_table("overall (class accuracies beside majority baselines)", report.splits))
+    for name, metrics in report.splits.items():
+        if metrics.bins:
+            out.print(bins_table(name, metrics))

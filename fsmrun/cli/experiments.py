@@ -1,0 +1,36 @@
+"""`fsmrun experiments`: the built-in experiments with their languages."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from fsmrun.cli._common import data_console
+from fsmrun.core.fsm import compile_regex
+from fsmrun.experiments import list_experiments, load_experiment
+
+
+def experiments() -> None:
+    """List the built-in experiments: name, regex, alphabet, DFA states, description.
+
+    Any of the names works as EXP in `fsmrun train` and `fsmrun audit-determinism`.
+
+    Example:  fsmrun experiments
+    """
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    table.add_column("regex")
+    table.add_column("alphabet")
+    table.add_column("DFA states", justify="right")
+    table.add_column("description")
+    for name in list_experiments():
+        exp = load_experiment(name)
+        dfa = compile_regex(exp.data.regex, exp.data.alphabet, max_states=exp.data.max_states)
+        table.add_row(
+            name,
+            Text(exp.data.regex),
+            Text(exp.data.alphabet),
+            str(dfa.num_states),
+            Text(" ".join(exp.description.split())),
+        )
+    data_console().print(table)

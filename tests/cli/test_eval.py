@@ -1,0 +1,26 @@
+"""`fsmrun eval`: metrics tables with baselines and length bins, and schema-valid --json."""
+
+from __future__ import annotations
+
+from fsmrun.core.registry import read_metrics
+from fsmrun.schemas.cli import EvalReport
+
+
+def test_eval_table_shows_splits_baselines_and_length_bins(cli, trained):
+    result = cli("eval", trained.run_ids[0], "--results-dir", trained.root, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "checkpoint best" in out and "(baseline)" in out
+    for split in ("val", "test", "test_ood"):
+        assert f"{split} by string length" in out
+    assert "9-12" in out  # the OOD length range forms a bin
+
+
+def test_eval_json_is_schema_valid_and_matches_metrics_json(cli, trained):
+    folder = trained.folders[0]
+    result = cli("eval", str(folder), "--checkpoint", "last", "--split", "test", "--json",
+                 "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = EvalReport.model_validate_json(result.stdout)
+    assert report.checkpoint == "last" and report.step == 8 and list(report.splits) == ["test"]
+    assert report.splits["test"] == read_metrics(folder).last.test

@@ -1,0 +1,69 @@
+"""`fsmrun ls`: table, JSON lines, filters, sorting and --reindex."""
+
+from __future__ import annotations
+
+import json
+
+from fsmrun.schemas.registry import RunRow
+
+
+def rows_of(result) -> list[RunRow]:
+    assert result.exit_code == 0, result.output
+    return [RunRow.model_validate(json.loads(line)) for line in result.stdout.splitlines()]
+
+
+def test_ls_table_shows_each_run_with_its_columns(cli, trained):
+    result = cli("ls", "--results-dir", trained.root)
+    assert result.exit_code == 0, result.output
+    for header in ("run id", "status", "steps", "best val", "test acc", "ood acc", "audited"):
+        assert header in result.stdout
+    for run_id in trained.run_ids:
+        assert run_id in result.stdout
+    assert "completed" in result.stdout and "val.string_acc" in result.stdout
+
+
+def test_ls_json_lines_are_schema_valid_rows(cli, trained):
+    rows = rows_of(cli("ls", "--json", "--results-dir", trained.root))
+    assert [r.run_id for r in rows] == trained.run_ids  # default order: created
+    assert all(r.status == "completed" and r.steps == 8 and r.device == "cpu" for r in rows)
+    assert all(r.test_string_acc is not None for r in rows)
+
+
+def test_ls_filters_by_experiment_and_status(cli, trained):
+    root = trained.root
+    assert len(rows_of(cli("ls", "tiny", "--json", "--results-dir", root))) == 2
+    assert rows_of(cli("ls", "regex_a", "--json", "--results-dir", root)) == []
+    assert len(rows_of(cli("ls", "--status", "completed", "--json", "--results-dir", root))) == 2
+    assert rows_of(cli("ls", "--status", "running", "--json", "--results-dir", root)) == []
+
+
+def test_ls_sorts_by_a_field_in_either_direction(cli, trained):
+    root = trained.root
+    down = rows_of(cli("ls", "--sort", "created", "--desc", "--json", "--results-dir", root))
+    assert [r.run_id for r in down] == trained.run_ids[::-1]
+    up = rows_of(cli("ls", "--sort", "run_id", "--json", "--results-dir", root))
+    assert [r.run_id for r in up] == sorted(trained.run_ids)
+
+
+def test_ls_rejects_an_unknown_status_or_sort_key(cli, trained):
+    result = cli("ls", "--status", "done", "--results-dir", trained.root)
+    assert result.exit_code == 2 and "completed" in result.stderr, result.output
+    result = cli("ls", "--sort", "test_acc", "--results-dir", trained.root)
+    assert result.exit_code == 2 and "test_string_acc" in result.stderr, result.output
+
+
+def test_ls_reindex_rebuilds_a_deleted_index(cli, trained_copy):
+    root = trained_copy.root
+    (root / "registry.sqlite").unlink()
+    for suffix in ("-wal", "-shm"):
+        (root / f"registry.sqlite{suffix}").unlink(missing_ok=True)
+    result = cli("ls", "--reindex", "--json", "--results-dir", root)
+    assert [r.run_id for r in rows_of(result)] == trained_copy.run_ids
+    assert "reindexed 2 run(s)" in result.stderr
+    assert (root / "registry.sqlite").is_file()
+
+
+def test_ls_of_a_missing_results_dir_creates_nothing(cli, tmp_path):
+    result = cli("ls", "--results-dir", tmp_path / "none")
+    assert result.exit_code == 0, result.output
+    assert "no runs" in result.stderr and not (tmp_path / "none").exists()

@@ -65,6 +65,8 @@ def parse_assignment(assignment: str) -> tuple[list[str], Any]:
             )
         if section is not None:
             model = section
+    if model.model_fields[path[-1]].annotation is str:  # alphabet=01, regex=1: keep the text
+        return path, raw
     return path, parse_value(raw)
 
 

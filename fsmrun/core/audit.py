@@ -191,7 +191,9 @@ def compare_runs(
                 compared=compared,
                 status="identical" if same else "different",
                 max_abs_diff=None,
-                detail="" if same else f"{(va or 'missing')[:12]} vs {(vb or 'missing')[:12]}",
+                detail=f"{va[:12]}"
+                if same
+                else f"{(va or 'missing')[:12]} vs {(vb or 'missing')[:12]}",
             )
         )
 

@@ -79,6 +79,12 @@ def test_set_and_flags_override_the_config(tiny_toml):
     assert new.train.batch_size == exp.train.batch_size
 
 
+def test_set_keeps_text_fields_as_text(tiny_toml):
+    exp = load_experiment(str(tiny_toml))
+    new = apply_overrides(exp, collect_overrides(["data.alphabet=12", "data.regex=1"], {}))
+    assert new.data.alphabet == "12" and new.data.regex == "1"
+
+
 def test_overwrite_replaces_the_newest_version(cli, trained_copy):
     root, old = trained_copy.root, trained_copy.folders[0]
     created = read_run_record(old).created

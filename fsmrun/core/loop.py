@@ -290,7 +290,9 @@ class _Session:
         progress: bool,
         max_steps: int | None,
         stop_at_step: int | None,
+        data: RunData | None = None,
     ) -> None:
+        self.data = data
         self.exp = exp
         self.cfg = exp.train
         self.run_dir = run_dir
@@ -309,7 +311,8 @@ class _Session:
     # ---- setup -------------------------------------------------------------------------
     def setup(self) -> None:
         set_seed(self.exp.seed, self.cfg.deterministic)
-        self.data = self._build_data()
+        if self.data is None:
+            self.data = build_data(self.exp, self.device, self.results_root)
         self.bins = self.cfg.length_bins or default_length_bins(self.exp.data)
         self.model = build_model(
             self.exp.model,
@@ -336,9 +339,6 @@ class _Session:
         self.history = HistoryWriter(self.run_dir / "logs" / "history.jsonl")
         if self.cfg.capture_epochs:
             self._add_capture_hook()
-
-    def _build_data(self) -> RunData:
-        return build_data(self.exp, self.device, self.results_root)
 
     def _add_capture_hook(self) -> None:
         val = self.data.splits["val"]
@@ -695,6 +695,11 @@ class _Session:
         self._write_record()
 
     def _write_record(self) -> None:
+        # An audit may have marked the run verified while it trains: keep that mark.
+        if self.record.audit_verified is None and (self.run_dir / "run.json").exists():
+            on_disk = read_run_record(self.run_dir).audit_verified
+            if on_disk is not None:
+                self.record = self.record.model_copy(update={"audit_verified": on_disk})
         write_run_record(self.run_dir, self.record)
 
     def set_status(self, status: str, error: str | None = None) -> None:
@@ -835,6 +840,8 @@ def train_one_experiment(
     """
     torch_device = resolve_device(device)
     root = default_results_root(results_root)
+    # Data errors (bad regex, unfillable corpus) surface before a run folder is claimed.
+    data = build_data(exp, torch_device, root)
     run_dir, version = allocate_run_dir(root, exp.name, config_hash(exp), overwrite=overwrite)
     record = _new_record(exp, run_dir, version, torch_device, command)
     write_run_record(run_dir, record)
@@ -849,6 +856,7 @@ def train_one_experiment(
         progress=progress,
         max_steps=max_steps,
         stop_at_step=stop_at_step,
+        data=data,
     )
     try:
         session.setup()

@@ -56,8 +56,9 @@ def torch_generator(seed: int, stream: str, *extra: int, device: str = "cpu") ->
 def set_seed(seed: int, deterministic: bool) -> None:
     """Seed Python, NumPy and torch (from the dropout stream) and set the determinism switches.
 
-    With `deterministic`, torch uses deterministic algorithms (erroring on ops that have
-    none), cuDNN autotuning is off and cuBLAS gets a fixed workspace; without it, cuDNN may
+    With `deterministic`, torch uses deterministic algorithms (an op that has none warns
+    rather than stopping a long run), cuDNN autotuning is off and cuBLAS gets a fixed
+    workspace; without it, cuDNN may
     pick the fastest kernels, which can differ from run to run on CUDA. CPU runs are
     reproducible either way.
     """
@@ -67,7 +68,7 @@ def set_seed(seed: int, deterministic: bool) -> None:
     torch.manual_seed(global_seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
 

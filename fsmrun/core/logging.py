@@ -84,8 +84,8 @@ class ConsoleReporter:
             self.console.print(text)
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
-        if not self.enabled:
-            return
+        if not self.enabled or not self.console.is_terminal:
+            return  # a bar in a log file is noise: epoch lines only
         self._progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{epochs}"),
             BarColumn(),

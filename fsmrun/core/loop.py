@@ -8,13 +8,15 @@ last checkpoints on val/test/test_ood, metrics.json, run.json, index).
 from __future__ import annotations
 
 import math
+import os
 import signal
 import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +27,6 @@ from fsmrun.core import checkpoint as ckpt
 from fsmrun.core.checkpoint import BEST, LAST
 from fsmrun.core.datagen import load_or_generate_corpus
 from fsmrun.core.dataset import (
-    Batch,
     SplitData,
     Vocab,
     batch_fingerprint,
@@ -37,16 +38,16 @@ from fsmrun.core.dataset import (
     steps_per_epoch,
 )
 from fsmrun.core.determinism import config_hash, hash_state_dict, set_seed, torch_generator
+from fsmrun.core.early_stop import EarlyStopper, flat_metrics
 from fsmrun.core.env import amp_dtype_for, collect_env, resolve_device
 from fsmrun.core.evaluate import evaluate
 from fsmrun.core.fsm import DFA, compile_regex
 from fsmrun.core.hooks import CaptureHook, HookContext, Hooks
 from fsmrun.core.io import atomic_write_json, atomic_write_text
 from fsmrun.core.logging import ConsoleReporter, HistoryWriter
-from fsmrun.core.losses import compute_losses
 from fsmrun.core.metrics import default_length_bins
 from fsmrun.core.model import build_model
-from fsmrun.core.optim import clip_gradients, lr_at, optimizer_from_config, set_lr
+from fsmrun.core.optim import optimizer_from_config
 from fsmrun.core.registry import (
     RegistryError,
     RegistryIndex,
@@ -56,11 +57,11 @@ from fsmrun.core.registry import (
     run_id_for,
     write_run_record,
 )
-from fsmrun.schemas.config import ExperimentConfig, TrainConfig
+from fsmrun.core.step import StepRunner
+from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import (
     CheckpointEval,
     CheckpointMeta,
-    EarlyStopState,
     HistoryRecord,
     Metrics,
     RunHashes,
@@ -70,8 +71,6 @@ from fsmrun.schemas.records import (
 )
 
 HEARTBEAT_S = 10.0
-LOSS_KEYS = ("total", "next", "class", "state", "l1_u")
-_STAT_KEYS = (*LOSS_KEYS, "grad_norm")
 
 
 class TrainingError(RuntimeError):
@@ -88,128 +87,6 @@ class RunResult:
     stop_reason: StopReason | None
     metrics: Metrics | None = None
     steps: int = 0
-
-
-class StepRunner:
-    """One optimisation step: forward, losses, backward, clip, learning rate, update.
-
-    Keeps device-side running sums of the loss components and gradient norm so that the
-    host only syncs at logging time. `step` does no host-device synchronisation itself.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        cfg: TrainConfig,
-        total_steps: int,
-        *,
-        amp_dtype: torch.dtype | None = None,
-        scaler: torch.amp.GradScaler | None = None,
-    ) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.cfg = cfg
-        self.total_steps = total_steps
-        self.amp_dtype = amp_dtype
-        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
-        self.device_type = next(model.parameters()).device.type
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.use_l1 = cfg.lambda_l1_u > 0
-        self.sums = torch.zeros(len(_STAT_KEYS), device=next(model.parameters()).device)
-        self.count = 0
-        self.last_lr = 0.0
-
-    def step(self, batch: Batch, step: int) -> None:
-        """Take optimizer step number `step` (0-based) on `batch`."""
-        lr = lr_at(step, self.cfg, self.total_steps)
-        set_lr(self.optimizer, lr)
-        self.last_lr = lr
-        with torch.autocast(
-            self.device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
-        ):
-            out = self.model(batch.input_ids_bxt)
-            losses = compute_losses(
-                out, batch, self.cfg, self.model.l1_u() if self.use_l1 else None
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(losses["total"]).backward()
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = clip_gradients(self.params, self.cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            losses["total"].backward()
-            grad_norm = clip_gradients(self.params, self.cfg.grad_clip)
-            self.optimizer.step()
-        stats = torch.stack([*(losses[k].detach().float() for k in LOSS_KEYS), grad_norm.float()])
-        self.sums += stats
-        self.count += 1
-
-    def drain(self) -> dict[str, float] | None:
-        """Mean of each statistic since the last drain (one host sync), then reset."""
-        if self.count == 0:
-            return None
-        means = (self.sums / self.count).tolist()
-        self.sums.zero_()
-        self.count = 0
-        return dict(zip(_STAT_KEYS, means, strict=True))
-
-    def running_state(self) -> dict[str, torch.Tensor]:
-        return {"sums": self.sums.detach().clone(), "count": torch.tensor(self.count)}
-
-    def load_running_state(self, state: dict[str, torch.Tensor]) -> None:
-        if state:
-            self.sums.copy_(state["sums"].to(self.sums.device))
-            self.count = int(state["count"])
-
-
-class EarlyStopper:
-    """Tracks the monitored validation metric: improvement, patience, threshold."""
-
-    def __init__(self, cfg: TrainConfig, state: EarlyStopState | None = None) -> None:
-        self.cfg = cfg
-        self.state = state or EarlyStopState(monitor=cfg.monitor, mode=cfg.monitor_mode)
-
-    def update(self, value: float, step: int, epoch: int) -> bool:
-        """Record an evaluation; returns whether it improved on the best so far."""
-        best = self.state.best_value
-        if self.cfg.monitor_mode == "max":
-            improved = best is None or value > best + self.cfg.min_delta
-        else:
-            improved = best is None or value < best - self.cfg.min_delta
-        if improved:
-            self.state = self.state.model_copy(
-                update={
-                    "best_value": value,
-                    "best_step": step,
-                    "best_epoch": epoch,
-                    "bad_epochs": 0,
-                }
-            )
-        else:
-            self.state = self.state.model_copy(update={"bad_epochs": self.state.bad_epochs + 1})
-        return improved
-
-    def reason_to_stop(self, value: float) -> StopReason | None:
-        threshold = self.cfg.stop_threshold
-        if threshold is not None and (
-            value >= threshold if self.cfg.monitor_mode == "max" else value <= threshold
-        ):
-            return "threshold"
-        if self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience:
-            return "patience"
-        return None
-
-
-def flat_metrics(split: str, metrics: SplitMetrics) -> dict[str, float]:
-    """{'val.string_acc': ..., ...} for the scalar fields of a SplitMetrics."""
-    return {
-        f"{split}.{k}": float(v)
-        for k, v in metrics.model_dump(exclude={"bins"}).items()
-        if isinstance(v, (int, float)) and v is not None
-    }
 
 
 class _GracefulStop:
@@ -264,14 +141,14 @@ def build_data(exp: ExperimentConfig, device: torch.device, results_root: Path |
 
 @dataclass
 class _Position:
+    """Where training stands; what a checkpoint's meta records."""
+
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     wall_time_s: float = 0.0
-    history_len: int = 0
     stop_reason: StopReason | None = None
     message: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class _Session:
@@ -806,15 +683,9 @@ def _new_record(
         created=now,
         updated=now,
         heartbeat=now,
-        pid=_pid(),
+        pid=os.getpid(),
         hostname=socket.gethostname(),
     )
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def train_one_experiment(
@@ -838,34 +709,20 @@ def train_one_experiment(
     the registry index written. `max_steps` ends training early (audits); `stop_at_step`
     behaves like an interruption after that step (tests of exact resume).
     """
+    options = dict(
+        hooks=hooks,
+        console=console,
+        progress=progress,
+        max_steps=max_steps,
+        stop_at_step=stop_at_step,
+    )
     torch_device = resolve_device(device)
     root = default_results_root(results_root)
     # Data errors (bad regex, unfillable corpus) surface before a run folder is claimed.
     data = build_data(exp, torch_device, root)
     run_dir, version = allocate_run_dir(root, exp.name, config_hash(exp), overwrite=overwrite)
     record = _new_record(exp, run_dir, version, torch_device, command)
-    write_run_record(run_dir, record)
-    session = _Session(
-        exp,
-        run_dir,
-        record,
-        device=torch_device,
-        results_root=root,
-        hooks=hooks,
-        console=console,
-        progress=progress,
-        max_steps=max_steps,
-        stop_at_step=stop_at_step,
-        data=data,
-    )
-    try:
-        session.setup()
-        session.write_static_files()
-    except BaseException as err:
-        session.set_status("failed", error=f"{type(err).__name__}: {err}")
-        raise
-    session._index_upsert()
-    return session.run(resuming=False)
+    return _launch(exp, run_dir, record, torch_device, root, data=data, fresh=True, **options)
 
 
 def resume_run(
@@ -886,6 +743,13 @@ def resume_run(
     `epochs` raises the epoch limit to extend a finished run (the learning-rate schedule
     is then recomputed for the new length).
     """
+    options = dict(
+        hooks=hooks,
+        console=console,
+        progress=progress,
+        max_steps=max_steps,
+        stop_at_step=stop_at_step,
+    )
     run_dir = Path(run_dir)
     exp = ExperimentConfig.model_validate_json((run_dir / "config.json").read_text())
     if epochs is not None and epochs != exp.train.epochs:
@@ -902,32 +766,38 @@ def resume_run(
             "device": str(torch_device),
             "updated": now,
             "heartbeat": now,
-            "pid": _pid(),
+            "pid": os.getpid(),
             "hostname": socket.gethostname(),
             "times_resumed": old.times_resumed + 1,
             "error": None,
         }
     )
+    return _launch(exp, run_dir, record, torch_device, root, data=None, fresh=False, **options)
+
+
+def _launch(
+    exp: ExperimentConfig,
+    run_dir: Path,
+    record: RunRecord,
+    device: torch.device,
+    root: Path,
+    *,
+    data: RunData | None,
+    fresh: bool,
+    **options: Any,
+) -> RunResult:
+    """Write the running record, set the session up (a failure marks the run failed), run."""
     write_run_record(run_dir, record)
-    session = _Session(
-        exp,
-        run_dir,
-        record,
-        device=torch_device,
-        results_root=root,
-        hooks=hooks,
-        console=console,
-        progress=progress,
-        max_steps=max_steps,
-        stop_at_step=stop_at_step,
-    )
+    session = _Session(exp, run_dir, record, device=device, results_root=root, data=data, **options)
     try:
         session.setup()
+        if fresh:
+            session.write_static_files()
     except BaseException as err:
         session.set_status("failed", error=f"{type(err).__name__}: {err}")
         raise
     session._index_upsert()
-    return session.run(resuming=True)
+    return session.run(resuming=not fresh)
 
 
 @dataclass

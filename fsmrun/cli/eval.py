@@ -11,7 +11,7 @@ from fsmrun.cli._common import DeviceOption, JsonOption, ResultsDirOption, data_
 from fsmrun.cli._common import results_root as resolve_root
 from fsmrun.cli._render import bins_table, split_table
 from fsmrun.cli.resume import RunArg
-from fsmrun.core.loop import evaluate_run
+from fsmrun.core.evaluate import evaluate_run
 from fsmrun.core.registry import resolve_run
 from fsmrun.schemas.cli import EvalReport
 

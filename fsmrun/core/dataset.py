@@ -11,12 +11,15 @@ import hashlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from fsmrun.core.datagen import load_or_generate_corpus
 from fsmrun.core.determinism import numpy_rng
-from fsmrun.core.fsm import DFA
+from fsmrun.core.fsm import DFA, compile_regex
+from fsmrun.schemas.config import ExperimentConfig
 
 PAD, BOS, EOS = 0, 1, 2
 NUM_SPECIAL = 3
@@ -355,3 +358,30 @@ def legal_next_table(dfa: DFA, vocab: Vocab, device: Device = "cpu") -> torch.Te
     legal_sxv[:, EOS] = dfa.accepting
     legal_sxv[:, NUM_SPECIAL:] = dfa.live[dfa.transitions]
     return torch.from_numpy(legal_sxv).to(device)
+
+
+@dataclass
+class RunData:
+    """Everything derived from the data config: automaton, vocabulary, encoded splits."""
+
+    dfa: DFA
+    vocab: Vocab
+    splits: dict[str, SplitData]
+    legal_next_sxv: torch.Tensor
+    corpus_hash: str
+
+
+def build_data(exp: ExperimentConfig, device: torch.device, results_root: Path | None) -> RunData:
+    """DFA, corpus (cached under `<results_root>/.cache/corpora`; None: no cache), splits."""
+    d = exp.data
+    dfa = compile_regex(d.regex, d.alphabet, max_states=d.max_states)
+    cache = results_root / ".cache" / "corpora" if results_root is not None else None
+    corpus = load_or_generate_corpus(dfa, d, exp.seed, cache)
+    vocab = Vocab(dfa.alphabet)
+    names = ["train", "val", "test"] + (["test_ood"] if d.n_test_ood > 0 else [])
+    splits = {
+        name: encode_split(name, corpus.strings(name), corpus.labels(name), dfa, vocab, device)
+        for name in names
+    }
+    legal = legal_next_table(dfa, vocab).to(device)
+    return RunData(dfa, vocab, splits, legal, corpus.fingerprint())

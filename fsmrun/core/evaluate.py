@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from fsmrun.core.dataset import SplitData, eval_batches
-from fsmrun.core.metrics import MetricAccumulator
-from fsmrun.schemas.config import TrainConfig
+from fsmrun.core import checkpoint as ckpt
+from fsmrun.core.dataset import SplitData, build_data, eval_batches
+from fsmrun.core.env import amp_dtype_for, resolve_device
+from fsmrun.core.metrics import MetricAccumulator, default_length_bins
+from fsmrun.core.model import build_model
+from fsmrun.core.registry import read_run_record
+from fsmrun.schemas.config import ExperimentConfig, TrainConfig
 from fsmrun.schemas.records import SplitMetrics
 
 
@@ -49,3 +55,57 @@ def evaluate(
             return metrics.compute()
     finally:
         model.train(was_training)
+
+
+@dataclass
+class RunEvaluation:
+    """`evaluate_run`'s answer: which checkpoint, where in training, metrics per split."""
+
+    run_id: str
+    checkpoint: str
+    step: int
+    epoch: int
+    splits: dict[str, SplitMetrics]
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    checkpoint: str = "best",
+    splits: list[str] | None = None,
+    device: str = "auto",
+    results_root: str | Path | None = None,
+) -> RunEvaluation:
+    """Evaluate checkpoint `best` or `last` of a run on the given splits (default: all)."""
+    run_dir = Path(run_dir)
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
+    exp = ExperimentConfig.model_validate_json((run_dir / "config.json").read_text())
+    record = read_run_record(run_dir)
+    torch_device = resolve_device(device)
+    root = Path(results_root) if results_root is not None else run_dir.parents[2]
+    data = build_data(exp, torch_device, root)
+    wanted = splits or [s for s in data.splits if s != "train"]
+    unknown = [s for s in wanted if s not in data.splits]
+    if unknown:
+        raise ValueError(
+            f"unknown split {unknown[0]!r}; this run has {', '.join(sorted(data.splits))}"
+        )
+    model = build_model(exp.model, data.vocab.size, data.dfa.num_states)
+    loaded = ckpt.load_ckpt(run_dir / "checkpoints" / f"{checkpoint}.pt", model)
+    model.to(torch_device)
+    bins = exp.train.length_bins or default_length_bins(exp.data)
+    amp_dtype = amp_dtype_for(torch_device, exp.train.amp)
+    results = {
+        split: evaluate(
+            model,
+            data.splits[split],
+            data.legal_next_sxv,
+            exp.train,
+            batch_size=max(exp.train.batch_size, 256),
+            length_bins=bins,
+            amp_dtype=amp_dtype,
+        )
+        for split in wanted
+    }
+    return RunEvaluation(record.run_id, checkpoint, loaded.meta.step, loaded.meta.epoch, results)

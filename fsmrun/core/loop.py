@@ -25,23 +25,19 @@ from rich.console import Console
 import fsmrun
 from fsmrun.core import checkpoint as ckpt
 from fsmrun.core.checkpoint import BEST, LAST
-from fsmrun.core.datagen import load_or_generate_corpus
 from fsmrun.core.dataset import (
-    SplitData,
-    Vocab,
+    RunData,
     batch_fingerprint,
     batch_order_hash,
-    encode_split,
+    build_data,
     epoch_batches,
     iter_batches,
-    legal_next_table,
     steps_per_epoch,
 )
 from fsmrun.core.determinism import config_hash, hash_state_dict, set_seed, torch_generator
 from fsmrun.core.early_stop import EarlyStopper, flat_metrics
 from fsmrun.core.env import amp_dtype_for, collect_env, resolve_device
 from fsmrun.core.evaluate import evaluate
-from fsmrun.core.fsm import DFA, compile_regex
 from fsmrun.core.hooks import CaptureHook, HookContext, Hooks
 from fsmrun.core.io import atomic_write_json, atomic_write_text
 from fsmrun.core.logging import ConsoleReporter, HistoryWriter
@@ -66,7 +62,6 @@ from fsmrun.schemas.records import (
     Metrics,
     RunHashes,
     RunRecord,
-    SplitMetrics,
     StopReason,
 )
 
@@ -110,33 +105,6 @@ class _GracefulStop:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
-
-
-@dataclass
-class RunData:
-    """Everything derived from the data config: automaton, vocabulary, encoded splits."""
-
-    dfa: DFA
-    vocab: Vocab
-    splits: dict[str, SplitData]
-    legal_next_sxv: torch.Tensor
-    corpus_hash: str
-
-
-def build_data(exp: ExperimentConfig, device: torch.device, results_root: Path | None) -> RunData:
-    """DFA, corpus (cached under `<results_root>/.cache/corpora`; None: no cache), splits."""
-    d = exp.data
-    dfa = compile_regex(d.regex, d.alphabet, max_states=d.max_states)
-    cache = results_root / ".cache" / "corpora" if results_root is not None else None
-    corpus = load_or_generate_corpus(dfa, d, exp.seed, cache)
-    vocab = Vocab(dfa.alphabet)
-    names = ["train", "val", "test"] + (["test_ood"] if d.n_test_ood > 0 else [])
-    splits = {
-        name: encode_split(name, corpus.strings(name), corpus.labels(name), dfa, vocab, device)
-        for name in names
-    }
-    legal = legal_next_table(dfa, vocab).to(device)
-    return RunData(dfa, vocab, splits, legal, corpus.fingerprint())
 
 
 @dataclass
@@ -798,57 +766,3 @@ def _launch(
         raise
     session._index_upsert()
     return session.run(resuming=not fresh)
-
-
-@dataclass
-class RunEvaluation:
-    """`evaluate_run`'s answer: which checkpoint, where in training, metrics per split."""
-
-    run_id: str
-    checkpoint: str
-    step: int
-    epoch: int
-    splits: dict[str, SplitMetrics]
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    *,
-    checkpoint: str = "best",
-    splits: list[str] | None = None,
-    device: str = "auto",
-    results_root: str | Path | None = None,
-) -> RunEvaluation:
-    """Evaluate checkpoint `best` or `last` of a run on the given splits (default: all)."""
-    run_dir = Path(run_dir)
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
-    exp = ExperimentConfig.model_validate_json((run_dir / "config.json").read_text())
-    record = read_run_record(run_dir)
-    torch_device = resolve_device(device)
-    root = Path(results_root) if results_root is not None else run_dir.parents[2]
-    data = build_data(exp, torch_device, root)
-    wanted = splits or [s for s in data.splits if s != "train"]
-    unknown = [s for s in wanted if s not in data.splits]
-    if unknown:
-        raise ValueError(
-            f"unknown split {unknown[0]!r}; this run has {', '.join(sorted(data.splits))}"
-        )
-    model = build_model(exp.model, data.vocab.size, data.dfa.num_states)
-    loaded = ckpt.load_ckpt(run_dir / "checkpoints" / f"{checkpoint}.pt", model)
-    model.to(torch_device)
-    bins = exp.train.length_bins or default_length_bins(exp.data)
-    amp_dtype = amp_dtype_for(torch_device, exp.train.amp)
-    results = {
-        split: evaluate(
-            model,
-            data.splits[split],
-            data.legal_next_sxv,
-            exp.train,
-            batch_size=max(exp.train.batch_size, 256),
-            length_bins=bins,
-            amp_dtype=amp_dtype,
-        )
-        for split in wanted
-    }
-    return RunEvaluation(record.run_id, checkpoint, loaded.meta.step, loaded.meta.epoch, results)

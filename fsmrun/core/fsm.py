@@ -101,7 +101,11 @@ class DFA:
         return int(self.count_table(n)[0][self.start])
 
     def count_table(self, n: int) -> list[list[int]]:
-        """`table[k][q]` = number of strings of length k leading from q to acceptance, k <= n."""
+        """`table[k][q]` = number of strings of length n - k leading from q to acceptance.
+
+        Row k is what is left to count after k of n symbols have been read (row 0: whole
+        strings of length n from q; row n: 1 where q accepts), k = 0..n.
+        """
         table = [[int(a) for a in self.accepting]]
         for _ in range(n):
             prev = table[-1]

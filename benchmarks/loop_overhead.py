@@ -25,7 +25,7 @@ from rich.console import Console
 from fsmrun.core.dataset import iter_batches
 from fsmrun.core.determinism import config_hash
 from fsmrun.core.env import resolve_device
-from fsmrun.core.loop import _GracefulStop, _new_record, _Session
+from fsmrun.core.loop import SessionControls, _GracefulStop, _new_record, _Session
 from fsmrun.core.losses import compute_losses
 from fsmrun.core.optim import clip_gradients, lr_at, optimizer_from_config, set_lr
 from fsmrun.core.registry import allocate_run_dir
@@ -67,11 +67,7 @@ def main() -> None:
             record,
             device=device,
             results_root=root,
-            hooks=None,
-            console=console,
-            progress=True,
-            max_steps=None,
-            stop_at_step=None,
+            controls=SessionControls(console=console),
         )
         session.setup()
         session._wall_base, session._session_start = 0.0, time.monotonic()

@@ -49,5 +49,5 @@ def flat_metrics(split: str, metrics: SplitMetrics) -> dict[str, float]:
     return {
         f"{split}.{k}": float(v)
         for k, v in metrics.model_dump(exclude={"bins"}).items()
-        if isinstance(v, (int, float)) and v is not None
+        if isinstance(v, (int, float))
     }

@@ -12,13 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from fsmrun.core import checkpoint as ckpt
-from fsmrun.core.dataset import SplitData, build_data, eval_batches
+from fsmrun.core.dataset import RunData, SplitData, build_data, eval_batches
 from fsmrun.core.env import amp_dtype_for, resolve_device
 from fsmrun.core.metrics import MetricAccumulator, default_length_bins
 from fsmrun.core.model import build_model
 from fsmrun.core.registry import read_run_record
 from fsmrun.schemas.config import ExperimentConfig, TrainConfig
-from fsmrun.schemas.records import SplitMetrics
+from fsmrun.schemas.records import CheckpointMeta, SplitMetrics
 
 
 def evaluate(
@@ -57,6 +57,44 @@ def evaluate(
         model.train(was_training)
 
 
+def evaluate_splits(
+    model: nn.Module,
+    data: RunData,
+    exp: ExperimentConfig,
+    splits: Sequence[str],
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, SplitMetrics]:
+    """Evaluate `model` on the named splits of `data` with the experiment's bins and losses."""
+    bins = exp.train.length_bins or default_length_bins(exp.data)
+    return {
+        split: evaluate(
+            model,
+            data.splits[split],
+            data.legal_next_sxv,
+            exp.train,
+            batch_size=max(exp.train.batch_size, 256),
+            length_bins=bins,
+            amp_dtype=amp_dtype,
+        )
+        for split in splits
+    }
+
+
+def evaluate_checkpoint(
+    path: Path,
+    exp: ExperimentConfig,
+    data: RunData,
+    device: torch.device,
+    splits: Sequence[str],
+) -> tuple[CheckpointMeta, dict[str, SplitMetrics]]:
+    """Load a checkpoint (with its .prev fallback) into a fresh model and evaluate it."""
+    model = build_model(exp.model, data.vocab.size, data.dfa.num_states)
+    loaded = ckpt.load_ckpt(path, model)
+    model.to(device)
+    amp_dtype = amp_dtype_for(device, exp.train.amp)
+    return loaded.meta, evaluate_splits(model, data, exp, splits, amp_dtype)
+
+
 @dataclass
 class RunEvaluation:
     """`evaluate_run`'s answer: which checkpoint, where in training, metrics per split."""
@@ -91,21 +129,6 @@ def evaluate_run(
         raise ValueError(
             f"unknown split {unknown[0]!r}; this run has {', '.join(sorted(data.splits))}"
         )
-    model = build_model(exp.model, data.vocab.size, data.dfa.num_states)
-    loaded = ckpt.load_ckpt(run_dir / "checkpoints" / f"{checkpoint}.pt", model)
-    model.to(torch_device)
-    bins = exp.train.length_bins or default_length_bins(exp.data)
-    amp_dtype = amp_dtype_for(torch_device, exp.train.amp)
-    results = {
-        split: evaluate(
-            model,
-            data.splits[split],
-            data.legal_next_sxv,
-            exp.train,
-            batch_size=max(exp.train.batch_size, 256),
-            length_bins=bins,
-            amp_dtype=amp_dtype,
-        )
-        for split in wanted
-    }
-    return RunEvaluation(record.run_id, checkpoint, loaded.meta.step, loaded.meta.epoch, results)
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    meta, results = evaluate_checkpoint(path, exp, data, torch_device, wanted)
+    return RunEvaluation(record.run_id, checkpoint, meta.step, meta.epoch, results)

@@ -16,7 +16,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,11 +36,10 @@ from fsmrun.core.dataset import (
 from fsmrun.core.determinism import config_hash, hash_state_dict, set_seed, torch_generator
 from fsmrun.core.early_stop import EarlyStopper, flat_metrics
 from fsmrun.core.env import amp_dtype_for, collect_env, resolve_device
-from fsmrun.core.evaluate import evaluate
+from fsmrun.core.evaluate import evaluate_checkpoint, evaluate_splits
 from fsmrun.core.hooks import CaptureHook, HookContext, Hooks
 from fsmrun.core.io import atomic_write_json, atomic_write_text
 from fsmrun.core.logging import ConsoleReporter, HistoryWriter
-from fsmrun.core.metrics import default_length_bins
 from fsmrun.core.model import build_model
 from fsmrun.core.optim import optimizer_from_config
 from fsmrun.core.registry import (
@@ -119,6 +117,17 @@ class _Position:
     message: str | None = None
 
 
+@dataclass(frozen=True)
+class SessionControls:
+    """How a session runs, apart from the experiment: hooks, display, early exits."""
+
+    hooks: Hooks | None = None
+    console: Console | None = None
+    progress: bool = True
+    max_steps: int | None = None
+    stop_at_step: int | None = None
+
+
 class _Session:
     """One training session over one run folder (fresh or resumed)."""
 
@@ -130,11 +139,7 @@ class _Session:
         *,
         device: torch.device,
         results_root: Path,
-        hooks: Hooks | None,
-        console: Console | None,
-        progress: bool,
-        max_steps: int | None,
-        stop_at_step: int | None,
+        controls: SessionControls,
         data: RunData | None = None,
     ) -> None:
         self.data = data
@@ -144,10 +149,10 @@ class _Session:
         self.record = record
         self.device = device
         self.results_root = results_root
-        self.hooks = hooks or Hooks()
-        self.reporter = ConsoleReporter(console, enabled=progress)
-        self.max_steps = max_steps
-        self.stop_at_step = stop_at_step
+        self.hooks = controls.hooks or Hooks()
+        self.reporter = ConsoleReporter(controls.console, enabled=controls.progress)
+        self.max_steps = controls.max_steps
+        self.stop_at_step = controls.stop_at_step
         self.amp_dtype = amp_dtype_for(device, self.cfg.amp)
         self.pos = _Position()
         self.index = RegistryIndex(results_root)
@@ -158,7 +163,6 @@ class _Session:
         set_seed(self.exp.seed, self.cfg.deterministic)
         if self.data is None:
             self.data = build_data(self.exp, self.device, self.results_root)
-        self.bins = self.cfg.length_bins or default_length_bins(self.exp.data)
         self.model = build_model(
             self.exp.model,
             self.data.vocab.size,
@@ -346,15 +350,7 @@ class _Session:
 
     def _end_epoch(self, epoch: int) -> None:
         self._log_train(None)
-        val = evaluate(
-            self.model,
-            self.data.splits["val"],
-            self.data.legal_next_sxv,
-            self.cfg,
-            batch_size=max(self.cfg.batch_size, 256),
-            length_bins=self.bins,
-            amp_dtype=self.amp_dtype,
-        )
+        val = evaluate_splits(self.model, self.data, self.exp, ["val"], self.amp_dtype)["val"]
         flat = flat_metrics("val", val)
         if self.cfg.monitor not in flat:
             raise TrainingError(
@@ -478,24 +474,12 @@ class _Session:
 
     # ---- finish ------------------------------------------------------------------------
     def evaluate_checkpoint(self, name: str) -> CheckpointEval:
-        """Load checkpoint `name` into a fresh model and evaluate it on every split."""
-        model = build_model(self.exp.model, self.data.vocab.size, self.data.dfa.num_states)
-        loaded = ckpt.load_ckpt(self.run_dir / "checkpoints" / name, model)
-        model.to(self.device)
-        results = {
-            split: evaluate(
-                model,
-                self.data.splits[split],
-                self.data.legal_next_sxv,
-                self.cfg,
-                batch_size=max(self.cfg.batch_size, 256),
-                length_bins=self.bins,
-                amp_dtype=self.amp_dtype,
-            )
-            for split in self.data.splits
-            if split != "train"
-        }
-        return CheckpointEval(step=loaded.meta.step, epoch=loaded.meta.epoch, **results)
+        """Checkpoint `name` of this run on every split but train."""
+        splits = [split for split in self.data.splits if split != "train"]
+        meta, results = evaluate_checkpoint(
+            self.run_dir / "checkpoints" / name, self.exp, self.data, self.device, splits
+        )
+        return CheckpointEval(step=meta.step, epoch=meta.epoch, **results)
 
     def finish(self) -> Metrics | None:
         """Evaluate best and last checkpoints and write metrics.json (None without them)."""
@@ -677,20 +661,14 @@ def train_one_experiment(
     the registry index written. `max_steps` ends training early (audits); `stop_at_step`
     behaves like an interruption after that step (tests of exact resume).
     """
-    options = dict(
-        hooks=hooks,
-        console=console,
-        progress=progress,
-        max_steps=max_steps,
-        stop_at_step=stop_at_step,
-    )
+    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step)
     torch_device = resolve_device(device)
     root = default_results_root(results_root)
     # Data errors (bad regex, unfillable corpus) surface before a run folder is claimed.
     data = build_data(exp, torch_device, root)
     run_dir, version = allocate_run_dir(root, exp.name, config_hash(exp), overwrite=overwrite)
     record = _new_record(exp, run_dir, version, torch_device, command)
-    return _launch(exp, run_dir, record, torch_device, root, data=data, fresh=True, **options)
+    return _launch(exp, run_dir, record, torch_device, root, controls, data=data, fresh=True)
 
 
 def resume_run(
@@ -711,13 +689,7 @@ def resume_run(
     `epochs` raises the epoch limit to extend a finished run (the learning-rate schedule
     is then recomputed for the new length).
     """
-    options = dict(
-        hooks=hooks,
-        console=console,
-        progress=progress,
-        max_steps=max_steps,
-        stop_at_step=stop_at_step,
-    )
+    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step)
     run_dir = Path(run_dir)
     exp = ExperimentConfig.model_validate_json((run_dir / "config.json").read_text())
     if epochs is not None and epochs != exp.train.epochs:
@@ -740,7 +712,7 @@ def resume_run(
             "error": None,
         }
     )
-    return _launch(exp, run_dir, record, torch_device, root, data=None, fresh=False, **options)
+    return _launch(exp, run_dir, record, torch_device, root, controls, data=None, fresh=False)
 
 
 def _launch(
@@ -749,14 +721,16 @@ def _launch(
     record: RunRecord,
     device: torch.device,
     root: Path,
+    controls: SessionControls,
     *,
     data: RunData | None,
     fresh: bool,
-    **options: Any,
 ) -> RunResult:
     """Write the running record, set the session up (a failure marks the run failed), run."""
     write_run_record(run_dir, record)
-    session = _Session(exp, run_dir, record, device=device, results_root=root, data=data, **options)
+    session = _Session(
+        exp, run_dir, record, device=device, results_root=root, controls=controls, data=data
+    )
     try:
         session.setup()
         if fresh:

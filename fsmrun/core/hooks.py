@@ -57,9 +57,12 @@ class Hooks:
 class CaptureHook:
     """Saves attention maps and hidden states of one fixed batch after chosen epochs.
 
-    Writes `<run>/captures/epoch_<e>.pt` (loadable with weights_only=True): the input ids,
-    lengths, strings, and per layer `attentions` [L, B, H, T, T] (transformer only) and
-    `hidden_states` [L + 1, B, T, D].
+    Epochs count from 1, as the console prints them ("epoch 1/20"): `epochs=[1, 3]` captures
+    after the first and the third epoch. The loop fires on_epoch_end with `ctx.epoch` the
+    0-based index of the epoch just finished, so epoch number e = ctx.epoch + 1.
+    Writes `<run>/captures/epoch_<eeee>.pt` (e, loadable with weights_only=True): `epoch` (e),
+    `step`, the input ids, lengths, strings, and per layer `attentions` [L, B, H, T, T]
+    (transformer only) and `hidden_states` [L + 1, B, T, D].
     """
 
     def __init__(
@@ -75,7 +78,8 @@ class CaptureHook:
         self.epochs = set(epochs)
 
     def __call__(self, ctx: HookContext) -> None:
-        if ctx.epoch not in self.epochs or ctx.run_dir is None:
+        epoch = ctx.epoch + 1
+        if epoch not in self.epochs or ctx.run_dir is None:
             return
         model = ctx.model
         was_training = model.training
@@ -84,7 +88,7 @@ class CaptureHook:
             out = model(self.input_ids_bxt, capture=True)
         model.train(was_training)
         record: dict[str, Any] = {
-            "epoch": ctx.epoch,
+            "epoch": epoch,
             "step": ctx.step,
             "strings": list(self.strings),
             "input_ids": self.input_ids_bxt.cpu(),
@@ -95,4 +99,4 @@ class CaptureHook:
             record["attentions"] = torch.stack([a.float().cpu() for a in out.attentions])
         buf = io.BytesIO()
         torch.save(record, buf)
-        atomic_write_bytes(ctx.run_dir / "captures" / f"epoch_{ctx.epoch:04d}.pt", buf.getvalue())
+        atomic_write_bytes(ctx.run_dir / "captures" / f"epoch_{epoch:04d}.pt", buf.getvalue())

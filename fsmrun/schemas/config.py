@@ -6,9 +6,38 @@ changes the numbers is part of `config_hash` (see `fsmrun.core.determinism`).
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Characters with a meaning in fsmrun's regex syntax: an alphabet symbol may not be one.
+REGEX_SYNTAX = ".|*+?()[]{}\\^$"
+
+# Scalar validation metrics (fields of `SplitMetrics` that `flat_metrics` reports), the
+# names `train.monitor` may take as 'val.<name>'. Kept here so configs validate without torch.
+MONITOR_METRICS = (
+    "loss",
+    "nll",
+    "token_acc",
+    "next_valid",
+    "class_acc",
+    "class_baseline",
+    "string_acc",
+    "string_baseline",
+    "state_acc",
+)
+
+# What the results root holds beside experiment folders: no experiment may be named so.
+# (registry.sqlite also stands for its -wal, -shm and -journal companions).
+RESERVED_NAMES = ("audits", "plots", "sweeps", "registry.sqlite")
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$"
+NAME_RULE = (
+    "a name is one folder name of 1 to at most 100 characters: letters, digits, '_', '-' and "
+    "'.', not starting with '.' or '-', not audits, plots or sweeps, and not starting with "
+    "registry.sqlite"
+)
+MAX_WARMUP_STEPS = 1_000_000
 
 
 class _Frozen(BaseModel):
@@ -20,7 +49,11 @@ class DataConfig(_Frozen):
 
     regex: str = Field(description="Regular expression (full match) defining the language.")
     alphabet: str = Field(
-        min_length=1, description="Alphabet symbols, one character each, in vocabulary order."
+        min_length=1,
+        description=(
+            "Alphabet symbols, one character each, in vocabulary order: distinct printable "
+            "characters, neither whitespace nor one of " + REGEX_SYNTAX + "."
+        ),
     )
     min_len: int = Field(default=1, ge=0, description="Shortest string length in train/val/test.")
     max_len: int = Field(default=20, ge=0, description="Longest string length in train/val/test.")
@@ -43,10 +76,23 @@ class DataConfig(_Frozen):
         default=10_000, ge=1, description="Cap on minimal DFA states; compilation fails above it."
     )
 
+    @field_validator("alphabet")
+    @classmethod
+    def _check_symbols(cls, alphabet: str) -> str:
+        seen = set()
+        for symbol in alphabet:
+            if symbol in REGEX_SYNTAX or symbol.isspace() or not symbol.isprintable():
+                raise ValueError(
+                    f"symbol {symbol!r} is not allowed: alphabet symbols are distinct printable "
+                    f"characters, neither whitespace nor one of {REGEX_SYNTAX}"
+                )
+            if symbol in seen:
+                raise ValueError(f"symbol {symbol!r} appears twice in {alphabet!r}")
+            seen.add(symbol)
+        return alphabet
+
     @model_validator(mode="after")
     def _check_ranges(self) -> DataConfig:
-        if len(set(self.alphabet)) != len(self.alphabet):
-            raise ValueError(f"alphabet {self.alphabet!r} repeats a symbol")
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) exceeds max_len ({self.max_len})")
         if self.n_test_ood > 0:
@@ -99,8 +145,16 @@ class ModelConfig(_Frozen):
         return self
 
 
+_Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
 class TrainConfig(_Frozen):
-    """Optimisation, losses, early stopping, checkpointing and precision."""
+    """Optimisation, losses, early stopping, checkpointing and precision.
+
+    Every float must be finite: inf and NaN are rejected here, not found mid-run.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     epochs: int = Field(default=20, ge=1, description="Maximum number of epochs.")
     batch_size: int = Field(default=64, ge=1, description="Strings per batch.")
@@ -110,12 +164,19 @@ class TrainConfig(_Frozen):
         default=False,
         description="Apply weight decay to biases, norms and embeddings too (off: matrices only).",
     )
-    betas: tuple[float, float] = Field(default=(0.9, 0.98), description="AdamW betas.")
+    betas: tuple[_Beta, _Beta] = Field(
+        default=(0.9, 0.98), description="AdamW betas, each in [0, 1)."
+    )
     eps: float = Field(default=1e-8, gt=0.0, description="AdamW epsilon.")
     schedule: Literal["constant", "cosine", "linear"] = Field(
         default="cosine", description="Learning-rate decay after warmup."
     )
-    warmup_steps: int = Field(default=50, ge=0, description="Linear warmup steps.")
+    warmup_steps: int = Field(
+        default=50,
+        ge=0,
+        le=MAX_WARMUP_STEPS,
+        description="Linear warmup steps (at most 1,000,000, which catches typos such as 1e8).",
+    )
     min_lr_ratio: float = Field(
         default=0.1, ge=0.0, le=1.0, description="Final learning rate as a fraction of lr."
     )
@@ -134,7 +195,11 @@ class TrainConfig(_Frozen):
     )
     monitor: str = Field(
         default="val.string_acc",
-        description="Validation metric for best checkpoint and early stopping ('val.<metric>').",
+        description=(
+            "Validation metric for best checkpoint and early stopping: 'val.<metric>', "
+            "<metric> one of " + ", ".join(MONITOR_METRICS) + "."
+        ),
+        json_schema_extra={"enum": [f"val.{name}" for name in MONITOR_METRICS]},
     )
     monitor_mode: Literal["max", "min"] = Field(
         default="max", description="Whether a larger or smaller monitored value is better."
@@ -163,7 +228,10 @@ class TrainConfig(_Frozen):
     )
     capture_epochs: list[int] = Field(
         default_factory=list,
-        description="Epochs after which attention maps and hidden states of one batch are saved.",
+        description=(
+            "Epochs after which attention maps and hidden states of one batch are saved to "
+            "captures/epoch_NNNN.pt; counted from 1 as on the console, each in 1..epochs."
+        ),
     )
     capture_batch_size: int = Field(
         default=8, ge=1, description="Strings in the fixed capture batch."
@@ -173,10 +241,22 @@ class TrainConfig(_Frozen):
         default=True, description="Deterministic algorithms (CUDA: slower kernels, exact repeats)."
     )
 
+    @field_validator("monitor")
+    @classmethod
+    def _check_monitor(cls, monitor: str) -> str:
+        valid = [f"val.{name}" for name in MONITOR_METRICS]
+        if monitor not in valid:
+            raise ValueError(f"{monitor!r} is not a validation metric; valid: {', '.join(valid)}")
+        return monitor
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if not self.monitor.startswith("val."):
-            raise ValueError(f"monitor must start with 'val.' (got {self.monitor!r})")
+        outside = [e for e in self.capture_epochs if not 1 <= e <= self.epochs]
+        if outside:
+            raise ValueError(
+                f"capture_epochs {outside} must lie in 1 to {self.epochs} (epochs count from 1, "
+                "as on the console)"
+            )
         if self.length_bins is not None and sorted(self.length_bins) != self.length_bins:
             raise ValueError("length_bins must be increasing")
         return self
@@ -186,13 +266,27 @@ class ExperimentConfig(_Frozen):
     """One experiment: a language, a corpus, a model and how to train it."""
 
     name: str = Field(
-        pattern=r"^[A-Za-z0-9_.-]+$", description="Experiment name (folder name under results)."
+        pattern=NAME_PATTERN,
+        description="Experiment name, the folder under the results root: " + NAME_RULE + ".",
     )
     description: str = Field(default="", description="What the experiment is about.")
     seed: int = Field(default=0, ge=0, description="The one seed all random streams derive from.")
     data: DataConfig = Field(description="Language and corpus.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _check_name(cls, name: Any) -> Any:
+        # Before the pattern check, so every bad name gets this one message.
+        if isinstance(name, str) and (
+            not re.fullmatch(NAME_PATTERN, name)
+            or name.casefold() in RESERVED_NAMES
+            or name.casefold().startswith("registry.sqlite")
+        ):
+            shown = repr(name) if len(name) <= 100 else f"a name of {len(name)} characters"
+            raise ValueError(f"{shown} cannot be used: {NAME_RULE}")
+        return name
 
     @model_validator(mode="after")
     def _check_lengths(self) -> ExperimentConfig:

@@ -108,23 +108,30 @@ class DataConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    """Sequence model with next-token, class and state heads."""
+    """Sequence model: one backbone under next-token, class, state (and legal-next) heads."""
 
-    arch: Literal["transformer", "lstm"] = Field(
-        default="transformer", description="Causal transformer or the LSTM baseline."
+    arch: Literal["transformer", "lstm", "gru", "rnn"] = Field(
+        default="transformer",
+        description="Causal transformer, or a recurrent baseline: LSTM, GRU or vanilla tanh RNN.",
     )
     d_model: int = Field(default=64, ge=1, description="Width of embeddings and hidden states.")
-    n_layers: int = Field(default=2, ge=1, description="Number of transformer blocks/LSTM layers.")
+    n_layers: int = Field(
+        default=2, ge=1, description="Number of transformer blocks or recurrent layers."
+    )
     n_heads: int = Field(default=4, ge=1, description="Attention heads (transformer only).")
-    d_ff: int = Field(default=256, ge=1, description="Hidden width of the feed-forward block.")
+    d_ff: int = Field(
+        default=256, ge=1, description="Hidden width of the feed-forward block (transformer only)."
+    )
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout probability.")
     max_len: int = Field(
         default=512,
         ge=1,
         description="Longest input (BOS + string) the model accepts with learned positions.",
     )
-    pos_encoding: Literal["learned", "sinusoidal", "rope", "none"] = Field(
-        default="rope", description="Positional encoding."
+    pos_encoding: Literal["learned", "sinusoidal", "rope", "alibi", "none"] = Field(
+        default="rope",
+        description="Positional encoding (transformer only): learned or sinusoidal absolute "
+        "embeddings, rotary (rope), ALiBi linear attention biases (alibi), or none.",
     )
     factorized_rank: int | None = Field(
         default=None, ge=1, description="Rank of the factorized embedding E = U @ V (None: plain)."
@@ -132,11 +139,15 @@ class ModelConfig(_Frozen):
     tie_embeddings: bool = Field(
         default=False, description="Share the token embedding with the next-token head."
     )
-    bias: bool = Field(default=True, description="Biases in linear layers and norms.")
+    bias: bool = Field(
+        default=True, description="Biases in linear layers and norms (recurrent cells keep theirs)."
+    )
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
-        if self.arch == "transformer" and self.d_model % self.n_heads != 0:
+        if self.arch != "transformer":
+            return self  # heads and positions only shape the transformer
+        if self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )

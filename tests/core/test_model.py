@@ -1,4 +1,4 @@
-"""Tests for fsmrun.core.model: causality, padding, capture, embeddings, init and precision."""
+"""Tests for fsmrun.core.model: causality, padding, capture, embeddings, heads, init, precision."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import pydantic
 import pytest
 import torch
 
-from fsmrun.core.model import ModelOutput, SequenceModel, build_model
+from fsmrun.core.determinism import hash_state_dict, torch_generator
+from fsmrun.core.model import (
+    ModelOutput,
+    SequenceModel,
+    build_model,
+)
 from fsmrun.schemas.config import ModelConfig
 
 VOCAB, STATES = 7, 5
-POS_ENCODINGS = ["learned", "sinusoidal", "rope", "none"]
+POS_ENCODINGS = ["learned", "sinusoidal", "rope", "alibi", "none"]
+RECURRENT = ["lstm", "gru", "rnn"]
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -28,11 +34,12 @@ def random_ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-ALL_VARIANTS = [tiny(pos_encoding=pos) for pos in POS_ENCODINGS] + [
-    tiny(arch="lstm"),
-    tiny(factorized_rank=3, tie_embeddings=True),
-]
-VARIANT_IDS = POS_ENCODINGS + ["lstm", "factorized_tied"]
+ALL_VARIANTS = (
+    [tiny(pos_encoding=pos) for pos in POS_ENCODINGS]
+    + [tiny(arch=arch) for arch in RECURRENT]
+    + [tiny(factorized_rank=3, tie_embeddings=True)]
+)
+VARIANT_IDS = POS_ENCODINGS + RECURRENT + ["factorized_tied"]
 
 
 def all_logits(out: ModelOutput) -> list[torch.Tensor]:
@@ -88,8 +95,9 @@ def test_capture_path_matches_fast_path_and_has_the_documented_shapes(pos: str) 
         assert h_bxtxc.shape == (2, 11, 16)
 
 
-def test_lstm_capture_returns_hidden_states_and_no_attentions() -> None:
-    model = make(tiny(arch="lstm", n_layers=3))
+@pytest.mark.parametrize("arch", RECURRENT)
+def test_recurrent_capture_returns_hidden_states_and_no_attentions(arch: str) -> None:
+    model = make(tiny(arch=arch, n_layers=3))
     ids_bxt = random_ids(2, 8)
     with torch.no_grad():
         fast, slow = model(ids_bxt), model(ids_bxt, capture=True)
@@ -151,7 +159,7 @@ def test_tie_embeddings_shares_the_weight() -> None:
     assert tied.token_embed.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("pos", ["sinusoidal", "rope", "none"])
+@pytest.mark.parametrize("pos", ["sinusoidal", "rope", "alibi", "none"])
 def test_unlearned_positions_run_past_max_len_and_extend_the_table(pos: str) -> None:
     model = make(tiny(pos_encoding=pos, max_len=8))
     ids_bxt = random_ids(2, 13)
@@ -196,7 +204,7 @@ def test_building_with_a_generator_leaves_the_global_rng_alone() -> None:
 
 def test_init_follows_the_documented_scheme() -> None:
     model = make(ModelConfig(d_model=128, n_layers=4, n_heads=4, d_ff=512))
-    block = model.blocks[0]
+    block = model.backbone.blocks[0]
     assert block.attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
     resid_std = 0.02 / (2 * 4) ** 0.5
     assert block.mlp.proj.weight.std().item() == pytest.approx(resid_std, rel=0.05)
@@ -245,6 +253,88 @@ def test_config_errors_name_the_fields() -> None:
         ModelConfig(d_model=12, n_heads=4, pos_encoding="rope")
 
 
+def test_recurrent_cells_are_lstm_gru_and_tanh_rnn_and_count_their_parameters() -> None:
+    # embed 5*4 + cell gates*(4*(4+4) + 2*4) + LayerNorm 2*4 + heads (4*5+5) + (4*2+2) + (4*3+3)
+    expected = {"lstm": (torch.nn.LSTM, 4), "gru": (torch.nn.GRU, 3), "rnn": (torch.nn.RNN, 1)}
+    for arch, (cell, gates) in expected.items():
+        model = build_model(ModelConfig(arch=arch, d_model=4, n_layers=1, n_heads=1), 5, 3)
+        layer = model.backbone.layers[0]
+        assert type(layer) is cell
+        assert model.parameter_count() == 20 + gates * 40 + 8 + 25 + 10 + 15
+        assert model.summary() == (
+            f"{arch} d_model=4 n_layers=1 vocab=5 states=3 params={model.parameter_count()}"
+        )
+    assert layer.nonlinearity == "tanh"
+
+
+def test_alibi_attention_without_query_key_signal_is_softmax_of_the_bias() -> None:
+    model = make(tiny(pos_encoding="alibi", n_layers=1))  # 2 heads: slopes 1/16 and 1/256
+    with torch.no_grad():
+        model.backbone.blocks[0].attn.qkv.weight[:32].zero_()  # q and k rows
+        model.backbone.blocks[0].attn.qkv.bias[:32].zero_()
+        att_hxtxt = model(random_ids(1, 4), capture=True).attentions[0][0]
+    for head, slope in enumerate([2.0**-4, 2.0**-8]):
+        w = torch.exp(torch.tensor([-2 * slope, -slope, 0.0]))  # row 2 reads positions 0, 1, 2
+        torch.testing.assert_close(att_hxtxt[head, 2, :3], w / w.sum())
+
+
+def test_alibi_adds_no_position_parameters_and_draws_nothing_at_init() -> None:
+    alibi, none = make(tiny(pos_encoding="alibi")), make(tiny(pos_encoding="none"))
+    assert alibi.state_dict().keys() == none.state_dict().keys()
+    assert hash_state_dict(alibi) == hash_state_dict(none)
+
+
+def test_default_init_is_pinned_to_the_weights_of_earlier_runs() -> None:
+    # Computed before the backbones were split out; a change here breaks resuming old runs.
+    pinned = {
+        "transformer": "9fa999e88967400faa6589b33f3447f3b503c08cde8b4ab425be6539385e47a8",
+        "lstm": "37bcad64c63d544e9ac720fb142e876d4ec20bd994a05f65da321daa5d6794f3",
+    }
+    for arch, expected in pinned.items():
+        model = build_model(ModelConfig(arch=arch), 5, 3, generator=torch_generator(0, "init"))
+        assert hash_state_dict(model) == expected, arch
+
+
+def test_state_dict_names_have_no_backbone_prefix_and_load_back() -> None:
+    source, target = make(tiny(pos_encoding="learned"), seed=1), make(tiny(pos_encoding="learned"))
+    keys = list(source.state_dict())
+    assert keys[:3] == ["token_embed.weight", "pos_embed.weight", "blocks.0.ln_1.weight"]
+    assert "backbone.blocks.0.ln_1.weight" in dict(source.named_parameters())
+    target.load_state_dict(source.state_dict())
+    assert hash_state_dict(target) == hash_state_dict(source)
+    assert "lstms.0.weight_ih_l0" in make(tiny(arch="lstm")).state_dict()
+    assert "grus.0.weight_ih_l0" in make(tiny(arch="gru")).state_dict()
+
+
+@pytest.mark.parametrize("arch", ["transformer", "gru"])
+def test_k_way_class_head_and_legal_next_head_have_their_shapes(arch: str) -> None:
+    cfg = tiny(arch=arch)
+    model = build_model(cfg, VOCAB, STATES, num_classes=5, legal_next=True).eval()
+    out = model(random_ids(3, 6), capture=True)
+    assert out.logits_class.shape == (3, 6, 5)
+    assert out.legal_next_logits_bxtxv.shape == (3, 6, VOCAB)
+    assert make(cfg)(random_ids(3, 6)).legal_next_logits_bxtxv is None
+    assert "classes=5 legal_next" in model.summary()
+
+
+def test_extra_heads_leave_every_default_weight_as_it_was() -> None:
+    default = make(tiny()).state_dict()
+    extended = build_model(tiny(), VOCAB, STATES, torch.Generator().manual_seed(0), legal_next=True)
+    extra = set(extended.state_dict()) - set(default)
+    assert extra == {"head_legal.weight", "head_legal.bias"}
+    for key, value in default.items():
+        torch.testing.assert_close(extended.state_dict()[key], value, rtol=0, atol=0)
+    explicit = build_model(tiny(), VOCAB, STATES, torch.Generator().manual_seed(0), num_classes=2)
+    assert hash_state_dict(explicit) == hash_state_dict(make(tiny()))
+
+
+def test_head_and_position_checks_apply_to_the_transformer_only() -> None:
+    ModelConfig(arch="gru", d_model=30, n_heads=4)
+    ModelConfig(arch="rnn", d_model=12, n_heads=4, pos_encoding="rope")
+    with pytest.raises(pydantic.ValidationError, match=r"d_model \(30\).*n_heads \(4\)"):
+        ModelConfig(arch="transformer", d_model=30, n_heads=4)
+
+
 # --------------------------------------------------------------------------- CUDA
 
 
@@ -287,7 +377,7 @@ def test_cuda_forward_backward_under_autocast_is_finite(
 
 
 @requires_cuda
-@pytest.mark.parametrize("cfg", ALL_VARIANTS[:4], ids=POS_ENCODINGS)
+@pytest.mark.parametrize("cfg", ALL_VARIANTS[: len(POS_ENCODINGS)], ids=POS_ENCODINGS)
 def test_cuda_transformer_forward_never_syncs_with_the_host(cfg: ModelConfig) -> None:
     model = make(cfg).cuda().train()
     ids_bxt = random_ids(4, 12).cuda()

@@ -9,7 +9,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from fsmrun.core import fsm
+from fsmrun.core import minimize
 from fsmrun.core.fsm import DFA, RegexError, StateLimitError, compile_regex
 
 # (pattern, alphabet, nested): `nested` patterns make `re` backtrack exponentially, so their
@@ -142,7 +142,7 @@ def test_compiled_dfa_is_minimal_reachable_and_canonically_numbered(pattern, alp
 
 def test_hopcroft_and_moore_minimisation_agree(monkeypatch):
     moore = [compile_regex(p, a).to_json() for p, a, _ in CASES]
-    monkeypatch.setattr(fsm, "MOORE_ROUNDS", 0)  # straight to Hopcroft
+    monkeypatch.setattr(minimize, "MOORE_ROUNDS", 0)  # straight to Hopcroft
     hopcroft = [compile_regex(p, a).to_json() for p, a, _ in CASES]
     assert hopcroft == moore
 

@@ -65,7 +65,7 @@ def parse_assignment(assignment: str) -> tuple[list[str], Any]:
             )
         if section is not None:
             model = section
-    if model.model_fields[path[-1]].annotation is str:  # alphabet=01, regex=1: keep the text
+    if model.model_fields[path[-1]].annotation in (str, str | None):  # alphabet=01: keep text
         return path, raw
     return path, parse_value(raw)
 

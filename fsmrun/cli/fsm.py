@@ -1,28 +1,34 @@
-"""`fsmrun fsm`: compile a regex and show its minimal DFA (or print it as Graphviz)."""
+"""`fsmrun fsm`: build the minimal DFA of any language source and show it (or print Graphviz)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.cli._common import data_console
+from fsmrun.cli._common import CliError, data_console
 from fsmrun.core.fsm import DFA, compile_regex
+from fsmrun.core.sources import SourceError, dfa_from_source, random_dfa, read_att
 
 
 def transition_table(dfa: DFA) -> Table:
-    """One row per state: marks (start, accepting, dead) and the target on each symbol."""
+    """One row per state: marks (start, accepting, dead), the target on each symbol, and the
+    output name for a Moore machine."""
     table = Table(title="transitions (marks: -> start, * accepting, x dead)", title_justify="left")
     table.add_column("state", justify="right")
     for symbol in dfa.alphabet:
         table.add_column(Text(symbol), justify="right")
+    if not dfa.is_membership:
+        table.add_column("output")
     for q in range(dfa.num_states):
         marks = ("->" if q == dfa.start else "") + ("*" if dfa.accepting[q] else "")
         marks += "x" if q == dfa.dead else ""
-        table.add_row(f"{marks} {q}".strip(), *(str(int(t)) for t in dfa.transitions[q]))
+        output = [] if dfa.is_membership else [Text(dfa.output_names[dfa.outputs[q]])]
+        table.add_row(f"{marks} {q}".strip(), *(str(int(t)) for t in dfa.transitions[q]), *output)
     return table
 
 
@@ -40,14 +46,66 @@ def counts_table(dfa: DFA, max_len: int) -> Table:
     return table
 
 
+def output_counts_table(dfa: DFA, max_len: int) -> Table:
+    """Strings of each length 0..max_len by the output class of the state they end in."""
+    table = Table(title="strings by length and output", title_justify="left")
+    table.add_column("length", justify="right")
+    for name in dfa.output_names:
+        table.add_column(Text(name), justify="right")
+    rows = dfa.transitions.tolist()
+    ways = [0] * dfa.num_states  # Python ints: exact at any length
+    ways[dfa.start] = 1
+    for n in range(max_len + 1):
+        by_output = [0] * dfa.num_outputs
+        for q, w in enumerate(ways):
+            by_output[int(dfa.outputs[q])] += w
+        table.add_row(str(n), *map(str, by_output))
+        nxt = [0] * dfa.num_states
+        for q, w in enumerate(ways):
+            for t in rows[q]:
+                nxt[t] += w
+        ways = nxt
+    return table
+
+
 def fsm(
-    regex: Annotated[
-        str, typer.Argument(help="Regular expression (full match).", show_default=False)
-    ],
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="Regular expression (full match; needs --alphabet), or an experiment .toml.",
+            show_default=False,
+        ),
+    ] = None,
     alphabet: Annotated[
-        str,
-        typer.Option(help="Alphabet symbols, one character each, e.g. ab.", show_default=False),
-    ],
+        str | None,
+        typer.Option(
+            help="Alphabet symbols, one character each, e.g. ab (regex, --random; optional "
+            "for --dfa and --att).",
+            show_default=False,
+        ),
+    ] = None,
+    dfa_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--dfa",
+            help="TOML file holding a DFA table (the fields of [data.dfa]).",
+            dir_okay=False,
+        ),
+    ] = None,
+    att: Annotated[
+        Path | None, typer.Option(help="AT&T text automaton file.", dir_okay=False)
+    ] = None,
+    isymbols: Annotated[
+        Path | None, typer.Option(help="Symbol table of the --att file.", dir_okay=False)
+    ] = None,
+    random: Annotated[
+        int | None,
+        typer.Option("--random", help="A random minimal DFA with exactly N states.", min=1),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --random.", min=0)] = 0,
+    accepting_fraction: Annotated[
+        float, typer.Option(help="Accepting fraction of --random.", min=0.0, max=1.0)
+    ] = 0.5,
     dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz source on stdout.")] = False,
     max_len: Annotated[
         int, typer.Option(help="Count accepted strings of lengths 0..N.", min=0)
@@ -56,22 +114,97 @@ def fsm(
         int, typer.Option(help="Refuse DFAs with more states than this.", min=1)
     ] = 10_000,
 ) -> None:
-    """Compile REGEX to its minimal DFA: states, dead state, transitions, accepted counts.
+    """Build the minimal DFA of a language: states, dead state, transitions, accepted counts.
+
+    Give exactly one source: REGEX with --alphabet, an experiment .toml, --dfa TABLE.toml,
+    --att FILE [--isymbols FILE], or --random N --alphabet ab [--seed S].
 
     Example:  fsmrun fsm '(a|b)*ab' --alphabet ab --dot | dot -Tpng -o dfa.png
     """
-    dfa = compile_regex(regex, alphabet, max_states=max_states)
+    given = [
+        name
+        for name, value in (("SOURCE", source), ("--dfa", dfa_file), ("--att", att),
+                            ("--random", random))
+        if value is not None
+    ]  # fmt: skip
+    if len(given) != 1:
+        raise CliError(
+            "give exactly one language source: REGEX (or an experiment .toml), --dfa, --att or "
+            f"--random (got {', '.join(given) if given else 'none'})"
+        )
+    if isymbols is not None and att is None:
+        raise CliError("--isymbols only goes with --att")
+    dfa, label = _build(source, alphabet, dfa_file, att, isymbols, random, seed,
+                        accepting_fraction, max_states)  # fmt: skip
     if dot:
         sys.stdout.write(dfa.to_dot())
         return
     out = data_console()
     live = int(dfa.live.sum())
+    outputs = "" if dfa.is_membership else f", {dfa.num_outputs} outputs"
     out.print(
         Text(
-            f"regex {regex!r} over {''.join(dfa.alphabet)!r}: {dfa.num_states} states "
-            f"(start {dfa.start}, {int(dfa.accepting.sum())} accepting, {live} live), "
+            f"{label} over {''.join(dfa.alphabet)!r}: {dfa.num_states} states "
+            f"(start {dfa.start}, {int(dfa.accepting.sum())} accepting, {live} live{outputs}), "
             f"dead state: {'none' if dfa.dead is None else dfa.dead}"
         )
     )
     out.print(transition_table(dfa))
-    out.print(counts_table(dfa, max_len))
+    out.print(
+        counts_table(dfa, max_len) if dfa.is_membership else output_counts_table(dfa, max_len)
+    )
+
+
+def _build(
+    source: str | None,
+    alphabet: str | None,
+    dfa_file: Path | None,
+    att: Path | None,
+    isymbols: Path | None,
+    random: int | None,
+    seed: int,
+    accepting_fraction: float,
+    max_states: int,
+) -> tuple[DFA, str]:
+    """The DFA of the one given source and a short label for the summary line."""
+    if source is not None and source.endswith(".toml"):
+        from fsmrun.experiments import load_experiment
+
+        exp = load_experiment(source)
+        return dfa_from_source(exp.data), f"experiment {exp.name!r}"
+    if source is not None:
+        if alphabet is None:
+            raise CliError("a regex needs --alphabet (e.g. --alphabet ab)")
+        return compile_regex(source, alphabet, max_states=max_states), f"regex {source!r}"
+    if dfa_file is not None:
+        return _table_dfa(dfa_file, alphabet, max_states), f"table {str(dfa_file)!r}"
+    if att is not None:
+        dfa = read_att(att, isymbols, alphabet=alphabet, max_states=max_states)
+        return dfa, f"AT&T file {str(att)!r}"
+    if alphabet is None:
+        raise CliError("--random needs --alphabet (e.g. --alphabet ab)")
+    assert random is not None
+    dfa = random_dfa(random, alphabet, accepting_fraction, seed)
+    return dfa, f"random DFA (seed {seed})"
+
+
+def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
+    """The DFA of a TOML file holding the fields of a [data.dfa] table at its top level."""
+    from pydantic import ValidationError
+
+    from fsmrun.experiments import _parse_toml
+    from fsmrun.schemas.config import DataConfig
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError(f"{path}: cannot read: {err}") from None
+    doc = _parse_toml(text, str(path))
+    try:
+        data = DataConfig(dfa=doc, alphabet=alphabet, max_states=max_states)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'][1:])) or '(top level)'}: {e['msg']}" for e in err.errors()
+        )
+        raise SourceError(f"{path}: invalid DFA table: {problems}") from None
+    return dfa_from_source(data)

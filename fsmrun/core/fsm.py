@@ -12,18 +12,31 @@ from functools import cached_property
 import numpy as np
 
 from fsmrun.core._regex_parse import Parser, RegexSyntaxError, ThompsonNFA
+from fsmrun.core.minimize import (
+    DeterminiseLimitError,
+    canonical_order,
+    refine,
+    thompson_subsets,
+)
 
-__all__ = ["DFA", "DFA_JSON_FORMAT", "RegexError", "StateLimitError", "compile_regex"]
+__all__ = [
+    "DFA",
+    "DFA_JSON_FORMAT",
+    "MEMBERSHIP_OUTPUTS",
+    "RegexError",
+    "StateLimitError",
+    "compile_regex",
+    "minimal_dfa",
+]
 
 DFA_JSON_FORMAT = "fsmrun-dfa-1"
+MEMBERSHIP_OUTPUTS = ("reject", "accept")
 
 # The subset construction stops once it holds this many times `max_states` states. The cap is
 # about the *minimal* DFA, which is checked after minimisation; the subset DFA is usually within
 # a small factor of it, so a generous multiple keeps false alarms rare while a regex far over
 # the cap still fails within a fraction of a second.
 SUBSET_LIMIT_FACTOR = 8
-# Vectorised Moore rounds before minimisation switches to Hopcroft (see _minimise).
-MOORE_ROUNDS = 48
 
 
 class RegexError(ValueError):
@@ -37,32 +50,47 @@ class StateLimitError(ValueError):
 class DFA:
     """A complete deterministic automaton, states numbered canonically (BFS from start).
 
-    `transitions[q, i]` is the state reached from `q` on `alphabet[i]`; `accepting[q]` says
-    whether `q` accepts; `dead` is the index of the non-accepting sink, or None.
+    `transitions[q, i]` is the state reached from `q` on `alphabet[i]`. Every state carries an
+    output class `outputs[q]` in 0..num_outputs-1 (a Moore machine); membership is the case
+    num_outputs = 2 with names ("reject", "accept"), built from `accepting` alone. For any
+    machine `accepting[q]` is `outputs[q] != 0` (output 0 plays "reject"), and `dead` is the
+    index of the sink with output 0, or None.
     """
 
     def __init__(
         self,
         alphabet: Sequence[str],
         transitions: np.ndarray,
-        accepting: np.ndarray,
+        accepting: np.ndarray | None = None,
         start: int = 0,
+        *,
+        outputs: np.ndarray | None = None,
+        num_outputs: int | None = None,
+        output_names: Sequence[str] | None = None,
     ) -> None:
         self.alphabet: tuple[str, ...] = tuple(alphabet)
         transitions = np.array(transitions, dtype=np.int64)
-        accepting = np.array(accepting, dtype=bool)
         num_states = transitions.shape[0]
-        if transitions.shape != (num_states, len(self.alphabet)) or accepting.shape != (
-            num_states,
-        ):
+        if (accepting is None) == (outputs is None):
+            raise ValueError("give exactly one of accepting (membership) and outputs (Moore)")
+        if accepting is not None:
+            outputs = np.array(accepting, dtype=bool).astype(np.int64)
+            num_outputs, output_names = 2, None
+        outputs = np.array(outputs, dtype=np.int64)
+        if transitions.shape != (num_states, len(self.alphabet)) or outputs.shape != (num_states,):
             raise ValueError(
-                "transitions must be [num_states, len(alphabet)], accepting [num_states]"
+                "transitions must be [num_states, len(alphabet)], accepting/outputs [num_states]"
             )
         if num_states and (transitions.min() < 0 or transitions.max() >= num_states):
             raise ValueError("transition targets must be state indices")
+        self.output_names: tuple[str, ...] = _output_names(outputs, num_outputs, output_names)
+        self.num_outputs = len(self.output_names)
         transitions.setflags(write=False)
+        outputs.setflags(write=False)
+        accepting = outputs != 0
         accepting.setflags(write=False)
         self.transitions = transitions
+        self.outputs = outputs
         self.accepting = accepting
         self.start = int(start)
         self._symbol_index = {s: i for i, s in enumerate(self.alphabet)}
@@ -70,6 +98,11 @@ class DFA:
             ~accepting & (transitions == np.arange(num_states)[:, None]).all(axis=1)
         )
         self.dead: int | None = int(sinks[0]) if len(sinks) else None
+
+    @property
+    def is_membership(self) -> bool:
+        """Plain accept/reject outputs (the JSON then has no output fields)."""
+        return self.output_names == MEMBERSHIP_OUTPUTS
 
     @property
     def num_states(self) -> int:
@@ -95,6 +128,10 @@ class DFA:
 
     def accepts(self, s: str) -> bool:
         return bool(self.accepting[self.run(s)[-1]])
+
+    def output_of(self, s: str) -> int:
+        """Output class of the state `s` ends in (membership: 1 accepted, 0 rejected)."""
+        return int(self.outputs[self.run(s)[-1]])
 
     def count_accepted(self, n: int) -> int:
         """Exact number of accepted strings of length n (Python ints, no overflow)."""
@@ -123,7 +160,11 @@ class DFA:
             live = grown
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys, no spaces): equal DFAs give identical bytes."""
+        """Canonical JSON (sorted keys, no spaces): equal DFAs give identical bytes.
+
+        Output fields (`outputs`, `num_outputs`, `output_names`) appear only for a machine
+        that is not plain membership.
+        """
         doc = {
             "format": DFA_JSON_FORMAT,
             "alphabet": list(self.alphabet),
@@ -133,6 +174,10 @@ class DFA:
             "dead": self.dead,
             "num_states": self.num_states,
         }
+        if not self.is_membership:
+            doc["outputs"] = self.outputs.tolist()
+            doc["num_outputs"] = self.num_outputs
+            doc["output_names"] = list(self.output_names)
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -140,18 +185,45 @@ class DFA:
         doc = json.loads(text)
         if doc.get("format") != DFA_JSON_FORMAT:
             raise ValueError(f"not an fsmrun DFA (format {doc.get('format')!r})")
+        if "outputs" in doc:
+            return cls(
+                doc["alphabet"],
+                np.array(doc["transitions"]),
+                start=doc["start"],
+                outputs=np.array(doc["outputs"]),
+                output_names=doc["output_names"],
+            )
         return cls(
             doc["alphabet"], np.array(doc["transitions"]), np.array(doc["accepting"]), doc["start"]
         )
 
+    def to_att(self) -> str:
+        """AT&T text acceptor: one `src<TAB>dst<TAB>symbol` line per transition, the start
+        state's first, then one line per accepting state. Membership machines only."""
+        if not self.is_membership:
+            raise ValueError("an AT&T acceptor holds membership only, not Moore outputs")
+        order = [self.start] + [q for q in range(self.num_states) if q != self.start]
+        lines = [
+            f"{q}\t{int(self.transitions[q, i])}\t{symbol}"
+            for q in order
+            for i, symbol in enumerate(self.alphabet)
+        ]
+        lines += [str(q) for q in order if self.accepting[q]]
+        return "\n".join(lines) + "\n"
+
     def to_dot(self) -> str:
-        """Graphviz source; the dead state and edges into it are left out for readability."""
+        """Graphviz source; the dead state and edges into it are left out for readability.
+
+        Moore machines show each state's output name in its label (`q / name`)."""
         lines = ["digraph DFA {", "  rankdir=LR;", '  __start [shape=point, label=""];']
         for q in range(self.num_states):
             if q == self.dead:
                 continue
-            shape = "doublecircle" if self.accepting[q] else "circle"
-            lines.append(f'  {q} [shape={shape}, label="{q}"];')
+            if self.is_membership:
+                shape, label = ("doublecircle" if self.accepting[q] else "circle"), f"{q}"
+            else:
+                shape, label = "circle", f"{q} / {_escape(self.output_names[self.outputs[q]])}"
+            lines.append(f'  {q} [shape={shape}, label="{label}"];')
         lines.append(f"  __start -> {self.start};")
         for q in range(self.num_states):
             if q == self.dead:
@@ -162,8 +234,7 @@ class DFA:
                 if t != self.dead:
                     by_target.setdefault(t, []).append(sym)
             for t, syms in by_target.items():
-                label = ",".join(syms).replace("\\", "\\\\").replace('"', '\\"')
-                lines.append(f'  {q} -> {t} [label="{label}"];')
+                lines.append(f'  {q} -> {t} [label="{_escape(",".join(syms))}"];')
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -175,7 +246,8 @@ class DFA:
 
     def __repr__(self) -> str:
         symbols = "".join(self.alphabet)
-        return f"DFA(alphabet={symbols!r}, num_states={self.num_states}, dead={self.dead})"
+        outputs = "" if self.is_membership else f", num_outputs={self.num_outputs}"
+        return f"DFA(alphabet={symbols!r}, num_states={self.num_states}, dead={self.dead}{outputs})"
 
 
 def compile_regex(pattern: str, alphabet: str | Sequence[str], *, max_states: int = 10_000) -> DFA:
@@ -200,19 +272,94 @@ def compile_regex(pattern: str, alphabet: str | Sequence[str], *, max_states: in
         raise RegexError(_caret_message(pattern, err.message, err.position)) from None
     except RecursionError:
         raise RegexError(f"pattern nested too deeply: {pattern[:60]!r}") from None
-    table_nxk, accepting_n, class_of_symbol = _subset_construction(
-        nfa, start, final, len(symbols), SUBSET_LIMIT_FACTOR * max_states
-    )
-    table_mxk, accepting_m, start_m = _minimise(table_nxk, accepting_n)
-    if len(accepting_m) > max_states:
-        raise StateLimitError(
-            f"the minimal DFA has {len(accepting_m):,} states, over the cap of "
-            f"max_states={max_states:,}; raise DataConfig.max_states (or pass max_states= "
-            f"to compile_regex) to allow it"
+    limit = SUBSET_LIMIT_FACTOR * max_states
+    try:
+        table_nxk, accepting_n, class_of_symbol = thompson_subsets(
+            nfa, start, final, len(symbols), limit
         )
+    except DeterminiseLimitError:
+        raise StateLimitError(
+            f"subset construction passed {limit:,} states "
+            f"({SUBSET_LIMIT_FACTOR} x max_states={max_states:,}) and was stopped: the DFA is "
+            f"almost certainly over the cap; raise DataConfig.max_states (or pass max_states= "
+            f"to compile_regex) to allow it"
+        ) from None
+    table_mxk, accepting_m, start_m = refine(table_nxk, accepting_n)
+    _check_cap(len(accepting_m), max_states)
     table_mxa = table_mxk[:, class_of_symbol]
-    transitions, accepting = _canonical_order(table_mxa, accepting_m, start_m)
+    transitions, accepting = canonical_order(table_mxa, accepting_m, start_m)
     return DFA(symbols, transitions, accepting, start=0)
+
+
+def minimal_dfa(
+    alphabet: str | Sequence[str],
+    transitions: np.ndarray,
+    outputs: np.ndarray,
+    start: int = 0,
+    *,
+    num_outputs: int | None = None,
+    output_names: Sequence[str] | None = None,
+    max_states: int = 10_000,
+) -> DFA:
+    """The minimal, canonically numbered DFA of a complete table with per-state outputs.
+
+    `transitions` is [n, len(alphabet)], `outputs` [n] ints (bools for membership, which also
+    needs neither `num_outputs` nor `output_names`). Unreachable states are dropped, states
+    with equal outputs and futures merged (refinement starts from the partition by output),
+    and the result numbered breadth-first from the start, exactly as `compile_regex` does, so
+    equivalent machines give identical JSON. StateLimitError above `max_states` states.
+    """
+    symbols = _check_alphabet(alphabet)
+    table_nxa = np.asarray(transitions, dtype=np.int64)
+    outputs_n = np.asarray(outputs)
+    membership = outputs_n.dtype == bool
+    table_rxa, outputs_r = canonical_order(table_nxa, outputs_n.astype(np.int64), int(start))
+    table_mxa, outputs_m, start_m = refine(table_rxa, outputs_r)
+    _check_cap(len(outputs_m), max_states)
+    table_mxa, outputs_m = canonical_order(table_mxa, outputs_m, start_m)
+    if membership:
+        return DFA(symbols, table_mxa, outputs_m.astype(bool), start=0)
+    return DFA(
+        symbols,
+        table_mxa,
+        start=0,
+        outputs=outputs_m,
+        num_outputs=num_outputs,
+        output_names=output_names,
+    )
+
+
+def _check_cap(num_states: int, max_states: int) -> None:
+    if num_states > max_states:
+        raise StateLimitError(
+            f"the minimal DFA has {num_states:,} states, over the cap of "
+            f"max_states={max_states:,}; raise DataConfig.max_states (or pass max_states=) "
+            f"to allow it"
+        )
+
+
+def _output_names(
+    outputs: np.ndarray, num_outputs: int | None, names: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The output names, validated: `names`, else reject/accept for 2 classes, else "0".."k-1"."""
+    if names is not None:
+        names = tuple(str(n) for n in names)
+        if len(set(names)) != len(names):
+            raise ValueError(f"output names repeat a name: {list(names)}")
+        if num_outputs is not None and num_outputs != len(names):
+            raise ValueError(f"num_outputs={num_outputs} but {len(names)} output names")
+        num_outputs = len(names)
+    elif num_outputs is None:
+        num_outputs = int(outputs.max()) + 1 if outputs.size else 1
+    if num_outputs < 1 or (outputs.size and not 0 <= outputs.min() <= outputs.max() < num_outputs):
+        raise ValueError(f"outputs must lie in 0..{num_outputs - 1}")
+    if names is None:
+        names = MEMBERSHIP_OUTPUTS if num_outputs == 2 else tuple(map(str, range(num_outputs)))
+    return names
+
+
+def _escape(label: str) -> str:
+    return label.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _check_alphabet(alphabet: str | Sequence[str]) -> tuple[str, ...]:
@@ -229,162 +376,3 @@ def _check_alphabet(alphabet: str | Sequence[str]) -> tuple[str, ...]:
 
 def _caret_message(pattern: str, message: str, position: int) -> str:
     return f"{message} at position {position}\n  {pattern}\n  {' ' * position}^"
-
-
-def _subset_construction(
-    nfa: ThompsonNFA, start: int, final: int, num_symbols: int, limit: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reachable subset DFA over symbol classes.
-
-    Returns (table [n, K] int64, accepting [n] bool, class_of_symbol [A] int64). Symbols that
-    every labelled NFA edge treats alike form one class, so `.` over a large alphabet costs one
-    column. DFA states are bitsets over the "important" NFA states: bit 0 is the final state,
-    bit 1 + j the j-th state with a labelled edge. Raises StateLimitError past `limit` states.
-    """
-    labelled = [q for q, mask in enumerate(nfa.label) if mask]
-    bit_of = [0] * len(nfa.label)
-    bit_of[final] = 1
-    for j, q in enumerate(labelled):
-        bit_of[q] = 1 << (j + 1)
-    closure = nfa.closures(bit_of)
-
-    class_index: dict[int, int] = {}
-    class_of_symbol = np.zeros(num_symbols, dtype=np.int64)
-    representative: list[int] = []
-    for symbol in range(num_symbols):
-        signature = sum(1 << j for j, q in enumerate(labelled) if nfa.label[q] >> symbol & 1)
-        if signature not in class_index:
-            class_index[signature] = len(representative)
-            representative.append(symbol)
-        class_of_symbol[symbol] = class_index[signature]
-    num_classes = len(representative)
-    moves = [
-        [(k, closure[nfa.target[q]]) for k, r in enumerate(representative) if nfa.label[q] >> r & 1]
-        for q in labelled
-    ]
-
-    first = closure[start]
-    sets = [first]
-    index_of = {first: 0}
-    flat: list[int] = []
-    for current in sets:  # `sets` grows while we walk it: a breadth-first worklist
-        successor = [0] * num_classes
-        rest = current >> 1
-        while rest:
-            low_bit = rest & -rest
-            rest ^= low_bit
-            for k, bits in moves[low_bit.bit_length() - 1]:
-                successor[k] |= bits
-        for bits in successor:
-            j = index_of.get(bits)
-            if j is None:
-                j = index_of[bits] = len(sets)
-                if j >= limit:
-                    raise StateLimitError(
-                        f"subset construction passed {limit:,} states "
-                        f"({SUBSET_LIMIT_FACTOR} x max_states={limit // SUBSET_LIMIT_FACTOR:,}) "
-                        f"and was stopped: the DFA is almost certainly over the cap; raise "
-                        f"DataConfig.max_states (or pass max_states= to compile_regex) to allow it"
-                    )
-                sets.append(bits)
-            flat.append(j)
-    table_nxk = np.array(flat, dtype=np.int64).reshape(len(sets), num_classes)
-    accepting_n = np.array([bits & 1 for bits in sets], dtype=bool)
-    return table_nxk, accepting_n, class_of_symbol
-
-
-def _minimise(table_nxk: np.ndarray, accepting_n: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Partition refinement from {accepting, rejecting}; returns (table [m, K], accepting [m],
-    start block).
-
-    Moore rounds on numpy first: each re-labels states by (own block, block of each successor)
-    and the partition is final when a round adds no block. That needs as many rounds as the
-    longest shortest distinguishing word, so deep chains like `a{5000}` hand the partition
-    reached so far to Hopcroft's O(K n log n) algorithm after MOORE_ROUNDS rounds.
-    """
-    labels_n = accepting_n.astype(np.int64)
-    if labels_n.min() == labels_n.max():
-        labels_n[:] = 0
-    num_blocks = int(labels_n.max()) + 1
-    for _ in range(MOORE_ROUNDS):
-        key_n = labels_n
-        for k in range(table_nxk.shape[1]):  # fold one column at a time; keys stay below n^2
-            key_n = key_n * num_blocks + labels_n[table_nxk[:, k]]
-            key_n = np.unique(key_n, return_inverse=True)[1].reshape(-1)
-        new_count = int(key_n.max()) + 1
-        if new_count == num_blocks:
-            break
-        labels_n, num_blocks = key_n, new_count
-    else:
-        labels_n = _hopcroft(table_nxk, labels_n, num_blocks)
-    _, representative_m = np.unique(labels_n, return_index=True)
-    table_mxk = labels_n[table_nxk[representative_m]]
-    return table_mxk, accepting_n[representative_m], int(labels_n[0])
-
-
-def _hopcroft(table_nxk: np.ndarray, labels_n: np.ndarray, num_blocks: int) -> np.ndarray:
-    """Hopcroft refinement of a partition that is already coarser-or-equal to the final one.
-
-    Every block but the largest starts as a splitter (valid for any such initial partition);
-    a split block keeps its id for the larger half and the smaller half becomes a splitter.
-    Returns block labels [n], numbered arbitrarily (callers only compare them).
-    """
-    num_states, num_classes = table_nxk.shape
-    predecessors = []
-    for k in range(num_classes):
-        lists: list[list[int]] = [[] for _ in range(num_states)]
-        for p, t in enumerate(table_nxk[:, k].tolist()):
-            lists[t].append(p)
-        predecessors.append(lists)
-    block_of = labels_n.tolist()
-    blocks: list[set[int]] = [set() for _ in range(num_blocks)]
-    for q, b in enumerate(block_of):
-        blocks[b].add(q)
-    largest = max(range(num_blocks), key=lambda b: len(blocks[b]))
-    waiting = set(range(num_blocks)) - {largest}
-    while waiting:
-        splitter = list(blocks[waiting.pop()])
-        for lists in predecessors:
-            touched: dict[int, list[int]] = {}
-            for t in splitter:
-                for p in lists[t]:
-                    touched.setdefault(block_of[p], []).append(p)
-            for b, inside in touched.items():
-                if len(inside) == len(blocks[b]):
-                    continue
-                moved = set(inside)
-                if 2 * len(moved) > len(blocks[b]):
-                    moved = blocks[b] - moved  # relabel the smaller half
-                blocks[b] -= moved
-                new = len(blocks)
-                blocks.append(moved)
-                for q in moved:
-                    block_of[q] = new
-                waiting.add(new)  # the smaller half (the other is in `waiting` if b was)
-    return np.array(block_of, dtype=np.int64)
-
-
-def _canonical_order(
-    table_mxa: np.ndarray, accepting_m: np.ndarray, start: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber states breadth-first from `start`, successors in alphabet order.
-
-    Level by level: the next level's states in order of first appearance in the row-major
-    successors of the current level, which is exactly the order a FIFO queue would give.
-    """
-    num_states = len(accepting_m)
-    new_id = np.full(num_states, -1, dtype=np.int64)
-    new_id[start] = 0
-    order = [np.array([start], dtype=np.int64)]
-    assigned = 1
-    frontier = order[0]
-    while frontier.size:
-        candidates = table_mxa[frontier].reshape(-1)
-        candidates = candidates[new_id[candidates] < 0]
-        unique, first_seen = np.unique(candidates, return_index=True)
-        frontier = unique[np.argsort(first_seen)]
-        new_id[frontier] = np.arange(assigned, assigned + frontier.size)
-        assigned += frontier.size
-        order.append(frontier)
-    old_of_new = np.concatenate(order)
-    return new_id[table_mxa[old_of_new]], accepting_m[old_of_new]

@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 # Characters with a meaning in fsmrun's regex syntax: an alphabet symbol may not be one.
 REGEX_SYNTAX = ".|*+?()[]{}\\^$"
@@ -44,15 +52,97 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class DataConfig(_Frozen):
-    """The language and the corpus drawn from it."""
+# The language sources of DataConfig: exactly one is set.
+LANGUAGE_SOURCES = ("regex", "dfa", "att", "random_dfa")
 
-    regex: str = Field(description="Regular expression (full match) defining the language.")
-    alphabet: str = Field(
+
+class DfaTableConfig(_Frozen):
+    """An explicit transition table (inline in TOML as `[data.dfa]`).
+
+    Give `accepting` for membership or `outputs` for a Moore machine, not both. A missing
+    transition goes to an added dead state: rejecting for membership, output `dead_output`
+    for a Moore machine (which must otherwise be total).
+    """
+
+    states: list[str] = Field(min_length=1, description="State names.")
+    start: str = Field(description="Name of the start state.")
+    transitions: dict[str, dict[str, str]] | list[tuple[str, str, str]] = Field(
+        description=(
+            "Either a table state -> {symbol -> state} or a list of [source, symbol, target]; "
+            "a missing transition goes to a dead state."
+        )
+    )
+    accepting: list[str] | None = Field(
+        default=None, description="Accepting states (membership); the others reject."
+    )
+    outputs: dict[str, int | str] | None = Field(
+        default=None,
+        description=(
+            "Moore machine: state -> output class, an index into output_names (or 0..k-1) or "
+            "an output name; every state needs one."
+        ),
+    )
+    output_names: list[str] | None = Field(
+        default=None,
+        description="Names of the output classes, in class order (default '0'..'k-1').",
+    )
+    dead_output: int | str | None = Field(
+        default=None,
+        description="Moore machine: output of the dead state that missing transitions go to.",
+    )
+
+
+class AttConfig(_Frozen):
+    """An AT&T text automaton file, as MLRegTest publishes its languages."""
+
+    path: str = Field(
+        description=(
+            "AT&T text file: arc lines 'src dst symbol [weight]' or 'src dst in out [weight]', "
+            "final-state lines 'state [weight]'; the first arc's source is the start state."
+        )
+    )
+    isymbols: str | None = Field(
+        default=None,
+        description="Symbol table file ('symbol id' lines, id 0 = epsilon); fixes the alphabet.",
+    )
+
+
+class RandomDfaConfig(_Frozen):
+    """A random minimal DFA over `alphabet` with exactly `num_states` reachable states."""
+
+    num_states: int = Field(ge=1, le=10_000, description="Exact number of states.")
+    accepting_fraction: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Chance of each state being accepting."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the automaton (not of the corpus).")
+
+
+class DataConfig(_Frozen):
+    """The language and the corpus drawn from it.
+
+    Exactly one language source: `regex`, `dfa`, `att` or `random_dfa`. Unset sources are left
+    out of the dump (and so of config_hash), so configs written before the other sources
+    existed keep their hash.
+    """
+
+    regex: str | None = Field(
+        default=None, description="Regular expression (full match) defining the language."
+    )
+    dfa: DfaTableConfig | None = Field(
+        default=None, description="Explicit transition table (membership or Moore outputs)."
+    )
+    att: AttConfig | None = Field(default=None, description="AT&T text automaton file.")
+    random_dfa: RandomDfaConfig | None = Field(
+        default=None, description="Random minimal DFA over `alphabet`."
+    )
+    alphabet: str | None = Field(
+        default=None,
         min_length=1,
         description=(
-            "Alphabet symbols, one character each, in vocabulary order: distinct printable "
-            "characters, neither whitespace nor one of " + REGEX_SYNTAX + "."
+            "Alphabet symbols, one character each, in vocabulary order. Required for regex and "
+            "random_dfa; for dfa and att it defaults to the symbol table's order, else the "
+            "sorted symbols of the transitions, and when given must contain them all. Symbols are "
+            "distinct printable characters, neither whitespace nor one of " + REGEX_SYNTAX + "."
         ),
     )
     min_len: int = Field(default=1, ge=0, description="Shortest string length in train/val/test.")
@@ -78,7 +168,9 @@ class DataConfig(_Frozen):
 
     @field_validator("alphabet")
     @classmethod
-    def _check_symbols(cls, alphabet: str) -> str:
+    def _check_symbols(cls, alphabet: str | None) -> str | None:
+        if alphabet is None:
+            return None
         seen = set()
         for symbol in alphabet:
             if symbol in REGEX_SYNTAX or symbol.isspace() or not symbol.isprintable():
@@ -93,6 +185,14 @@ class DataConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_ranges(self) -> DataConfig:
+        given = [name for name in LANGUAGE_SOURCES if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one language source of {', '.join(LANGUAGE_SOURCES)} "
+                f"(got {', '.join(given) if given else 'none'})"
+            )
+        if self.alphabet is None and given[0] in ("regex", "random_dfa"):
+            raise ValueError(f"alphabet is required with {given[0]}")
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) exceeds max_len ({self.max_len})")
         if self.n_test_ood > 0:
@@ -105,6 +205,14 @@ class DataConfig(_Frozen):
                     f"ood_min_len ({self.ood_min_len}) must exceed max_len ({self.max_len})"
                 )
         return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        doc = handler(self)
+        for name in (*LANGUAGE_SOURCES, "alphabet"):
+            if doc.get(name, 0) is None:
+                del doc[name]
+        return doc
 
 
 class ModelConfig(_Frozen):

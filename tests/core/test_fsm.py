@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections import deque
 
 import numpy as np
 import pytest
 
-from fsmrun.core import fsm
+from fsmrun.core import fsm, minimize
 from fsmrun.core.fsm import DFA, RegexError, StateLimitError, compile_regex
 
 # (pattern, alphabet, nested): `nested` patterns make `re` backtrack exponentially, so their
@@ -142,7 +143,7 @@ def test_compiled_dfa_is_minimal_reachable_and_canonically_numbered(pattern, alp
 
 def test_hopcroft_and_moore_minimisation_agree(monkeypatch):
     moore = [compile_regex(p, a).to_json() for p, a, _ in CASES]
-    monkeypatch.setattr(fsm, "MOORE_ROUNDS", 0)  # straight to Hopcroft
+    monkeypatch.setattr(minimize, "MOORE_ROUNDS", 0)  # straight to Hopcroft
     hopcroft = [compile_regex(p, a).to_json() for p, a, _ in CASES]
     assert hopcroft == moore
 
@@ -299,3 +300,80 @@ def test_subset_dfa_far_above_the_minimal_one_is_still_compiled_under_the_bound(
     # Subset construction meets 512 sets here, the minimal DFA is the single state of .*
     dfa = compile_regex("(a|b)*a(a|b){8}|(a|b)*", "ab", max_states=100)
     assert dfa.num_states == 1
+
+
+# --- Moore outputs --------------------------------------------------------------------------
+
+# Cycle navigation on a 5-cycle, actions stay/+1/-1, written with 10 states (i and i + 5 alike).
+CYCLE10 = np.array([[i, (i + 1) % 10, (i - 1) % 10] for i in range(10)])
+
+
+def test_membership_json_is_pinned_and_has_no_output_fields():
+    dfa = compile_regex("(ab)*", "ab")
+    assert dfa.to_json() == (
+        '{"accepting":[true,false,false],"alphabet":["a","b"],"dead":2,'
+        '"format":"fsmrun-dfa-1","num_states":3,"start":0,"transitions":[[1,2],[2,0],[2,2]]}'
+    )
+    assert dfa.is_membership and dfa.output_names == ("reject", "accept")
+    assert dfa.outputs.tolist() == [1, 0, 0]
+    assert [dfa.output_of(s) for s in ("", "a", "ab")] == [1, 0, 1]
+
+
+def test_moore_minimisation_merges_equal_outputs_and_futures_only():
+    dfa = fsm.minimal_dfa("012", CYCLE10, np.arange(10) % 5)
+    assert (dfa.num_states, dfa.num_outputs, dfa.is_membership) == (5, 5, False)
+    assert equivalent_pairs(dfa) == []
+    for n in range(6):
+        for s in map("".join, itertools.product("012", repeat=n)):
+            assert dfa.output_of(s) == (s.count("1") - s.count("2")) % 5
+    # one state's output changed: i and i + 5 now differ in their distance to it
+    outputs = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 5])
+    assert fsm.minimal_dfa("012", CYCLE10, outputs).num_states == 10
+
+
+def test_moore_json_round_trips_with_outputs_and_names():
+    dfa = fsm.minimal_dfa(
+        "012", CYCLE10, np.arange(10) % 5, output_names=["p0", "p1", "p2", "p3", "p4"]
+    )
+    doc = json.loads(dfa.to_json())
+    assert doc["outputs"] == [0, 1, 4, 2, 3]
+    assert (doc["num_outputs"], doc["output_names"]) == (5, ["p0", "p1", "p2", "p3", "p4"])
+    assert doc["accepting"] == [False, True, True, True, True]  # output != 0
+    again = DFA.from_json(dfa.to_json())
+    assert again.to_json() == dfa.to_json()
+    assert again.output_names == dfa.output_names
+
+
+def test_moore_dot_labels_states_with_their_output():
+    dot = fsm.minimal_dfa("012", CYCLE10, np.arange(10) % 5).to_dot()
+    assert '  2 [shape=circle, label="2 / 4"];' in dot
+
+
+def test_unused_output_classes_count_when_named():
+    dfa = DFA("a", [[0]], start=0, outputs=[1], output_names=["x", "y", "z"])
+    assert (dfa.num_outputs, dfa.output_of("aa")) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"outputs": [0, 3], "num_outputs": 2}, "outputs must lie in 0..1"),
+        ({"outputs": [0, 1], "output_names": ["x", "x"]}, "repeat"),
+        ({"accepting": [True, False], "outputs": [0, 1]}, "exactly one of accepting"),
+    ],
+)
+def test_bad_outputs_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DFA("a", [[1], [1]], **kwargs)
+
+
+def test_to_att_refuses_moore_machines():
+    with pytest.raises(ValueError, match="membership only"):
+        fsm.minimal_dfa("012", CYCLE10, np.arange(10) % 5).to_att()
+
+
+def test_minimal_dfa_drops_unreachable_states_and_renumbers_from_the_start():
+    # state 2 is unreachable; the start is state 1; (a|b)*a over ab
+    table = np.array([[0, 1], [0, 1], [2, 2]])
+    dfa = fsm.minimal_dfa("ab", table, np.array([True, False, True]), start=1)
+    assert dfa == compile_regex("(a|b)*a", "ab")

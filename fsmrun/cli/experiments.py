@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fsmrun.cli._common import data_console
-from fsmrun.core.fsm import compile_regex
+from fsmrun.core.languages import build_dfa
 from fsmrun.experiments import list_experiments, load_experiment
 
 
@@ -25,7 +25,7 @@ def experiments() -> None:
     table.add_column("description")
     for name in list_experiments():
         exp = load_experiment(name)
-        dfa = compile_regex(exp.data.regex, exp.data.alphabet, max_states=exp.data.max_states)
+        dfa = build_dfa(exp.data)
         table.add_row(
             name,
             Text(exp.data.regex),

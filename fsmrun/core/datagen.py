@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from fsmrun.core.determinism import canonical_json, numpy_rng, sha256_text
+from fsmrun.core.errors import UserError
 from fsmrun.core.fsm import DFA
 from fsmrun.core.io import atomic_write_text
 from fsmrun.schemas.config import DataConfig
@@ -56,7 +57,7 @@ _MAX_ROUNDS = 10_000
 log = logging.getLogger(__name__)
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """The corpus asked for cannot be drawn from this language (message says how to fix it)."""
 
 

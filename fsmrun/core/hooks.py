@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ class HookContext:
     model: torch.nn.Module
     run_dir: Path | None = None
     val_metrics: dict[str, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Callback = Callable[[HookContext], None]
@@ -57,7 +56,8 @@ class Hooks:
 class CaptureHook:
     """Saves attention maps and hidden states of one fixed batch after chosen epochs.
 
-    Writes `<run>/captures/epoch_<e>.pt` (loadable with weights_only=True): the input ids,
+    Writes the file `path_for_epoch(e)` names (the run folder's `captures/epoch_<e>.pt`;
+    loadable with weights_only=True): the input ids,
     lengths, strings, and per layer `attentions` [L, B, H, T, T] (transformer only) and
     `hidden_states` [L + 1, B, T, D].
     """
@@ -68,14 +68,16 @@ class CaptureHook:
         lengths_b: np.ndarray,
         strings: list[str],
         epochs: list[int],
+        path_for_epoch: Callable[[int], Path],
     ) -> None:
         self.input_ids_bxt = input_ids_bxt
         self.lengths_b = lengths_b
         self.strings = strings
         self.epochs = set(epochs)
+        self.path_for_epoch = path_for_epoch
 
     def __call__(self, ctx: HookContext) -> None:
-        if ctx.epoch not in self.epochs or ctx.run_dir is None:
+        if ctx.epoch not in self.epochs:
             return
         model = ctx.model
         was_training = model.training
@@ -95,4 +97,4 @@ class CaptureHook:
             record["attentions"] = torch.stack([a.float().cpu() for a in out.attentions])
         buf = io.BytesIO()
         torch.save(record, buf)
-        atomic_write_bytes(ctx.run_dir / "captures" / f"epoch_{ctx.epoch:04d}.pt", buf.getvalue())
+        atomic_write_bytes(self.path_for_epoch(ctx.epoch), buf.getvalue())

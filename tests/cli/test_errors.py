@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-import fsmrun.cli.train as train_cmd
+import fsmrun.core.loop as loop
 from fsmrun.core.loop import RunResult
 
 
@@ -106,7 +106,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(cli, tiny_toml, tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cmd, "train_one_experiment", interrupted)
+    monkeypatch.setattr(loop, "train_one_experiment", interrupted)
     result = cli("train", tiny_toml, "--results-dir", tmp_path / "r")
     assert result.exit_code == 130, result.output
     assert "fsmrun resume" in result.stderr and "Traceback" not in result.output
@@ -115,7 +115,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(cli, tiny_toml, tmp_path, monke
 def test_interrupted_run_exits_130_with_the_resume_command(cli, tiny_toml, tmp_path, monkeypatch):
     stopped = RunResult("tiny-abc-v1", tmp_path / "r" / "tiny" / "abc" / "v1", "interrupted",
                         "interrupted", None, 3)  # fmt: skip
-    monkeypatch.setattr(train_cmd, "train_one_experiment", lambda *a, **k: stopped)
+    monkeypatch.setattr(loop, "train_one_experiment", lambda *a, **k: stopped)
     result = cli("train", tiny_toml, "--results-dir", tmp_path / "r")
     assert result.exit_code == 130, result.output
     assert f"fsmrun resume tiny-abc-v1 --results-dir {tmp_path / 'r'}" in result.stderr

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fsmrun.core.hooks import Hooks
-from fsmrun.core.logging import HistoryWriter, read_history, read_history_lines
+from fsmrun.core.history import HistoryWriter, read_history, read_history_lines
 from fsmrun.schemas.records import HistoryRecord
 
 

@@ -1,8 +1,5 @@
-"""The `fsmrun` command line: one Typer app (`_app`), one module per command.
-
-`main()` is the console-script entry point. It imports the app only once it runs, inside its
-Ctrl-C guard, so an interrupt even during start-up exits 130 without a traceback.
-"""
+"""The `fsmrun` command line: one Typer app (`_app`), one module per command. `main()` imports
+the app inside its Ctrl-C guard, so an interrupt even during start-up exits 130 quietly."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""The Typer app: every command registered under its name.
-
-Command modules import their `fsmrun.core` machinery inside the command function, so light
-commands (help, ls, show, experiments, fsm) never load torch.
-"""
+"""The Typer app: every command under its name. Commands import heavy `fsmrun.core` machinery
+inside the command function, so help, ls, show, experiments and fsm never load torch."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Shared pieces of the command line: consoles, the one mapping from errors to exit codes,
-and formatting helpers. Imports nothing heavy (no torch): light commands start fast.
-"""
+and formatting helpers. Imports nothing heavy (no torch): light commands start fast."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""fsmrun's error hierarchy and the one formatter of validation errors.
-
-`UserError`: something the user can fix (exit 2 at the command line); `EnvironmentFailure`:
-the OS refused (disk full, permission; exit 1). Anything else escaping is a bug.
-"""
+"""fsmrun's error hierarchy and the one formatter of validation errors: `UserError` (the user
+can fix it; exit 2), `EnvironmentFailure` (the OS refused; exit 1); anything else is a bug."""
 
 from __future__ import annotations
 

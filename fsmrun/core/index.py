@@ -1,7 +1,5 @@
-"""The SQLite index `<root>/registry.sqlite`: one row per run, a cache of the run folders.
-
-It is rebuilt from the folders (the source of truth) whenever it is missing or damaged.
-"""
+"""The SQLite index `<root>/registry.sqlite`: one row per run, a cache of the run folders,
+rebuilt from them (the source of truth) whenever it is missing or damaged."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""The one door for languages: `build_dfa` turns a data config into its minimal DFA.
-
-Today a language is a regex; other sources (DFA tables, AT&T files, random automata) plug in
-here, so every caller (pre-flight, `fsmrun experiments`, data building) stays the same.
-"""
+"""The one door for languages: `build_dfa` turns a data config into its minimal DFA. Every
+source (today a regex; DFA tables, AT&T files, random automata next) plugs in here."""
 
 from __future__ import annotations
 

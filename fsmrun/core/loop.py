@@ -1,15 +1,9 @@
-"""The training loop: `train_one_experiment`, `resume_run`, and the flat `train` they share.
-
-Phases: pre-flight and set-up (`session`), resume (from last.pt), train (epochs of steps,
-validation, early stopping, checkpoints), finish (best and last checkpoints on
-val/test/test_ood, metrics.json, run.json, index). Every stop is decided by `decide_stop`.
-"""
+"""The training loop: `train_one_experiment`, `resume_run` and the flat `train` they share.
+Phases: pre-flight and set-up (`session`), resume, train (steps, validation, checkpoints; every
+stop decided by `decide_stop`), finish (checkpoints evaluated, metrics.json, status, index)."""
 
 from __future__ import annotations
 
-import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +22,7 @@ from fsmrun.core.run_folder import HEARTBEAT_S, RunFolder
 from fsmrun.core.session import (
     Session,
     SessionControls,
+    StopSignals,
     check_resume,
     index_quietly,
     new_record,
@@ -36,11 +31,19 @@ from fsmrun.core.session import (
     resumed_record,
     write_static_files,
 )
-from fsmrun.core.train_state import TrainingError, TrainState, finish, restore_state, save_state
+from fsmrun.core.train_state import (
+    TrainingError,
+    TrainState,
+    fail_non_finite,
+    finish,
+    log_history,
+    log_train,
+    restore_state,
+    save_state,
+)
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import (
     EarlyStopState,
-    HistoryRecord,
     Metrics,
     RunRecord,
     StopReason,
@@ -61,66 +64,7 @@ class RunResult:
     steps: int = 0
 
 
-class _StopSignals:
-    """SIGINT/SIGTERM set a flag checked between steps; a second signal aborts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
-
-
 # ---------------------------------------------------------------------------- train
-
-
-def _log(s: Session, state: TrainState, kind: str, **fields: object) -> None:
-    s.history.append(
-        HistoryRecord(kind=kind, step=state.step, epoch=state.epoch, time=time.time(), **fields)
-    )
-
-
-def _log_train(s: Session, state: TrainState, steps_per_s: float | None) -> None:
-    """One history line of the mean losses since the last one (the loop's one host sync)."""
-    means = s.runner.drain()
-    if means is None:
-        return
-    if not all(math.isfinite(v) for v in means.values()):
-        _fail_non_finite(state, means)
-    grad_norm = means.pop("grad_norm")
-    _log(
-        s,
-        state,
-        "train",
-        losses=means,
-        lr=s.runner.last_lr,
-        grad_norm=grad_norm,
-        steps_per_s=steps_per_s,
-    )
-    s.reporter.show_loss(means["total"], steps_per_s)
-
-
-def _fail_non_finite(state: TrainState, means: dict[str, float]) -> None:
-    bad = ", ".join(f"{k}={v}" for k, v in means.items() if not math.isfinite(v))
-    state.stop_reason = "non_finite"
-    state.message = (
-        f"non-finite training statistics before step {state.step} ({bad}); "
-        "lower train.lr or set train.grad_clip; the last good checkpoint is kept"
-    )
-    raise TrainingError(state.message)
 
 
 def train(s: Session, state: TrainState) -> TrainState:
@@ -138,7 +82,7 @@ def train(s: Session, state: TrainState) -> TrainState:
     def ctx(epoch: int, val_metrics: dict[str, float] | None = None) -> HookContext:
         return HookContext(epoch, state.step, s.model, s.folder.path, val_metrics)
 
-    with _StopSignals() as signals:
+    with StopSignals() as signals:
         while state.stop_reason is None and state.epoch < cfg.epochs:
             # ---- the epoch's steps, from where the state stands
             epoch = state.epoch
@@ -165,7 +109,7 @@ def train(s: Session, state: TrainState) -> TrainState:
                     s.hooks.fire("on_step_end", ctx(epoch))
                 now = time.monotonic()
                 if state.step % cfg.log_every == 0:
-                    _log_train(s, state, interval_steps / max(now - interval_start, 1e-9))
+                    log_train(s, state, interval_steps / max(now - interval_start, 1e-9))
                     interval_start, interval_steps = now, 0
                 if now - beat > HEARTBEAT_S:
                     beat = now
@@ -181,19 +125,19 @@ def train(s: Session, state: TrainState) -> TrainState:
                 )
                 if reason is not None or (cfg.save_every and state.step % cfg.save_every == 0):
                     if s.runner.count and not bool(torch.isfinite(s.runner.sums).all()):
-                        _fail_non_finite(state, s.runner.drain() or {})
+                        fail_non_finite(state, s.runner.drain() or {})
                     state.wall_time_s = wall_base + time.monotonic() - start
                     save_state(s, state, "last", batches[b + 1], epoch_done=False)
                 if reason is not None:
                     state.stop_reason = reason
-                    _log_train(s, state, None)
+                    log_train(s, state, None)
                     s.reporter.end_epoch(f"stopped at step {state.step} ({reason})")
                     break
             if state.stop_reason is not None:
                 break
 
             # ---- validation, early stopping, checkpoints
-            _log_train(s, state, None)
+            log_train(s, state, None)
             val = evaluate_splits(s.model, s.data, s.exp, ["val"], s.amp_dtype)["val"]
             flat = flat_metrics("val", val)
             if cfg.monitor not in flat:
@@ -205,7 +149,7 @@ def train(s: Session, state: TrainState) -> TrainState:
             state.early_stop, improved = update_early_stop(
                 state.early_stop, cfg, value, state.step, epoch
             )
-            _log(s, state, "eval", metrics=flat, improved=improved)
+            log_history(s, state, "eval", metrics=flat, improved=improved)
             s.hooks.fire("on_validation_end", ctx(epoch, flat))
             state.epoch, state.batch_in_epoch = epoch + 1, 0
             reason = decide_stop(
@@ -262,7 +206,7 @@ def run_session(s: Session, *, resuming: bool) -> RunResult:
         s.reporter.end_epoch(f"[red]{err}[/]")
         state.stop_reason = state.stop_reason or "non_finite"
         state.message = str(err)
-        _log(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
+        log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
         try:
             metrics = finish(s, state)
         except ckpt.CheckpointError:
@@ -278,7 +222,7 @@ def run_session(s: Session, *, resuming: bool) -> RunResult:
         raise
     finally:
         s.history.sync()
-    _log(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
+    log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
     if state.stop_reason == "interrupted":
         _set_status(s, state, "interrupted")
         return RunResult(

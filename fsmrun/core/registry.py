@@ -1,8 +1,5 @@
-"""The run registry: version claims on run folders and run lookup, under one results folder.
-
-Layout `<root>/<experiment>/<hash12>/v<N>/` (one run folder each, see `run_folder`), plus the
-SQLite index (`index`), the corpus cache and audit reports beside them.
-"""
+"""The run registry: the results folder's layout, version claims on run folders, run lookup.
+`<root>/<experiment>/<hash12>/v<N>/` (see `run_folder`), the corpus cache and audit reports."""
 
 from __future__ import annotations
 

@@ -4,8 +4,10 @@ the run record, and the live objects (data, model, optimizer, step runner, histo
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -254,3 +256,26 @@ def write_static_files(session: Session) -> None:
         "parameter_count": s.model.parameter_count(),
     }
     s.record = folder.write_record(s.record.model_copy(update=update))
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set a flag checked between steps; a second signal aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]

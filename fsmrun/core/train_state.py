@@ -1,8 +1,10 @@
 """The training state (exactly what a checkpoint's meta holds): saving and restoring it with the
-model, optimizer, scaler, RNG states and running sums; the final metrics from the checkpoints."""
+model, optimizer, scaler, RNG states and running sums; history lines; the final metrics."""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +22,7 @@ from fsmrun.schemas.records import (
     CheckpointEval,
     CheckpointMeta,
     EarlyStopState,
+    HistoryRecord,
     Metrics,
     StopReason,
 )
@@ -142,3 +145,39 @@ def finish(s: Session, state: TrainState) -> Metrics | None:
     )
     s.folder.write_metrics(metrics)
     return metrics
+
+
+def log_history(s: Session, state: TrainState, kind: str, **fields: object) -> None:
+    s.history.append(
+        HistoryRecord(kind=kind, step=state.step, epoch=state.epoch, time=time.time(), **fields)
+    )
+
+
+def log_train(s: Session, state: TrainState, steps_per_s: float | None) -> None:
+    """One history line of the mean losses since the last one (the loop's one host sync)."""
+    means = s.runner.drain()
+    if means is None:
+        return
+    if not all(math.isfinite(v) for v in means.values()):
+        fail_non_finite(state, means)
+    grad_norm = means.pop("grad_norm")
+    log_history(
+        s,
+        state,
+        "train",
+        losses=means,
+        lr=s.runner.last_lr,
+        grad_norm=grad_norm,
+        steps_per_s=steps_per_s,
+    )
+    s.reporter.show_loss(means["total"], steps_per_s)
+
+
+def fail_non_finite(state: TrainState, means: dict[str, float]) -> None:
+    bad = ", ".join(f"{k}={v}" for k, v in means.items() if not math.isfinite(v))
+    state.stop_reason = "non_finite"
+    state.message = (
+        f"non-finite training statistics before step {state.step} ({bad}); "
+        "lower train.lr or set train.grad_clip; the last good checkpoint is kept"
+    )
+    raise TrainingError(state.message)

@@ -6,7 +6,6 @@ from rich.table import Table
 from rich.text import Text
 
 from fsmrun.cli._common import data_console
-from fsmrun.core.languages import build_dfa
 from fsmrun.experiments import list_experiments, load_experiment
 
 
@@ -17,6 +16,8 @@ def experiments() -> None:
 
     Example:  fsmrun experiments
     """
+    from fsmrun.core.languages import build_dfa
+
     table = Table()
     table.add_column("name", no_wrap=True)
     table.add_column("regex")

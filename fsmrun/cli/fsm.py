@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from fsmrun.cli._common import data_console
-from fsmrun.core.fsm import DFA, compile_regex
+
+if TYPE_CHECKING:
+    from fsmrun.core.fsm import DFA
 
 
 def transition_table(dfa: DFA) -> Table:
@@ -60,6 +62,8 @@ def fsm(
 
     Example:  fsmrun fsm '(a|b)*ab' --alphabet ab --dot | dot -Tpng -o dfa.png
     """
+    from fsmrun.core.fsm import compile_regex
+
     dfa = compile_regex(regex, alphabet, max_states=max_states)
     if dot:
         sys.stdout.write(dfa.to_dot())

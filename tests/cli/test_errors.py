@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -132,3 +133,69 @@ def test_subprocess_user_error_is_one_line_without_traceback(tmp_path):
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert "did you mean 'parity'" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_disk_full_is_one_line_naming_the_file_and_exit_1(cli, tmp_path, monkeypatch):
+    import fsmrun.cli.ls as ls_cmd
+
+    def full(root):
+        raise OSError(errno.ENOSPC, "No space left on device", str(root / "registry.sqlite"))
+
+    monkeypatch.setattr(ls_cmd, "RegistryIndex", full)
+    result = cli("ls", "--results-dir", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"error: cannot access {tmp_path / 'registry.sqlite'}: No space left on device\n"
+    )
+
+
+def test_a_bug_is_not_disguised_as_a_user_error(cli, tmp_path, monkeypatch):
+    import fsmrun.cli.ls as ls_cmd
+
+    def bug(root):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(ls_cmd, "RegistryIndex", bug)
+    result = cli("ls", "--results-dir", tmp_path)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ValueError)  # propagates: the traceback is shown
+    assert "error:" not in result.stderr
+
+
+def test_ctrl_c_in_a_light_command_exits_130_without_traceback(cli, tmp_path, monkeypatch):
+    import fsmrun.cli.ls as ls_cmd
+
+    def interrupted(root):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ls_cmd, "RegistryIndex", interrupted)
+    result = cli("ls", "--results-dir", tmp_path)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+
+
+def test_ctrl_c_during_start_up_exits_130(monkeypatch, capsys):
+    import fsmrun.cli
+    import fsmrun.cli._app as app_module
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app_module, "app", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        fsmrun.cli.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_failed_audit_run_is_a_user_error(cli, tiny_toml, tmp_path, monkeypatch):
+    import fsmrun.core.audit as audit
+
+    def failed(*args, **kwargs):
+        raise audit.AuditError("run 1 ended failed (non-finite loss); lower train.lr")
+
+    monkeypatch.setattr(audit, "audit_experiment", failed)
+    result = cli("audit-determinism", tiny_toml, "--results-dir", tmp_path, "--device", "cpu")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines()[-1] == (
+        "error: run 1 ended failed (non-finite loss); lower train.lr"
+    )

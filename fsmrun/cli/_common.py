@@ -3,6 +3,7 @@ and formatting helpers. Imports nothing heavy (no torch): light commands start f
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -73,6 +74,20 @@ def error_exit(err: BaseException) -> tuple[int, str] | None:
     return None
 
 
+class _WarningHandler(logging.Handler):
+    """fsmrun's warnings (stdlib logging in core) as `warning: ...` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"warning: {record.getMessage()}", markup=False, highlight=False)
+
+
+def show_warnings() -> None:
+    """Route warnings of the `fsmrun` loggers to the status console (once)."""
+    logger = logging.getLogger("fsmrun")
+    if not any(isinstance(h, _WarningHandler) for h in logger.handlers):
+        logger.addHandler(_WarningHandler(logging.WARNING))
+
+
 class FsmrunGroup(TyperGroup):
     """Typer group applying `error_exit`, and Ctrl-C -> exit 130 without a traceback.
 
@@ -80,6 +95,7 @@ class FsmrunGroup(TyperGroup):
     """
 
     def invoke(self, ctx: typer.Context) -> Any:
+        show_warnings()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

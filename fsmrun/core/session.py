@@ -3,6 +3,7 @@ the run record, and the live objects (data, model, optimizer, step runner, histo
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from fsmrun.core.errors import UserError
 from fsmrun.core.history import HistoryWriter
 from fsmrun.core.hooks import CaptureHook, Hooks
 from fsmrun.core.index import RegistryIndex
+from fsmrun.core.languages import build_dfa
 from fsmrun.core.model import build_model
 from fsmrun.core.optim import optimizer_from_config
 from fsmrun.core.registry import RegistryError, check_writable, corpus_cache_dir, run_id_for
@@ -31,6 +33,8 @@ from fsmrun.core.run_folder import RunFolder, effective_status
 from fsmrun.core.step import StepRunner
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunHashes, RunRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ def preflight(
     Returns the device and the run's data (the corpus lands in the results folder's cache).
     """
     torch_device = resolve_device(device)
+    build_dfa(exp.data)  # a bad language is reported before anything is written
     root = check_writable(root)
     return torch_device, build_data(exp, torch_device, corpus_cache_dir(root))
 
@@ -173,16 +178,15 @@ class Session:
 
     def update_index(self) -> None:
         """Upsert this run's row in the index (a warning on failure)."""
-        index_quietly(self.folder, self.reporter)
+        index_quietly(self.folder)
 
 
-def index_quietly(folder: RunFolder, reporter: ConsoleReporter | None = None) -> None:
+def index_quietly(folder: RunFolder) -> None:
     """The index is a cache of the run folders: failing to update it is only a warning."""
     try:
         RegistryIndex(folder.results_root).upsert_folder(folder.path)
     except RegistryError as err:
-        if reporter is not None:
-            reporter.info(f"[yellow]warning:[/] registry index not updated ({err})")
+        log.warning("registry index not updated (%s)", err)
 
 
 def open_session(

@@ -34,7 +34,8 @@ class TrainingError(FsmrunError):
 
 @dataclass
 class TrainState:
-    """Where training stands: what a checkpoint's meta holds beside the weights and RNGs."""
+    """Where training stands: what a checkpoint's meta records beside the weights and RNGs
+    (step, epoch, position in it, wall time, early stopping, history length), and why it ended."""
 
     early_stop: EarlyStopState
     step: int = 0

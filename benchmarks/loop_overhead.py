@@ -1,10 +1,9 @@
-"""fsmrun's training step loop against a minimal hand-written PyTorch loop.
+"""fsmrun's training loop against a minimal hand-written PyTorch loop, through public functions.
 
-Both run the same model, batches, optimizer, learning-rate schedule and clipping on the same
-device, alternating epoch by epoch; prints the median steps/s of each and fsmrun's ratio to
-the bare loop (target: >= 0.95 on CPU for the default model). fsmrun's side is the real
-epoch loop (`train_epoch_steps`: progress bar, history lines every `log_every` steps,
-heartbeat, hooks check), not a copy of it.
+`train_one_experiment` trains for --rounds + 1 epochs; hooks time each epoch's steps (from
+`on_epoch_start` to its last `on_step_end`), and `on_epoch_end` runs one epoch of the bare loop
+(same model init, batches, optimizer, schedule and clipping, same device), so the two alternate
+epoch by epoch. Prints the median steps/s of each and fsmrun's ratio (target: >= 0.98 on CPU).
 
     python benchmarks/loop_overhead.py [--experiment regex_a] [--rounds 7] [--device cpu]
 """
@@ -12,23 +11,23 @@ heartbeat, hooks check), not a copy of it.
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from rich.console import Console
 
-from fsmrun.core.dataset import iter_batches
-from fsmrun.core.determinism import config_hash
+from fsmrun.core.dataset import iter_batches, steps_per_epoch
+from fsmrun.core.determinism import torch_generator
 from fsmrun.core.env import resolve_device
-from fsmrun.core.loop import SessionControls, _GracefulStop, _new_record, _Session
+from fsmrun.core.hooks import Hooks
+from fsmrun.core.loop import train_one_experiment
 from fsmrun.core.losses import compute_losses
+from fsmrun.core.model import build_model
 from fsmrun.core.optim import clip_gradients, lr_at, optimizer_from_config, set_lr
-from fsmrun.core.registry import allocate_run_dir
+from fsmrun.core.run_data import build_data
 from fsmrun.experiments import load_experiment
 
 
@@ -55,54 +54,62 @@ def main() -> None:
     args = parser.parse_args()
 
     exp = load_experiment(args.experiment)
+    train_cfg = exp.train.model_copy(
+        update={"epochs": args.rounds + 1, "patience": None, "stop_threshold": None}
+    )
+    exp = exp.model_copy(update={"train": train_cfg})
     device = resolve_device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    data = build_data(exp, device, None)
+    split = data.splits["train"]
+    per_epoch = steps_per_epoch(split.num_strings, train_cfg.batch_size)
+    total = train_cfg.epochs * per_epoch
+    model = build_model(
+        exp.model, data.vocab.size, data.dfa.num_states, generator=torch_generator(exp.seed, "init")
+    ).to(device)
+    optimizer = optimizer_from_config(model, train_cfg)
+
+    fsm_rates: list[float] = []
+    bare_rates: list[float] = []
+    clock = {"start": 0.0, "last": 0.0, "bare_step": 0}
+
+    def epoch_start(ctx) -> None:
+        sync()
+        clock["start"] = time.perf_counter()
+
+    def step_end(ctx) -> None:
+        if ctx.step % per_epoch == 0:  # the epoch's last step
+            sync()
+            clock["last"] = time.perf_counter()
+
+    def epoch_end(ctx) -> None:
+        fsm_rates.append(per_epoch / (clock["last"] - clock["start"]))
+        t0 = time.perf_counter()
+        n = bare_epoch(model, optimizer, split, train_cfg, exp.seed, ctx.epoch,
+                       clock["bare_step"], total)  # fmt: skip
+        sync()
+        bare_rates.append(n / (time.perf_counter() - t0))
+        clock["bare_step"] += n
+
+    hooks = Hooks()
+    hooks.add("on_epoch_start", epoch_start)
+    hooks.add("on_step_end", step_end)
+    hooks.add("on_epoch_end", epoch_end)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        run_dir, version = allocate_run_dir(root, exp.name, config_hash(exp))
-        record = _new_record(exp, run_dir, version, device, ["benchmark"])
-        console = Console(file=io.StringIO(), stderr=False, force_terminal=False)
-        session = _Session(
+        result = train_one_experiment(
             exp,
-            run_dir,
-            record,
-            device=device,
-            results_root=root,
-            controls=SessionControls(console=console),
+            device=args.device,
+            results_root=tmp,
+            hooks=hooks,
+            console=Console(file=io.StringIO(), force_terminal=False),
+            command=["benchmark"],
         )
-        session.setup()
-        session._wall_base, session._session_start = 0.0, time.monotonic()
-        session._beat = time.monotonic()
-        model = copy.deepcopy(session.model)
-        optimizer = optimizer_from_config(model, exp.train)
-        split = session.data.splits["train"]
-        total = session.runner.total_steps
-        fsm_rates, bare_rates = [], []
-        bare_step = 0
-        with _GracefulStop() as stopper:
-            for r in range(args.rounds + 1):  # round 0 warms up both
-                session.pos.batch_in_epoch = 0
-                t0 = time.perf_counter()
-                before = session.pos.step
-                session.train_epoch_steps(r, stopper)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                fsm = (session.pos.step - before) / (time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                n = bare_epoch(model, optimizer, split, exp.train, exp.seed, r, bare_step, total)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                bare = n / (time.perf_counter() - t0)
-                bare_step += n
-                if r > 0:
-                    fsm_rates.append(fsm)
-                    bare_rates.append(bare)
-        session.history.close()
+    fsm_rates, bare_rates = fsm_rates[1:], bare_rates[1:]  # round 0 warms up both
     f, b = statistics.median(fsm_rates), statistics.median(bare_rates)
     ratios = [x / y for x, y in zip(fsm_rates, bare_rates, strict=True)]
-    print(f"experiment {exp.name}  device {device}  {session.model.summary()}")
-    print(
-        f"steps per epoch {len(split.lengths_np) // exp.train.batch_size + 1}, rounds {args.rounds}"
-    )
+    print(f"experiment {exp.name}  device {device}  run {result.run_id} ({result.status})")
+    print(f"steps per epoch {per_epoch}, rounds {len(fsm_rates)}")
     print(f"fsmrun  median {f:8.1f} steps/s")
     print(f"bare    median {b:8.1f} steps/s")
     per_round = statistics.median(ratios)

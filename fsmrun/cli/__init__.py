@@ -1,40 +1,31 @@
-"""The `fsmrun` command line: one Typer app, one module per command.
-
-Commands parse their options, build the config, call one `fsmrun.core` function and render
-the result (data on stdout, status on stderr). `main()` is the console-script entry point.
-"""
+"""The `fsmrun` command line: one Typer app (`_app`), one module per command. `main()` imports
+the app inside its Ctrl-C guard, so an interrupt even during start-up exits 130 quietly."""
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import Any
 
-from fsmrun.cli import audit, eval, experiments, fsm, ls, resume, show, train
-from fsmrun.cli._common import FsmrunGroup
-
-app = typer.Typer(
-    cls=FsmrunGroup,
-    name="fsmrun",
-    help="Train small sequence models on regular languages; every run reproducible, "
-    "resumable and easy to find again.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-# Modules stay bound under their names (tests patch them); each holds its command function.
-app.command("train")(train.train)
-app.command("resume")(resume.resume)
-app.command("eval")(eval.eval_run)
-app.command("audit-determinism")(audit.audit_determinism)
-app.command("ls")(ls.ls)
-app.command("show")(show.show)
-app.command("experiments")(experiments.experiments)
-app.command("fsm")(fsm.fsm)
+EXIT_INTERRUPTED = 130
 
 
 def main() -> None:
     """Console-script entry point (`fsmrun = "fsmrun.cli:main"`)."""
-    app(prog_name="fsmrun")
+    try:
+        from fsmrun.cli._app import app
+
+        app(prog_name="fsmrun")
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # `from fsmrun.cli import app` (tests, embedding)
+        from fsmrun.cli._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["app", "main"]

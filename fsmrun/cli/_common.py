@@ -1,50 +1,34 @@
-"""Shared pieces of the command line: options, consoles, error handling, formatting.
-
-Every command module imports from here; the error mapping of `FsmrunGroup` is the one place
-where exceptions a user can cause become a one-line `error: ...` and exit code 2.
-"""
+"""Shared pieces of the command line: consoles, the one mapping from errors to exit codes,
+and formatting helpers. Imports nothing heavy (no torch): light commands start fast."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from typer.core import TyperGroup
 
-from fsmrun.core.checkpoint import CheckpointError
-from fsmrun.core.registry import default_results_root, resolve_run
+from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
+from fsmrun.core.registry import default_results_root
 
 EXIT_USER_ERROR = 2
+EXIT_ENVIRONMENT = 1
 EXIT_INTERRUPTED = 130
 DEBUG_ENV_VAR = "FSMRUN_DEBUG"
 DATA_WIDTH = 200  # width of tables written to a pipe or a file (no terminal to measure)
-
-ResultsDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--results-dir",
-        help="Results folder [default: $FSMRUN_RESULTS_DIR, else ./results].",
-        show_default=False,
-    ),
-]
-DeviceOption = Annotated[
-    str, typer.Option("--device", help="Device: auto (CUDA when available), cpu or cuda.")
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")
-]
+INTERRUPTED_HINT = (
+    "interrupted; a training run keeps its last checkpoint: "
+    "`fsmrun ls --status interrupted` lists it, `fsmrun resume RUN` continues it"
+)
 
 # Status and progress go to stderr; rich resolves sys.stderr at write time (test runners swap it).
 console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class CliError(ValueError):
-    """A mistake on the command line that the command itself detected."""
 
 
 def data_console() -> Console:
@@ -64,58 +48,68 @@ def results_root(value: Path | None) -> Path:
     return default_results_root(value)
 
 
-def find_run(root: Path, ref: str) -> Path:
-    """The run folder RUN names (id, unique prefix or folder); RunNotFound / AmbiguousRun."""
-    return resolve_run(root, ref)
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    # Imported when an error is being mapped, not at start-up.
+    from fsmrun.core.fsm import RegexError, StateLimitError
+
+    return (UserError, RegexError, StateLimitError)
 
 
-def describe_validation_error(err: ValidationError, what: str = "invalid configuration") -> str:
-    """One line per problem: `what: loc: message (got value)`."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        got = "" if e["type"] in ("missing", "value_error") else f" (got {e.get('input')!r})"
-        parts.append(f"{loc}: {msg}{got}")
-    return f"{what}: " + "; ".join(parts)
+def error_exit(err: BaseException) -> tuple[int, str] | None:
+    """(exit code, one-line message) for an error a user or the OS caused; None for a bug.
 
-
-def user_error_message(err: BaseException) -> str | None:
-    """The one-line message for an exception a user can cause, or None for a bug."""
+    User errors (bad config, unknown run, bad regex, unfillable corpus, missing device):
+    exit 2. Environment failures (disk full, permission denied): exit 1, naming the file and
+    the OS reason. Anything else is a bug and keeps its traceback.
+    """
     if isinstance(err, ValidationError):
-        return describe_validation_error(err)
-    if isinstance(err, (ValueError, CheckpointError)):
-        return str(err)
+        return EXIT_USER_ERROR, describe_validation_error(err)
+    if isinstance(err, _user_error_types()):
+        return EXIT_USER_ERROR, str(err)
+    if isinstance(err, EnvironmentFailure):
+        return EXIT_ENVIRONMENT, f"cannot access {err.path}: {err.reason}"
     if isinstance(err, OSError):
-        where = f" {err.filename}" if err.filename else ""
-        return f"cannot access{where}: {err.strerror or err}"
+        where = err.filename if err.filename is not None else "(no file named)"
+        return EXIT_ENVIRONMENT, f"cannot access {where}: {err.strerror or err}"
     return None
 
 
-class FsmrunGroup(TyperGroup):
-    """Typer group that turns user errors into `error: ...` + exit 2 and Ctrl-C into exit 130.
+class _WarningHandler(logging.Handler):
+    """fsmrun's warnings (stdlib logging in core) as `warning: ...` lines on stderr."""
 
-    Set FSMRUN_DEBUG=1 to see the traceback instead.
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"warning: {record.getMessage()}", markup=False, highlight=False)
+
+
+def show_warnings() -> None:
+    """Route warnings of the `fsmrun` loggers to the status console (once)."""
+    logger = logging.getLogger("fsmrun")
+    if not any(isinstance(h, _WarningHandler) for h in logger.handlers):
+        logger.addHandler(_WarningHandler(logging.WARNING))
+
+
+class FsmrunGroup(TyperGroup):
+    """Typer group applying `error_exit`, and Ctrl-C -> exit 130 without a traceback.
+
+    Set FSMRUN_DEBUG=1 to see the traceback of user and environment errors too.
     """
 
     def invoke(self, ctx: typer.Context) -> Any:
+        show_warnings()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            console.print(
-                "interrupted; a training run keeps its last checkpoint: "
-                "`fsmrun ls --status interrupted` lists it, `fsmrun resume RUN` continues it",
-                soft_wrap=True,
-            )
+            console.print(INTERRUPTED_HINT, soft_wrap=True, markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as err:
-            message = user_error_message(err)
-            if message is None or os.environ.get(DEBUG_ENV_VAR):
+            mapped = error_exit(err)
+            if mapped is None or os.environ.get(DEBUG_ENV_VAR):
                 raise
+            code, message = mapped
             typer.echo(f"error: {message}", err=True)
-            raise typer.Exit(EXIT_USER_ERROR) from None
+            raise typer.Exit(code) from None
 
 
 def fmt(value: float | int | None, digits: int = 4) -> str:

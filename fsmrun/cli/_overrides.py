@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fsmrun.cli._common import CliError, describe_validation_error
+from fsmrun.core.errors import UserError, describe_validation_error
 from fsmrun.schemas.config import ExperimentConfig
 
 
@@ -31,12 +31,12 @@ def _section(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     return None
 
 
-def _unknown_key(key: str, part: str, prefix: str, model: type[BaseModel]) -> CliError:
+def _unknown_key(key: str, part: str, prefix: str, model: type[BaseModel]) -> UserError:
     valid = list(model.model_fields)
     close = difflib.get_close_matches(part, valid, n=3)
     where = f"under {prefix}" if prefix else "at the top level"
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return CliError(f"unknown key {key!r} in --set{hint}; valid keys {where}: {', '.join(valid)}")
+    return UserError(f"unknown key {key!r} in --set{hint}; valid keys {where}: {', '.join(valid)}")
 
 
 def parse_assignment(assignment: str) -> tuple[list[str], Any]:
@@ -44,7 +44,7 @@ def parse_assignment(assignment: str) -> tuple[list[str], Any]:
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise CliError(f"--set expects key.path=value (e.g. train.lr=0.01), got {assignment!r}")
+        raise UserError(f"--set expects key.path=value (e.g. train.lr=0.01), got {assignment!r}")
     path = key.split(".")
     model: type[BaseModel] = ExperimentConfig
     for depth, part in enumerate(path):
@@ -54,12 +54,12 @@ def parse_assignment(assignment: str) -> tuple[list[str], Any]:
         section = _section(model, part)
         last = depth == len(path) - 1
         if section is None and not last:
-            raise CliError(
+            raise UserError(
                 f"--set {key}: {'.'.join(path[: depth + 1])} is a value, not a section; "
                 f"set it whole, e.g. --set {'.'.join(path[: depth + 1])}=<value>"
             )
         if section is not None and last:
-            raise CliError(
+            raise UserError(
                 f"--set {key}: {key} is a section; set one of its keys: "
                 + ", ".join(f"{key}.{k}" for k in section.model_fields)
             )
@@ -71,7 +71,7 @@ def parse_assignment(assignment: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
-    """`exp` with dotted-path overrides merged in and validated again (CliError if invalid)."""
+    """`exp` with dotted-path overrides merged in and validated again (UserError if invalid)."""
     if not overrides:
         return exp
     doc = exp.model_dump()
@@ -84,7 +84,7 @@ def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> Experim
     try:
         return ExperimentConfig.model_validate(doc)
     except ValidationError as err:
-        raise CliError(describe_validation_error(err, "invalid value")) from None
+        raise UserError(describe_validation_error(err, "invalid value")) from None
 
 
 def collect_overrides(assignments: list[str], flags: dict[str, Any]) -> dict[str, Any]:

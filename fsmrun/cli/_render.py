@@ -1,14 +1,26 @@
-"""Rich renderings shared by several commands: run summaries and metric tables."""
+"""Renderings shared by several commands: run summaries, metric tables, a run's exit code."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import typer
 from rich.table import Table
 
-from fsmrun.cli._common import data_console, fmt, fmt_seconds, with_baseline
-from fsmrun.core.loop import RunResult
+from fsmrun.cli._common import (
+    EXIT_INTERRUPTED,
+    console,
+    data_console,
+    fmt,
+    fmt_seconds,
+    results_root,
+    with_baseline,
+)
 from fsmrun.schemas.records import Metrics, SplitMetrics
+
+if TYPE_CHECKING:
+    from fsmrun.core.loop import RunResult
 
 
 def split_table(title: str, splits: dict[str, SplitMetrics]) -> Table:
@@ -86,3 +98,19 @@ def print_result(result: RunResult) -> None:
     if result.metrics is not None:
         for line in metrics_lines(result.metrics):
             out.print(line, soft_wrap=True, markup=False)
+
+
+def finish_run(result: RunResult, root: Path) -> None:
+    """Print the result; interrupted runs exit 130 with the resume command, failed ones 1."""
+    print_result(result)
+    hint = "" if root == results_root(None) else f" --results-dir {root}"
+    if result.status == "interrupted":
+        console.print(
+            f"interrupted at step {result.steps}; continue with: "
+            f"fsmrun resume {result.run_id}{hint}",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.status == "failed":
+        raise typer.Exit(1)

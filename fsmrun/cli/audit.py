@@ -8,25 +8,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.cli._common import (
+from fsmrun.cli._common import console, data_console, echo_json, results_root
+from fsmrun.cli._options import (
     DeviceOption,
+    ExperimentArg,
     JsonOption,
     ResultsDirOption,
-    console,
-    data_console,
-    echo_json,
-    results_root,
+    SetOption,
 )
 from fsmrun.cli._overrides import apply_overrides, collect_overrides
-from fsmrun.cli.train import ExperimentArg, check_writable
-from fsmrun.core.audit import (
-    audit_experiment,
-    default_max_steps,
-    mark_verified,
-    write_report,
-)
-from fsmrun.core.determinism import config_hash
-from fsmrun.core.env import resolve_device
+from fsmrun.core.registry import check_writable
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.cli import AuditReport
 
@@ -62,12 +53,7 @@ def audit_determinism(
     ] = None,
     json_: JsonOption = False,
     device: DeviceOption = "auto",
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", metavar="KEY.PATH=VALUE", help="Override a config value.", show_default=False
-        ),
-    ] = None,
+    set_: SetOption = None,
     results_dir: ResultsDirOption = None,
 ) -> None:
     """Check that training repeats bit for bit: hashes, every logged loss, weights, metrics.
@@ -79,6 +65,10 @@ def audit_determinism(
 
     Example:  fsmrun audit-determinism regex_a --runs 2 --resume-check
     """
+    from fsmrun.core.audit import audit_experiment, default_max_steps, mark_verified, write_report
+    from fsmrun.core.determinism import config_hash
+    from fsmrun.core.env import resolve_device
+
     exp = load_experiment(experiment)
     exp = apply_overrides(exp, collect_overrides(set_ or [], {}))
     root = results_root(results_dir)

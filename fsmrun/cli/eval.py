@@ -7,13 +7,11 @@ from typing import Annotated
 
 import typer
 
-from fsmrun.cli._common import DeviceOption, JsonOption, ResultsDirOption, data_console, echo_json
+from fsmrun.cli._common import data_console, echo_json
 from fsmrun.cli._common import results_root as resolve_root
+from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, RunArg
 from fsmrun.cli._render import bins_table, split_table
-from fsmrun.cli.resume import RunArg
-from fsmrun.core.evaluate import evaluate_run
 from fsmrun.core.registry import resolve_run
-from fsmrun.schemas.cli import EvalReport
 
 
 class Checkpoint(str, Enum):
@@ -44,19 +42,15 @@ def eval_run(
 
     Example:  fsmrun eval regex_a-3f9c2a --checkpoint last --split test_ood
     """
-    folder = resolve_run(resolve_root(results_dir), run)
-    evaluation = evaluate_run(
-        folder,
+    from fsmrun.core.evaluate import evaluate_run
+
+    root = resolve_root(results_dir)
+    report = evaluate_run(
+        resolve_run(root, run),
         checkpoint=checkpoint.value,
         splits=[s.value for s in split] if split else None,
         device=device,
-    )
-    report = EvalReport(
-        run_id=evaluation.run_id,
-        checkpoint=checkpoint.value,
-        step=evaluation.step,
-        epoch=evaluation.epoch,
-        splits=evaluation.splits,
+        results_root=root,
     )
     if json_:
         echo_json(report.model_dump_json(indent=2))

@@ -6,30 +6,31 @@ from rich.table import Table
 from rich.text import Text
 
 from fsmrun.cli._common import data_console
-from fsmrun.core.fsm import compile_regex
 from fsmrun.experiments import list_experiments, load_experiment
 
 
 def experiments() -> None:
-    """List the built-in experiments: name, regex, alphabet, DFA states, description.
+    """List the built-in experiments: name, language, alphabet, DFA states, description.
 
     Any of the names works as EXP in `fsmrun train` and `fsmrun audit-determinism`.
 
     Example:  fsmrun experiments
     """
+    from fsmrun.core.languages import build_dfa
+
     table = Table()
     table.add_column("name", no_wrap=True)
-    table.add_column("regex")
+    table.add_column("language")
     table.add_column("alphabet")
     table.add_column("DFA states", justify="right")
     table.add_column("description")
     for name in list_experiments():
         exp = load_experiment(name)
-        dfa = compile_regex(exp.data.regex, exp.data.alphabet, max_states=exp.data.max_states)
+        dfa = build_dfa(exp.data)
         table.add_row(
             name,
-            Text(exp.data.regex),
-            Text(exp.data.alphabet),
+            Text(exp.data.regex if exp.data.regex is not None else exp.data.source_label),
+            Text("".join(dfa.alphabet)),
             str(dfa.num_states),
             Text(" ".join(exp.description.split())),
         )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.cli._common import CliError, data_console
-from fsmrun.core.fsm import DFA, compile_regex
-from fsmrun.core.sources import SourceError, dfa_from_source, random_dfa, read_att
+from fsmrun.cli._common import data_console
+from fsmrun.core.errors import UserError
+
+if TYPE_CHECKING:
+    from fsmrun.core.fsm import DFA
 
 
 def transition_table(dfa: DFA) -> Table:
@@ -128,12 +130,12 @@ def fsm(
         if value is not None
     ]  # fmt: skip
     if len(given) != 1:
-        raise CliError(
+        raise UserError(
             "give exactly one language source: REGEX (or an experiment .toml), --dfa, --att or "
             f"--random (got {', '.join(given) if given else 'none'})"
         )
     if isymbols is not None and att is None:
-        raise CliError("--isymbols only goes with --att")
+        raise UserError("--isymbols only goes with --att")
     dfa, label = _build(source, alphabet, dfa_file, att, isymbols, random, seed,
                         accepting_fraction, max_states)  # fmt: skip
     if dot:
@@ -167,14 +169,19 @@ def _build(
     max_states: int,
 ) -> tuple[DFA, str]:
     """The DFA of the one given source and a short label for the summary line."""
+    # numpy and the compiler load here, not at start-up (`fsmrun --help` stays light).
+    from fsmrun.core.fsm import compile_regex
+    from fsmrun.core.languages import build_dfa
+    from fsmrun.core.sources import random_dfa, read_att
+
     if source is not None and source.endswith(".toml"):
         from fsmrun.experiments import load_experiment
 
         exp = load_experiment(source)
-        return dfa_from_source(exp.data), f"experiment {exp.name!r}"
+        return build_dfa(exp.data), f"experiment {exp.name!r}"
     if source is not None:
         if alphabet is None:
-            raise CliError("a regex needs --alphabet (e.g. --alphabet ab)")
+            raise UserError("a regex needs --alphabet (e.g. --alphabet ab)")
         return compile_regex(source, alphabet, max_states=max_states), f"regex {source!r}"
     if dfa_file is not None:
         return _table_dfa(dfa_file, alphabet, max_states), f"table {str(dfa_file)!r}"
@@ -182,7 +189,7 @@ def _build(
         dfa = read_att(att, isymbols, alphabet=alphabet, max_states=max_states)
         return dfa, f"AT&T file {str(att)!r}"
     if alphabet is None:
-        raise CliError("--random needs --alphabet (e.g. --alphabet ab)")
+        raise UserError("--random needs --alphabet (e.g. --alphabet ab)")
     assert random is not None
     dfa = random_dfa(random, alphabet, accepting_fraction, seed)
     return dfa, f"random DFA (seed {seed})"
@@ -192,6 +199,8 @@ def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
     """The DFA of a TOML file holding the fields of a [data.dfa] table at its top level."""
     from pydantic import ValidationError
 
+    from fsmrun.core.languages import build_dfa
+    from fsmrun.core.sources import SourceError
     from fsmrun.experiments import _parse_toml
     from fsmrun.schemas.config import DataConfig
 
@@ -207,4 +216,4 @@ def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
             f"{'.'.join(map(str, e['loc'][1:])) or '(top level)'}: {e['msg']}" for e in err.errors()
         )
         raise SourceError(f"{path}: invalid DFA table: {problems}") from None
-    return dfa_from_source(data)
+    return build_dfa(data)

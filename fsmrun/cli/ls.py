@@ -8,16 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fsmrun.cli._common import (
-    ResultsDirOption,
-    console,
-    data_console,
-    echo_json,
-    fmt,
-    fmt_seconds,
-    results_root,
-)
-from fsmrun.core.registry import HASH_PREFIX_LEN, STATUSES, RegistryIndex
+from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
+from fsmrun.cli._options import ResultsDirOption
+from fsmrun.core.index import RegistryIndex
+from fsmrun.core.registry import HASH_PREFIX_LEN
+from fsmrun.core.run_folder import STATUSES
 from fsmrun.schemas.registry import RunRow
 
 

@@ -6,17 +6,11 @@ from typing import Annotated
 
 import typer
 
-from fsmrun.cli._common import CliError, DeviceOption, ResultsDirOption, console, results_root
-from fsmrun.cli.train import finish
-from fsmrun.core.loop import resume_run
-from fsmrun.core.registry import effective_status, read_config, read_run_record, resolve_run
-
-RunArg = Annotated[
-    str,
-    typer.Argument(
-        metavar="RUN", help="Run id, a unique prefix of one, or a run folder.", show_default=False
-    ),
-]
+from fsmrun.cli._common import console, results_root
+from fsmrun.cli._options import DeviceOption, ProgressOption, ResultsDirOption, RunArg
+from fsmrun.cli._render import finish_run
+from fsmrun.core.registry import resolve_run
+from fsmrun.core.run_folder import RunFolder, effective_status
 
 
 def resume(
@@ -27,9 +21,7 @@ def resume(
     ] = None,
     device: DeviceOption = "auto",
     results_dir: ResultsDirOption = None,
-    progress: Annotated[
-        bool, typer.Option(help="Show the progress bar and epoch lines on stderr.")
-    ] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Continue a run from its last checkpoint, bit for bit where it stopped.
 
@@ -39,28 +31,15 @@ def resume(
 
     Example:  fsmrun resume regex_a-3f9c2a --epochs 30
     """
+    from fsmrun.core import loop
+    from fsmrun.core.session import check_resume
+
     root = results_root(results_dir)
     folder = resolve_run(root, run)
-    record = read_run_record(folder)
+    record, _ = check_resume(RunFolder(folder), epochs)  # fails early, before any set-up
     status = effective_status(record)
-    config = read_config(folder)
-    if config is None:
-        raise CliError(f"{record.run_id} has no config.json: it died during set-up; train anew")
-    if status == "running":
-        raise CliError(
-            f"{record.run_id} is still running (pid {record.pid} on {record.hostname}); "
-            "stop it first"
-        )
-    if epochs is not None and epochs < config.train.epochs:
-        raise CliError(
-            f"--epochs {epochs} is below the run's epoch limit ({config.train.epochs}); "
-            "resume can only extend a run"
-        )
-    if status == "completed" and (epochs is None or epochs == config.train.epochs):
-        raise CliError(
-            f"{record.run_id} is completed ({config.train.epochs} epochs); pass --epochs N with "
-            f"N > {config.train.epochs} to extend it"
-        )
     console.print(f"resuming {record.run_id} ({status}) from {folder}", markup=False)
-    result = resume_run(folder, epochs=epochs, device=device, console=console, progress=progress)
-    finish(result, root)
+    result = loop.resume_run(
+        folder, epochs=epochs, device=device, results_root=root, console=console, progress=progress
+    )
+    finish_run(result, root)

@@ -10,10 +10,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.cli._common import ResultsDirOption, data_console, fmt, fmt_seconds, results_root
+from fsmrun.cli._common import data_console, fmt, fmt_seconds, results_root
+from fsmrun.cli._options import ResultsDirOption, RunArg
 from fsmrun.cli._render import split_table
-from fsmrun.cli.resume import RunArg
-from fsmrun.core.registry import load_run, resolve_run
+from fsmrun.core.registry import resolve_run
+from fsmrun.core.run_folder import RunFolder
 from fsmrun.schemas.records import Metrics
 
 
@@ -69,7 +70,7 @@ def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
 
     Example:  fsmrun show regex_a-3f9c2a
     """
-    info = load_run(resolve_run(results_root(results_dir), run))
+    info = RunFolder(resolve_run(results_root(results_dir), run)).load()
     r = info.record
     out = data_console()
     record_pairs: list[tuple[str, Any]] = [

@@ -17,22 +17,17 @@ from typing import Any
 import torch
 
 import fsmrun
-from fsmrun.core.checkpoint import KEY_MODEL, LAST, read_ckpt
+from fsmrun.core.checkpoint import KEY_MODEL, read_ckpt
 from fsmrun.core.dataset import steps_per_epoch
 from fsmrun.core.determinism import config_hash
 from fsmrun.core.env import resolve_device
+from fsmrun.core.errors import UserError
+from fsmrun.core.history import read_history
+from fsmrun.core.index import RegistryIndex
 from fsmrun.core.io import atomic_write_json
-from fsmrun.core.logging import read_history
 from fsmrun.core.loop import RunResult, resume_run, train_one_experiment
-from fsmrun.core.registry import (
-    HASH_PREFIX_LEN,
-    RegistryIndex,
-    effective_status,
-    iter_run_folders,
-    read_metrics,
-    read_run_record,
-    update_run_record,
-)
+from fsmrun.core.registry import AUDITS_DIR, HASH_PREFIX_LEN, iter_run_folders
+from fsmrun.core.run_folder import RunFolder, effective_status
 from fsmrun.schemas.cli import AuditCheck, AuditReport, AuditRun, CheckStatus
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import TIMING_FIELDS
@@ -43,10 +38,9 @@ DEFAULT_MIN_STEPS = 60
 CUDA_NONDETERMINISTIC_TOLERANCE = 1e-3
 METRICS_IGNORED = frozenset({"run_id", "wall_time_s"})
 HASH_CHECKS = ("config", "corpus", "init_weights", "batch_order")
-AUDITS_DIR = "audits"
 
 
-class AuditError(RuntimeError):
+class AuditError(UserError):
     """An audit run did not end as expected (failed, or stopped early)."""
 
 
@@ -115,7 +109,7 @@ def compare_documents(
 
 def history_documents(run_dir: Path) -> list[dict[str, Any]]:
     """logs/history.jsonl as dicts without the timing fields (time, steps_per_s)."""
-    records = read_history(Path(run_dir) / "logs" / "history.jsonl")
+    records = read_history(RunFolder(run_dir).history)
     return [r.model_dump(exclude=set(TIMING_FIELDS)) for r in records]
 
 
@@ -134,7 +128,7 @@ def compare_history(
 
 def final_state_dict(run_dir: Path) -> dict[str, torch.Tensor]:
     """The model state dict of checkpoints/last.pt (its .prev copy if last.pt is damaged)."""
-    _, inner = read_ckpt(Path(run_dir) / "checkpoints" / LAST)
+    _, inner = read_ckpt(RunFolder(run_dir).checkpoint("last"))
     return inner[KEY_MODEL]
 
 
@@ -170,7 +164,7 @@ def compare_state_dicts(
 
 
 def _metrics_document(run_dir: Path) -> dict[str, Any] | None:
-    metrics = read_metrics(run_dir)
+    metrics = RunFolder(run_dir).read_metrics()
     return None if metrics is None else metrics.model_dump(exclude=set(METRICS_IGNORED))
 
 
@@ -179,8 +173,8 @@ def compare_runs(
 ) -> list[AuditCheck]:
     """Every check between two run folders of the same config, one AuditCheck each."""
     checks = []
-    hashes_a = read_run_record(reference).hashes
-    hashes_b = read_run_record(other).hashes
+    hashes_a = RunFolder(reference).read_record().hashes
+    hashes_b = RunFolder(other).read_record().hashes
     for name in HASH_CHECKS:
         va = getattr(hashes_a, name) if hashes_a else None
         vb = getattr(hashes_b, name) if hashes_b else None
@@ -237,7 +231,7 @@ def default_max_steps(exp: ExperimentConfig) -> int:
 def mid_epoch_step(total_steps: int, per_epoch: int) -> int:
     """A step near the middle of `total_steps` that does not end an epoch (when one exists)."""
     if total_steps < 2:
-        raise ValueError("the resume check needs at least 2 steps (raise --max-steps)")
+        raise UserError("the resume check needs at least 2 steps (raise --max-steps)")
     step = total_steps // 2
     for candidate in (step, step - 1, step + 1):
         if 1 <= candidate < total_steps and candidate % per_epoch != 0:
@@ -271,9 +265,9 @@ def audit_experiment(
     before each training session (for status output).
     """
     if runs < 1 or (runs < 2 and not resume_check):
-        raise ValueError("--runs must be at least 2 (or 1 with --resume-check)")
+        raise UserError("--runs must be at least 2 (or 1 with --resume-check)")
     if max_steps is not None and max_steps < 1:
-        raise ValueError("--max-steps must be at least 1")
+        raise UserError("--max-steps must be at least 1")
     torch_device = resolve_device(device)
     steps = max_steps or default_max_steps(exp)
     tolerance = None
@@ -365,11 +359,11 @@ def mark_verified(results_root: Path, experiment: str, chash: str) -> list[str]:
     index = RegistryIndex(results_root)
     marked = []
     for folder in iter_run_folders(results_root, experiment):
-        record = read_run_record(folder)
+        record = RunFolder(folder).read_record()
         if record.config_hash != chash or effective_status(record) == "running":
             continue
         if record.audit_verified is not True:
-            update_run_record(folder, audit_verified=True)
+            RunFolder(folder).update_record(audit_verified=True)
         index.upsert_folder(folder)
         marked.append(record.run_id)
     return marked

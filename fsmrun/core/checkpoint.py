@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fsmrun.core.io import atomic_write_bytes, fsync_dir
+from fsmrun.core.errors import UserError
+from fsmrun.core.io import atomic_write_bytes, fsync_dir, prev_path
 from fsmrun.schemas.records import CheckpointMeta
 
 CKPT_FORMAT = "fsmrun-ckpt-1"
@@ -38,7 +39,7 @@ LAST = "last.pt"
 BEST = "best.pt"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """No usable checkpoint: missing, torn or corrupt (the message names the file)."""
 
 
@@ -95,10 +96,6 @@ def _serialize(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _prev_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".prev" + path.suffix)
-
-
 def save_ckpt(
     path: str | os.PathLike[str],
     model: torch.nn.Module,
@@ -135,7 +132,7 @@ def save_ckpt(
     tmp = path.with_name(f".{path.name}.new")
     atomic_write_bytes(tmp, _serialize(outer))
     if keep_previous and path.exists():
-        os.replace(path, _prev_path(path))
+        os.replace(path, prev_path(path))
     os.replace(tmp, path)
     fsync_dir(path.parent)
     return path
@@ -159,7 +156,7 @@ def read_ckpt(
 ) -> tuple[Path, dict[str, Any]]:
     """The verified inner state of `path`, or of `<name>.prev.pt` when `path` is unusable."""
     path = Path(path)
-    candidates = [path, _prev_path(path)] if fallback else [path]
+    candidates = [path, prev_path(path)] if fallback else [path]
     errors = []
     for candidate in candidates:
         if not candidate.exists():

@@ -32,20 +32,19 @@ train/val unchanged (later splits exclude the strings of earlier ones).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from fsmrun.core.determinism import canonical_json, numpy_rng, sha256_text
+from fsmrun.core.capacity import check_capacity, split_sizes
+from fsmrun.core.corpus import SPLITS, Corpus, CorpusError
+from fsmrun.core.determinism import canonical_json, numpy_rng
 from fsmrun.core.fsm import DFA
 from fsmrun.core.io import atomic_write_text
 from fsmrun.schemas.config import DataConfig
 
-SPLITS = ("train", "val", "test", "test_ood")
-CORPUS_JSON_FORMAT = "fsmrun-corpus-1"
 # Bump when the sampling algorithm changes: it is part of the cache key.
 GENERATOR_VERSION = 1
 
@@ -54,99 +53,6 @@ _NEAR_MISS_DRY_ROUNDS = 3  # rounds in a row without a new near miss before givi
 _MAX_ROUNDS = 10_000
 
 log = logging.getLogger(__name__)
-
-
-class CorpusError(ValueError):
-    """The corpus asked for cannot be drawn from this language (message says how to fix it)."""
-
-
-class Corpus:
-    """The labelled strings of every split. `labels(split)` is a read-only numpy bool array."""
-
-    def __init__(
-        self, alphabet: str, splits: dict[str, tuple[Sequence[str], Sequence[bool] | np.ndarray]]
-    ) -> None:
-        self.alphabet = alphabet
-        self._strings: dict[str, tuple[str, ...]] = {}
-        self._labels: dict[str, np.ndarray] = {}
-        for name in SPLITS:
-            strings, labels = splits.get(name, ((), ()))
-            labels_n = np.array(labels, dtype=bool).reshape(-1)
-            if len(labels_n) != len(strings):
-                raise ValueError(f"split {name!r}: {len(strings)} strings, {len(labels_n)} labels")
-            labels_n.setflags(write=False)
-            self._strings[name] = tuple(strings)
-            self._labels[name] = labels_n
-        unknown = set(splits) - set(SPLITS)
-        if unknown:
-            raise ValueError(f"unknown splits {sorted(unknown)}; known: {', '.join(SPLITS)}")
-
-    def _check(self, split: str) -> None:
-        if split not in SPLITS:
-            raise KeyError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
-
-    def strings(self, split: str) -> list[str]:
-        """The strings of `split` in corpus order (empty for test_ood when n_test_ood = 0)."""
-        self._check(split)
-        return list(self._strings[split])
-
-    def labels(self, split: str) -> np.ndarray:
-        """Membership of each string of `split` (bool [N], read-only)."""
-        self._check(split)
-        return self._labels[split]
-
-    def num_strings(self, split: str) -> int:
-        self._check(split)
-        return len(self._strings[split])
-
-    def _doc(self) -> dict:
-        return {
-            "alphabet": self.alphabet,
-            "splits": {
-                name: {
-                    "strings": list(self._strings[name]),
-                    "labels": [int(x) for x in self._labels[name]],
-                }
-                for name in SPLITS
-            },
-        }
-
-    def fingerprint(self) -> str:
-        """sha256 (hex) of the canonical content: strings and labels of every split, in order."""
-        return sha256_text(canonical_json(self._doc()))
-
-    def to_json(self) -> str:
-        doc = self._doc()
-        doc["format"] = CORPUS_JSON_FORMAT
-        doc["fingerprint"] = self.fingerprint()
-        return canonical_json(doc)
-
-    @classmethod
-    def from_json(cls, text: str) -> Corpus:
-        """Inverse of `to_json`; ValueError when the format or fingerprint does not match."""
-        doc = json.loads(text)
-        if not isinstance(doc, dict) or doc.get("format") != CORPUS_JSON_FORMAT:
-            raise ValueError("not an fsmrun corpus file")
-        splits = {
-            name: (list(part["strings"]), list(part["labels"]))
-            for name, part in doc["splits"].items()
-        }
-        if not all(isinstance(s, str) for strings, _ in splits.values() for s in strings):
-            raise ValueError("corpus strings must be strings")
-        corpus = cls(doc["alphabet"], splits)
-        if corpus.fingerprint() != doc.get("fingerprint"):
-            raise ValueError("corpus fingerprint does not match its content")
-        return corpus
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Corpus) and self.to_json() == other.to_json()
-
-    def __hash__(self) -> int:
-        return hash(self.fingerprint())
-
-    def __repr__(self) -> str:
-        sizes = ", ".join(f"{name}={self.num_strings(name)}" for name in SPLITS)
-        return f"Corpus({sizes})"
 
 
 class _PathSampler:
@@ -347,94 +253,6 @@ def _near_misses(
     return out
 
 
-def _half_up(x: float) -> int:
-    return int(np.floor(x + 0.5))
-
-
-def _split_sizes(data_cfg: DataConfig) -> dict[str, tuple[int, int, int]]:
-    """(positives, near misses, negatives) per split."""
-    totals = {
-        "train": data_cfg.n_train,
-        "val": data_cfg.n_val,
-        "test": data_cfg.n_test,
-        "test_ood": data_cfg.n_test_ood,
-    }
-    sizes = {}
-    for name, n in totals.items():
-        n_pos = _half_up(n * data_cfg.positive_fraction)
-        n_neg = n - n_pos
-        sizes[name] = (n_pos, _half_up(n_neg * data_cfg.near_miss_fraction), n_neg)
-    return sizes
-
-
-def _accepted_lengths_near(dfa: DFA, lo: int, hi: int) -> tuple[int | None, int | None]:
-    """Largest length below lo and smallest above hi that have accepted strings (or None)."""
-    limit = hi + 2 * dfa.num_states + 2
-    reach_s = np.zeros(dfa.num_states, dtype=bool)
-    reach_s[dfa.start] = True
-    below = above = None
-    for n in range(limit + 1):
-        if dfa.accepting[reach_s].any():
-            if n < lo:
-                below = n
-            elif n > hi:
-                above = n
-                break
-        nxt_s = np.zeros_like(reach_s)
-        nxt_s[dfa.transitions[reach_s].reshape(-1)] = True
-        reach_s = nxt_s
-    return below, above
-
-
-def _check_capacity(
-    dfa: DFA,
-    data_cfg: DataConfig,
-    positives: _PathSampler,
-    splits: tuple[str, ...],
-    lo: int,
-    hi: int,
-    sizes: dict[str, tuple[int, int, int]],
-) -> None:
-    ood = splits == ("test_ood",)
-    range_name = "ood_min_len..ood_max_len" if ood else "min_len..max_len"
-    count_names = "n_test_ood" if ood else "n_train/n_val/n_test"
-    num_symbols = len(dfa.alphabet)
-    pos_avail = sum(positives.counts[n] for n in range(lo, hi + 1))
-    neg_avail = sum(num_symbols**n for n in range(lo, hi + 1)) - pos_avail
-    pos_need = sum(sizes[s][0] for s in splits)
-    neg_need = sum(sizes[s][2] for s in splits)
-    if pos_need and pos_avail == 0:
-        below, above = _accepted_lengths_near(dfa, lo, hi)
-        near = [str(n) for n in (below, above) if n is not None]
-        if len(near) == 2:
-            hint = f"the nearest lengths with accepted strings are {near[0]} and {near[1]}"
-        elif near:
-            hint = f"the nearest length with accepted strings is {near[0]}"
-        else:
-            hint = "no nearby length has accepted strings"
-        raise CorpusError(
-            f"the language of {data_cfg.regex!r} has no accepted strings with lengths "
-            f"{lo}..{hi} ({range_name}); {hint}. Fix: change {range_name} "
-            f"(or set positive_fraction = 0)"
-        )
-    for label, need, avail, other in (
-        ("positive", pos_need, pos_avail, neg_avail),
-        ("negative", neg_need, neg_avail, pos_avail),
-    ):
-        if need > avail:
-            detail = ", ".join(
-                f"{s} {sizes[s][0] if label == 'positive' else sizes[s][2]}" for s in splits
-            )
-            raise CorpusError(
-                f"cannot fill {'/'.join(splits)} with distinct strings: they need {need} "
-                f"distinct {label} strings of length {lo}..{hi} ({detail}), but the language "
-                f"{data_cfg.regex!r} has only {avail} {label} strings of those lengths "
-                f"(and {other} {'negative' if label == 'positive' else 'positive'}). Fix: lower "
-                f"{count_names} or {'raise' if label == 'negative' else 'lower'} "
-                f"positive_fraction, or widen {range_name}"
-            )
-
-
 def generate_corpus(dfa: DFA, data_cfg: DataConfig, seed: int) -> Corpus:
     """Draw the labelled splits described by `data_cfg` from `dfa` (see module docstring).
 
@@ -442,17 +260,17 @@ def generate_corpus(dfa: DFA, data_cfg: DataConfig, seed: int) -> Corpus:
     gives identical output. Raises CorpusError for an empty language, a length range without
     accepted strings, or a split that cannot be filled with distinct strings.
     """
-    if "".join(dfa.alphabet) != data_cfg.alphabet:
+    if data_cfg.alphabet is not None and "".join(dfa.alphabet) != data_cfg.alphabet:
         raise CorpusError(
             f"the DFA's alphabet {''.join(dfa.alphabet)!r} differs from the data config's "
             f"{data_cfg.alphabet!r}; compile the regex over data.alphabet"
         )
     if not dfa.live[dfa.start]:
         raise CorpusError(
-            f"the language of {data_cfg.regex!r} over {data_cfg.alphabet!r} is empty (it "
-            f"accepts no string at all); change data.regex"
+            f"the language of {data_cfg.source_label} over {''.join(dfa.alphabet)!r} is empty "
+            f"(it accepts no string at all); change the language source"
         )
-    sizes = _split_sizes(data_cfg)
+    sizes = split_sizes(data_cfg)
     groups = [(("train", "val", "test"), data_cfg.min_len, data_cfg.max_len)]
     if data_cfg.n_test_ood > 0:
         groups.append((("test_ood",), data_cfg.ood_min_len, data_cfg.ood_max_len))
@@ -460,7 +278,7 @@ def generate_corpus(dfa: DFA, data_cfg: DataConfig, seed: int) -> Corpus:
     positives = _PathSampler(dfa.transitions, dfa.accepting, dfa.start, max_len)
     negatives = _PathSampler(dfa.transitions, ~dfa.accepting, dfa.start, max_len)
     for splits, lo, hi in groups:
-        _check_capacity(dfa, data_cfg, positives, splits, lo, hi, sizes)
+        check_capacity(dfa, data_cfg, positives.counts, splits, lo, hi, sizes)
 
     pool = _Pool(max_len)
     parts: dict[str, tuple[list[str], np.ndarray]] = {}

@@ -11,15 +11,13 @@ import hashlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from fsmrun.core.datagen import load_or_generate_corpus
+from fsmrun.core.datagen import Corpus
 from fsmrun.core.determinism import numpy_rng
-from fsmrun.core.fsm import DFA, compile_regex
-from fsmrun.schemas.config import ExperimentConfig
+from fsmrun.core.fsm import DFA
 
 PAD, BOS, EOS = 0, 1, 2
 NUM_SPECIAL = 3
@@ -371,14 +369,10 @@ class RunData:
     corpus_hash: str
 
 
-def build_data(exp: ExperimentConfig, device: torch.device, results_root: Path | None) -> RunData:
-    """DFA, corpus (cached under `<results_root>/.cache/corpora`; None: no cache), splits."""
-    d = exp.data
-    dfa = compile_regex(d.regex, d.alphabet, max_states=d.max_states)
-    cache = results_root / ".cache" / "corpora" if results_root is not None else None
-    corpus = load_or_generate_corpus(dfa, d, exp.seed, cache)
+def encode_corpus(corpus: Corpus, dfa: DFA, device: Device) -> RunData:
+    """Every split of `corpus` (test_ood when it has strings) encoded on `device`."""
     vocab = Vocab(dfa.alphabet)
-    names = ["train", "val", "test"] + (["test_ood"] if d.n_test_ood > 0 else [])
+    names = ["train", "val", "test"] + (["test_ood"] if corpus.num_strings("test_ood") else [])
     splits = {
         name: encode_split(name, corpus.strings(name), corpus.labels(name), dfa, vocab, device)
         for name in names

@@ -1,4 +1,5 @@
-"""Early stopping and best-checkpoint tracking on a monitored validation metric."""
+"""Stopping: `decide_stop`, the one pure function that says whether and why training stops, and
+the early-stopping state it reads (best value of the monitored validation metric, patience)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,56 @@ from fsmrun.schemas.config import TrainConfig
 from fsmrun.schemas.records import EarlyStopState, SplitMetrics, StopReason
 
 
+def update_early_stop(
+    state: EarlyStopState, cfg: TrainConfig, value: float, step: int, epoch: int
+) -> tuple[EarlyStopState, bool]:
+    """Record an evaluation of the monitored metric: (new state, whether it improved)."""
+    best = state.best_value
+    if cfg.monitor_mode == "max":
+        improved = best is None or value > best + cfg.min_delta
+    else:
+        improved = best is None or value < best - cfg.min_delta
+    if improved:
+        update = {"best_value": value, "best_step": step, "best_epoch": epoch, "bad_epochs": 0}
+        return state.model_copy(update=update), True
+    return state.model_copy(update={"bad_epochs": state.bad_epochs + 1}), False
+
+
+def decide_stop(
+    cfg: TrainConfig,
+    *,
+    step: int,
+    epochs_done: int,
+    interrupted: bool = False,
+    max_steps: int | None = None,
+    early_stop: EarlyStopState | None = None,
+    value: float | None = None,
+) -> StopReason | None:
+    """Whether training stops now, and why; None to go on.
+
+    `value` is the monitored metric when an epoch has just been validated (None between
+    steps). First reason wins: threshold, patience (both only after a validation),
+    max_epochs, max_steps, interrupted (a signal, or a requested stop step).
+    """
+    if value is not None and early_stop is not None:
+        threshold = cfg.stop_threshold
+        if threshold is not None and (
+            value >= threshold if cfg.monitor_mode == "max" else value <= threshold
+        ):
+            return "threshold"
+        if cfg.patience is not None and early_stop.bad_epochs >= cfg.patience:
+            return "patience"
+    if epochs_done >= cfg.epochs:
+        return "max_epochs"
+    if max_steps is not None and step >= max_steps:
+        return "max_steps"
+    if interrupted:
+        return "interrupted"
+    return None
+
+
 class EarlyStopper:
-    """Tracks the monitored validation metric: improvement, patience, threshold."""
+    """Early-stopping state with methods, for callers that keep one object around."""
 
     def __init__(self, cfg: TrainConfig, state: EarlyStopState | None = None) -> None:
         self.cfg = cfg
@@ -15,33 +64,13 @@ class EarlyStopper:
 
     def update(self, value: float, step: int, epoch: int) -> bool:
         """Record an evaluation; returns whether it improved on the best so far."""
-        best = self.state.best_value
-        if self.cfg.monitor_mode == "max":
-            improved = best is None or value > best + self.cfg.min_delta
-        else:
-            improved = best is None or value < best - self.cfg.min_delta
-        if improved:
-            self.state = self.state.model_copy(
-                update={
-                    "best_value": value,
-                    "best_step": step,
-                    "best_epoch": epoch,
-                    "bad_epochs": 0,
-                }
-            )
-        else:
-            self.state = self.state.model_copy(update={"bad_epochs": self.state.bad_epochs + 1})
+        self.state, improved = update_early_stop(self.state, self.cfg, value, step, epoch)
         return improved
 
     def reason_to_stop(self, value: float) -> StopReason | None:
-        threshold = self.cfg.stop_threshold
-        if threshold is not None and (
-            value >= threshold if self.cfg.monitor_mode == "max" else value <= threshold
-        ):
-            return "threshold"
-        if self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience:
-            return "patience"
-        return None
+        """threshold or patience after an evaluation with `value`, else None."""
+        reason = decide_stop(self.cfg, step=0, epochs_done=0, early_stop=self.state, value=value)
+        return reason if reason in ("threshold", "patience") else None
 
 
 def flat_metrics(split: str, metrics: SplitMetrics) -> dict[str, float]:

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 import fsmrun
+from fsmrun.core.errors import UserError
 from fsmrun.schemas.records import EnvInfo
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError):
     """A device the user asked for is not available here."""
 
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from fsmrun.core import checkpoint as ckpt
-from fsmrun.core.dataset import RunData, SplitData, build_data, eval_batches
+from fsmrun.core.dataset import RunData, SplitData, eval_batches
 from fsmrun.core.env import amp_dtype_for, resolve_device
+from fsmrun.core.errors import UserError
 from fsmrun.core.metrics import MetricAccumulator, default_length_bins
 from fsmrun.core.model import build_model
-from fsmrun.core.registry import read_run_record
+from fsmrun.core.registry import corpus_cache_dir
+from fsmrun.core.run_data import build_data
+from fsmrun.core.run_folder import RunFolder
+from fsmrun.schemas.cli import EvalReport
 from fsmrun.schemas.config import ExperimentConfig, TrainConfig
 from fsmrun.schemas.records import CheckpointMeta, SplitMetrics
 
@@ -95,17 +98,6 @@ def evaluate_checkpoint(
     return loaded.meta, evaluate_splits(model, data, exp, splits, amp_dtype)
 
 
-@dataclass
-class RunEvaluation:
-    """`evaluate_run`'s answer: which checkpoint, where in training, metrics per split."""
-
-    run_id: str
-    checkpoint: str
-    step: int
-    epoch: int
-    splits: dict[str, SplitMetrics]
-
-
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -113,22 +105,30 @@ def evaluate_run(
     splits: list[str] | None = None,
     device: str = "auto",
     results_root: str | Path | None = None,
-) -> RunEvaluation:
+) -> EvalReport:
     """Evaluate checkpoint `best` or `last` of a run on the given splits (default: all)."""
-    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
-    exp = ExperimentConfig.model_validate_json((run_dir / "config.json").read_text())
-    record = read_run_record(run_dir)
+        raise UserError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
+    record = folder.read_record()
+    exp = folder.read_config()
+    if exp is None:
+        raise UserError(f"{record.run_id} has no config.json: it died during set-up")
     torch_device = resolve_device(device)
-    root = Path(results_root) if results_root is not None else run_dir.parents[2]
-    data = build_data(exp, torch_device, root)
+    root = Path(results_root) if results_root is not None else folder.results_root
+    data = build_data(exp, torch_device, corpus_cache_dir(root))
     wanted = splits or [s for s in data.splits if s != "train"]
     unknown = [s for s in wanted if s not in data.splits]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown split {unknown[0]!r}; this run has {', '.join(sorted(data.splits))}"
         )
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    path = folder.checkpoint(checkpoint)  # type: ignore[arg-type]
     meta, results = evaluate_checkpoint(path, exp, data, torch_device, wanted)
-    return RunEvaluation(record.run_id, checkpoint, meta.step, meta.epoch, results)
+    return EvalReport(
+        run_id=record.run_id,
+        checkpoint=checkpoint,  # type: ignore[arg-type]
+        step=meta.step,
+        epoch=meta.epoch,
+        splits=results,
+    )

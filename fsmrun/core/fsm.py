@@ -12,6 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from fsmrun.core._regex_parse import Parser, RegexSyntaxError, ThompsonNFA
+from fsmrun.core.errors import UserError
 from fsmrun.core.minimize import (
     DeterminiseLimitError,
     canonical_order,
@@ -39,11 +40,11 @@ MEMBERSHIP_OUTPUTS = ("reject", "accept")
 SUBSET_LIMIT_FACTOR = 8
 
 
-class RegexError(ValueError):
+class RegexError(UserError):
     """A malformed pattern or a symbol outside the alphabet (message has a caret line)."""
 
 
-class StateLimitError(ValueError):
+class StateLimitError(UserError):
     """The DFA of a regex would exceed the state cap (`max_states`, DataConfig.max_states)."""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ class HookContext:
     model: torch.nn.Module
     run_dir: Path | None = None
     val_metrics: dict[str, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Callback = Callable[[HookContext], None]
@@ -60,9 +59,10 @@ class CaptureHook:
     Epochs count from 1, as the console prints them ("epoch 1/20"): `epochs=[1, 3]` captures
     after the first and the third epoch. The loop fires on_epoch_end with `ctx.epoch` the
     0-based index of the epoch just finished, so epoch number e = ctx.epoch + 1.
-    Writes `<run>/captures/epoch_<eeee>.pt` (e, loadable with weights_only=True): `epoch` (e),
-    `step`, the input ids, lengths, strings, and per layer `attentions` [L, B, H, T, T]
-    (transformer only) and `hidden_states` [L + 1, B, T, D].
+    Writes the file `path_for_epoch(e)` names (the run folder's `captures/epoch_<eeee>.pt`,
+    loadable with weights_only=True): `epoch` (e), `step`, the input ids, lengths, strings,
+    and per layer `attentions` [L, B, H, T, T] (transformer only) and `hidden_states`
+    [L + 1, B, T, D].
     """
 
     def __init__(
@@ -71,15 +71,17 @@ class CaptureHook:
         lengths_b: np.ndarray,
         strings: list[str],
         epochs: list[int],
+        path_for_epoch: Callable[[int], Path],
     ) -> None:
         self.input_ids_bxt = input_ids_bxt
         self.lengths_b = lengths_b
         self.strings = strings
         self.epochs = set(epochs)
+        self.path_for_epoch = path_for_epoch
 
     def __call__(self, ctx: HookContext) -> None:
         epoch = ctx.epoch + 1
-        if epoch not in self.epochs or ctx.run_dir is None:
+        if epoch not in self.epochs:
             return
         model = ctx.model
         was_training = model.training
@@ -99,4 +101,4 @@ class CaptureHook:
             record["attentions"] = torch.stack([a.float().cpu() for a in out.attentions])
         buf = io.BytesIO()
         torch.save(record, buf)
-        atomic_write_bytes(ctx.run_dir / "captures" / f"epoch_{epoch:04d}.pt", buf.getvalue())
+        atomic_write_bytes(self.path_for_epoch(epoch), buf.getvalue())

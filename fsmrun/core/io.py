@@ -59,6 +59,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def prev_path(path: str | os.PathLike[str]) -> Path:
+    """`<name>.prev<suffix>`: where a replaced file is kept (checkpoints keep their last one)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one.
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from fsmrun.core.dataset import Batch
     from fsmrun.core.model import ModelOutput
 
-LOSS_KEYS = ("next", "class", "state", "l1_u", "total")
+# The order history lines list the losses in (and of the running sums a checkpoint holds).
+LOSS_KEYS = ("total", "next", "class", "state", "l1_u")
 
 
 def next_token_mask(batch: Batch, next_token_on_all: bool) -> Tensor:

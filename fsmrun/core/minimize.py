@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fsmrun.core.errors import UserError
+
 if TYPE_CHECKING:
     from fsmrun.core._regex_parse import ThompsonNFA
 
@@ -25,7 +27,7 @@ __all__ = [
 MOORE_ROUNDS = 48
 
 
-class DeterminiseLimitError(ValueError):
+class DeterminiseLimitError(UserError):
     """Subset construction passed its state limit."""
 
 

@@ -1,7 +1,7 @@
 """Language sources other than regexes: DFA tables, AT&T automaton files, random DFAs.
 
 Each builder returns the minimal, canonically numbered DFA (`fsm.minimal_dfa`), so equivalent
-definitions from any source give identical `DFA.to_json()`; `dfa_from_source` dispatches.
+definitions from any source give identical `DFA.to_json()`; `languages.build_dfa` dispatches.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fsmrun.core.fsm import DFA, compile_regex, minimal_dfa
+from fsmrun.core.errors import UserError
+from fsmrun.core.fsm import DFA, minimal_dfa
 from fsmrun.core.minimize import DeterminiseLimitError, determinise
-from fsmrun.schemas.config import DataConfig, DfaTableConfig
+from fsmrun.schemas.config import DfaTableConfig
 
 __all__ = [
     "RANDOM_DFA_TRIES",
     "SourceError",
-    "dfa_from_source",
     "dfa_from_table",
     "parse_att",
     "random_dfa",
@@ -32,29 +32,9 @@ RANDOM_DFA_TRIES = 1000
 EPSILON_LABELS = ("<eps>", "<epsilon>")
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """A malformed DFA table, AT&T file or random-DFA request; the message says where and how
     to fix it."""
-
-
-def dfa_from_source(data: DataConfig) -> DFA:
-    """The minimal DFA of whichever language source `data` sets (regex, dfa, att, random_dfa).
-
-    AT&T paths are read relative to the current directory. Raises RegexError, SourceError or
-    StateLimitError (all ValueErrors) with a message for the user.
-    """
-    if data.regex is not None:
-        return compile_regex(data.regex, data.alphabet or "", max_states=data.max_states)
-    if data.dfa is not None:
-        return dfa_from_table(data.dfa, data.alphabet, max_states=data.max_states)
-    if data.att is not None:
-        return read_att(
-            data.att.path, data.att.isymbols, alphabet=data.alphabet, max_states=data.max_states
-        )
-    if data.random_dfa is not None:
-        r = data.random_dfa
-        return random_dfa(r.num_states, data.alphabet or "", r.accepting_fraction, r.seed)
-    raise SourceError("the data config sets no language source")  # the config forbids this
 
 
 def dfa_from_table(

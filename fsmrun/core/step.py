@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 
 from fsmrun.core.dataset import Batch
-from fsmrun.core.losses import compute_losses
+from fsmrun.core.losses import LOSS_KEYS, compute_losses
 from fsmrun.core.optim import clip_gradients, lr_at, set_lr
 from fsmrun.schemas.config import TrainConfig
 
-LOSS_KEYS = ("total", "next", "class", "state", "l1_u")
 STAT_KEYS = (*LOSS_KEYS, "grad_norm")
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from fsmrun.core.errors import UserError, describe_validation_error
 from fsmrun.schemas.config import ExperimentConfig
 
 if TYPE_CHECKING:
@@ -28,11 +29,11 @@ else:  # pragma: no cover - Python 3.10
         tomllib = None
 
 
-class ExperimentNotFound(ValueError):
+class ExperimentNotFound(UserError):
     """No built-in experiment of that name and no such TOML file."""
 
 
-class ExperimentFileError(ValueError):
+class ExperimentFileError(UserError):
     """An experiment file that is not valid TOML or holds an invalid value."""
 
 
@@ -62,17 +63,6 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
         raise ExperimentFileError(f"{source}: malformed TOML: {err}") from None
 
 
-def _describe(err: ValidationError) -> str:
-    problems = []
-    for e in err.errors():
-        field = ".".join(str(part) for part in e["loc"]) or "(top level)"
-        message = e["msg"].removeprefix("Value error, ")
-        got = e.get("input")
-        shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
-        problems.append(f"{field}: {message}{shown}")
-    return "; ".join(problems)
-
-
 def parse_experiment(text: str, source: str, default_name: str | None = None) -> ExperimentConfig:
     """Validate TOML text as an ExperimentConfig; `source` names the file in error messages.
 
@@ -84,7 +74,8 @@ def parse_experiment(text: str, source: str, default_name: str | None = None) ->
     try:
         return ExperimentConfig.model_validate(doc)
     except ValidationError as err:
-        raise ExperimentFileError(f"{source}: invalid experiment: {_describe(err)}") from None
+        what = f"{source}: invalid experiment"
+        raise ExperimentFileError(describe_validation_error(err, what)) from None
 
 
 def _looks_like_path(name_or_path: str) -> bool:

@@ -206,6 +206,19 @@ class DataConfig(_Frozen):
                 )
         return self
 
+    @property
+    def source_label(self) -> str:
+        """The language source in a few words, for messages and tables."""
+        if self.regex is not None:
+            return f"regex {self.regex!r}"
+        if self.dfa is not None:
+            return f"DFA table ({len(self.dfa.states)} states)"
+        if self.att is not None:
+            return f"AT&T file {self.att.path}"
+        assert self.random_dfa is not None
+        r = self.random_dfa
+        return f"random DFA ({r.num_states} states, seed {r.seed})"
+
     @model_serializer(mode="wrap")
     def _drop_unset_sources(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         doc = handler(self)

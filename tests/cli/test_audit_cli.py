@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fsmrun.core.registry import read_run_record
+from fsmrun.core.run_folder import read_run_record
 from fsmrun.schemas.cli import AuditReport
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 import torch
 
-import fsmrun.cli.train as train_cmd
+import fsmrun.core.loop as loop
 from fsmrun.core.loop import RunResult
 
 
@@ -106,7 +107,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(cli, tiny_toml, tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cmd, "train_one_experiment", interrupted)
+    monkeypatch.setattr(loop, "train_one_experiment", interrupted)
     result = cli("train", tiny_toml, "--results-dir", tmp_path / "r")
     assert result.exit_code == 130, result.output
     assert "fsmrun resume" in result.stderr and "Traceback" not in result.output
@@ -115,7 +116,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(cli, tiny_toml, tmp_path, monke
 def test_interrupted_run_exits_130_with_the_resume_command(cli, tiny_toml, tmp_path, monkeypatch):
     stopped = RunResult("tiny-abc-v1", tmp_path / "r" / "tiny" / "abc" / "v1", "interrupted",
                         "interrupted", None, 3)  # fmt: skip
-    monkeypatch.setattr(train_cmd, "train_one_experiment", lambda *a, **k: stopped)
+    monkeypatch.setattr(loop, "train_one_experiment", lambda *a, **k: stopped)
     result = cli("train", tiny_toml, "--results-dir", tmp_path / "r")
     assert result.exit_code == 130, result.output
     assert f"fsmrun resume tiny-abc-v1 --results-dir {tmp_path / 'r'}" in result.stderr
@@ -132,3 +133,69 @@ def test_subprocess_user_error_is_one_line_without_traceback(tmp_path):
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert "did you mean 'parity'" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_disk_full_is_one_line_naming_the_file_and_exit_1(cli, tmp_path, monkeypatch):
+    import fsmrun.cli.ls as ls_cmd
+
+    def full(root):
+        raise OSError(errno.ENOSPC, "No space left on device", str(root / "registry.sqlite"))
+
+    monkeypatch.setattr(ls_cmd, "RegistryIndex", full)
+    result = cli("ls", "--results-dir", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"error: cannot access {tmp_path / 'registry.sqlite'}: No space left on device\n"
+    )
+
+
+def test_a_bug_is_not_disguised_as_a_user_error(cli, tmp_path, monkeypatch):
+    import fsmrun.cli.ls as ls_cmd
+
+    def bug(root):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(ls_cmd, "RegistryIndex", bug)
+    result = cli("ls", "--results-dir", tmp_path)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ValueError)  # propagates: the traceback is shown
+    assert "error:" not in result.stderr
+
+
+def test_ctrl_c_in_a_light_command_exits_130_without_traceback(cli, tmp_path, monkeypatch):
+    import fsmrun.cli.ls as ls_cmd
+
+    def interrupted(root):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ls_cmd, "RegistryIndex", interrupted)
+    result = cli("ls", "--results-dir", tmp_path)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+
+
+def test_ctrl_c_during_start_up_exits_130(monkeypatch, capsys):
+    import fsmrun.cli
+    import fsmrun.cli._app as app_module
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app_module, "app", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        fsmrun.cli.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_failed_audit_run_is_a_user_error(cli, tiny_toml, tmp_path, monkeypatch):
+    import fsmrun.core.audit as audit
+
+    def failed(*args, **kwargs):
+        raise audit.AuditError("run 1 ended failed (non-finite loss); lower train.lr")
+
+    monkeypatch.setattr(audit, "audit_experiment", failed)
+    result = cli("audit-determinism", tiny_toml, "--results-dir", tmp_path, "--device", "cpu")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines()[-1] == (
+        "error: run 1 ended failed (non-finite loss); lower train.lr"
+    )

@@ -67,3 +67,13 @@ def test_ls_of_a_missing_results_dir_creates_nothing(cli, tmp_path):
     result = cli("ls", "--results-dir", tmp_path / "none")
     assert result.exit_code == 0, result.output
     assert "no runs" in result.stderr and not (tmp_path / "none").exists()
+
+
+def test_an_unreadable_run_is_skipped_with_one_warning_line(cli, trained_copy):
+    broken = trained_copy.folders[1] / "run.json"
+    broken.write_text("{not json")
+    result = cli("ls", "--reindex", "--json", "--results-dir", trained_copy.root)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and str(trained_copy.folders[1]) in warnings[0]

@@ -6,7 +6,7 @@ import torch
 
 from fsmrun.core.audit import final_state_dict
 from fsmrun.core.loop import train_one_experiment
-from fsmrun.core.registry import read_run_record
+from fsmrun.core.run_folder import read_run_record
 from fsmrun.experiments import load_experiment
 
 

@@ -13,7 +13,7 @@ import pytest
 from fsmrun.cli._overrides import apply_overrides, collect_overrides
 from fsmrun.core.checkpoint import KEY_MODEL, read_ckpt
 from fsmrun.core.fsm import DFA
-from fsmrun.core.registry import read_run_record
+from fsmrun.core.run_folder import read_run_record
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import EnvInfo, HistoryRecord, Metrics, RunRecord

@@ -20,7 +20,7 @@ from fsmrun.core.audit import (
 )
 from fsmrun.core.checkpoint import KEY_MODEL, read_ckpt
 from fsmrun.core.loop import train_one_experiment
-from fsmrun.core.registry import read_run_record, update_run_record
+from fsmrun.core.run_folder import read_run_record, update_run_record
 from fsmrun.schemas.config import ExperimentConfig
 
 TINY = {

@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from fsmrun.core.checkpoint import read_ckpt
-from fsmrun.core.dataset import build_data, iter_batches
+from fsmrun.core.dataset import iter_batches
 from fsmrun.core.determinism import set_seed, torch_generator
 from fsmrun.core.early_stop import EarlyStopper
+from fsmrun.core.history import read_history
 from fsmrun.core.hooks import Hooks
-from fsmrun.core.logging import read_history
 from fsmrun.core.loop import resume_run, train_one_experiment
 from fsmrun.core.losses import compute_losses
 from fsmrun.core.model import build_model
 from fsmrun.core.optim import clip_gradients, lr_at, optimizer_from_config, set_lr
+from fsmrun.core.run_data import build_data
 from fsmrun.core.step import StepRunner
 from fsmrun.schemas.config import ExperimentConfig, TrainConfig
 from fsmrun.schemas.records import TIMING_FIELDS, EnvInfo, HistoryRecord, Metrics, RunRecord

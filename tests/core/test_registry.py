@@ -12,23 +12,27 @@ from pathlib import Path
 
 import pytest
 
+from fsmrun.core import index as index_module
 from fsmrun.core import registry
+from fsmrun.core.index import RegistryIndex
 from fsmrun.core.io import atomic_write_json
 from fsmrun.core.registry import (
-    HEARTBEAT_TIMEOUT_S,
     AmbiguousRun,
     RegistryError,
-    RegistryIndex,
     RunNotFound,
     allocate_run_dir,
     default_results_root,
+    resolve_run,
+    run_id_for,
+)
+from fsmrun.core.run_folder import (
+    HEARTBEAT_TIMEOUT_S,
+    RunFolderError,
     effective_status,
     load_run,
     mark_interrupted_if_dead,
     read_metrics,
     read_run_record,
-    resolve_run,
-    run_id_for,
     update_run_record,
     write_run_record,
 )
@@ -247,10 +251,10 @@ def test_run_record_round_trips_and_updates(tmp_path):
 
 
 def test_folder_without_or_with_a_broken_run_json_is_a_clear_error(tmp_path):
-    with pytest.raises(RegistryError, match="not a run folder"):
+    with pytest.raises(RunFolderError, match="not a run folder"):
         read_run_record(tmp_path)
     (tmp_path / "run.json").write_text('{"run_id": 3}')
-    with pytest.raises(RegistryError, match=r"run.json is not a valid RunRecord"):
+    with pytest.raises(RunFolderError, match=r"run.json is not a valid RunRecord"):
         read_run_record(tmp_path)
 
 
@@ -413,7 +417,7 @@ def test_damaged_index_is_rebuilt_from_folders(tmp_path, damage):
             conn.execute("CREATE TABLE runs (run_id TEXT, colour TEXT)")
             conn.execute("PRAGMA user_version = 1")
         else:  # the right table, written by an index format that is not ours
-            conn.execute(registry._CREATE)
+            conn.execute(index_module._CREATE)
             conn.execute("PRAGMA user_version = 0")
         conn.commit()
         conn.close()

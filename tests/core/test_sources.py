@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from fsmrun.core.fsm import DFA, compile_regex
+from fsmrun.core.languages import build_dfa
 from fsmrun.core.sources import (
     SourceError,
-    dfa_from_source,
     dfa_from_table,
     parse_att,
     random_dfa,
@@ -333,14 +333,14 @@ def test_random_dfa_with_one_output_class_cannot_be_minimal(fraction):
 # --- the config door ------------------------------------------------------------------------
 
 
-def test_dfa_from_source_builds_every_source(tmp_path):
+def test_build_dfa_builds_every_source(tmp_path):
     (tmp_path / "l.att").write_text(ENDS_AB_ATT)
     expected = compile_regex("(a|b)*ab", "ab")
-    assert dfa_from_source(DataConfig(regex="(a|b)*ab", alphabet="ab")) == expected
-    assert dfa_from_source(DataConfig(dfa=ENDS_AB)) == expected
-    assert dfa_from_source(DataConfig(att={"path": str(tmp_path / "l.att")})) == expected
+    assert build_dfa(DataConfig(regex="(a|b)*ab", alphabet="ab")) == expected
+    assert build_dfa(DataConfig(dfa=ENDS_AB)) == expected
+    assert build_dfa(DataConfig(att={"path": str(tmp_path / "l.att")})) == expected
     data = DataConfig(random_dfa={"num_states": 4, "seed": 5}, alphabet="ab")
-    assert dfa_from_source(data) == random_dfa(4, "ab", 0.5, 5)
+    assert build_dfa(data) == random_dfa(4, "ab", 0.5, 5)
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,10 @@
-"""History logging: validated JSON lines, append-only, torn lines dropped, truncation."""
+"""Run history: validated JSON lines, append-only, torn lines dropped, truncation."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
-
-from fsmrun.core.hooks import Hooks
-from fsmrun.core.logging import HistoryWriter, read_history, read_history_lines
+from fsmrun.core.history import HistoryWriter, read_history, read_history_lines
 from fsmrun.schemas.records import HistoryRecord
 
 
@@ -45,8 +42,3 @@ def test_truncate_keeps_the_first_lines_and_continues_appending(tmp_path):
     writer.append(_record(9))
     writer.close()
     assert [r.step for r in read_history(path)] == [0, 1, 9]
-
-
-def test_unknown_hook_event_is_refused():
-    with pytest.raises(ValueError, match="on_epoch_start"):
-        Hooks().add("on_batch_end", lambda ctx: None)

@@ -1,0 +1,28 @@
+"""The Typer app: every command under its name. Commands import heavy `fsmrun.core` machinery
+inside the command function, so help, ls, show, experiments and fsm never load torch."""
+
+from __future__ import annotations
+
+import typer
+
+from fsmrun.cli import audit, eval, experiments, fsm, ls, resume, show, train
+from fsmrun.cli._common import FsmrunGroup
+
+app = typer.Typer(
+    cls=FsmrunGroup,
+    name="fsmrun",
+    help="Train small sequence models on regular languages; every run reproducible, "
+    "resumable and easy to find again.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("train")(train.train)
+app.command("resume")(resume.resume)
+app.command("eval")(eval.eval_run)
+app.command("audit-determinism")(audit.audit_determinism)
+app.command("ls")(ls.ls)
+app.command("show")(show.show)
+app.command("experiments")(experiments.experiments)
+app.command("fsm")(fsm.fsm)

@@ -1,0 +1,296 @@
+"""The SQLite index `<root>/registry.sqlite`: one row per run, a cache of the run folders,
+rebuilt from them (the source of truth) whenever it is missing or damaged."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fsmrun.core.registry import FIX_HINT, RegistryError, iter_run_folders, make_dirs
+from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError, status_now
+from fsmrun.schemas.registry import RunRow
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "registry.sqlite"
+BUSY_TIMEOUT_S = 30.0
+INDEX_SCHEMA_VERSION = 1
+SORT_KEYS: tuple[str, ...] = tuple(RunRow.model_fields)
+
+_COLUMN_TYPES = {
+    "run_id": "TEXT PRIMARY KEY",
+    "experiment": "TEXT NOT NULL",
+    "config_hash": "TEXT NOT NULL",
+    "version": "INTEGER NOT NULL",
+    "folder": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",  # as recorded; rows() applies effective_status
+    "created": "REAL NOT NULL",
+    "updated": "REAL NOT NULL",
+    "hostname": "TEXT NOT NULL",
+    "pid": "INTEGER",
+    "heartbeat": "REAL NOT NULL",
+    "device": "TEXT NOT NULL",
+    "amp": "INTEGER NOT NULL",
+    "deterministic": "INTEGER NOT NULL",
+    "steps": "INTEGER NOT NULL",
+    "epochs": "INTEGER NOT NULL",
+    "times_resumed": "INTEGER NOT NULL",
+    "stop_reason": "TEXT",
+    "best_val_metric": "TEXT",
+    "best_val_value": "REAL",
+    "test_string_acc": "REAL",
+    "test_ood_string_acc": "REAL",
+    "wall_time_s": "REAL",
+    "audit_verified": "INTEGER",
+}
+_COLUMNS = tuple(_COLUMN_TYPES)
+_CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()))
+_UPSERT = "INSERT OR REPLACE INTO runs ({}) VALUES ({})".format(
+    ", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS))
+)
+_T = TypeVar("_T")
+
+
+def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> RunRow:
+    """The RunRow of one run folder (status as recorded); an unreadable metrics.json is skipped."""
+    folder = Path(folder)
+    run = RunFolder(folder)
+    record = run.read_record()
+    try:
+        metrics = run.read_metrics()
+    except RunFolderError as exc:
+        log.warning("%s", exc)
+        metrics = None
+    try:
+        rel = folder.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError as exc:
+        raise RegistryError(f"{folder} is not inside the results folder {root}") from exc
+    best = metrics.best if metrics else None
+    return RunRow(
+        run_id=record.run_id,
+        experiment=record.experiment,
+        config_hash=record.config_hash,
+        version=record.version,
+        folder=rel,
+        status=record.status,
+        created=record.created,
+        updated=record.updated,
+        hostname=record.hostname,
+        pid=record.pid,
+        heartbeat=record.heartbeat,
+        device=record.device,
+        amp=record.amp,
+        deterministic=record.deterministic,
+        # steps only grow: whichever file was written last holds the larger count
+        steps=max(record.steps, metrics.steps if metrics else 0),
+        epochs=max(record.epochs, metrics.epochs if metrics else 0),
+        times_resumed=record.times_resumed,
+        stop_reason=metrics.stop_reason if metrics else None,
+        best_val_metric=metrics.monitor if metrics else None,
+        best_val_value=metrics.early_stop.best_value if metrics else None,
+        test_string_acc=best.test.string_acc if best else None,
+        test_ood_string_acc=best.test_ood.string_acc if best and best.test_ood else None,
+        wall_time_s=metrics.wall_time_s if metrics else None,
+        audit_verified=record.audit_verified,
+    )
+
+
+def _now_row(row: RunRow) -> RunRow:
+    status = status_now(row.status, row.pid, row.hostname, row.heartbeat)
+    return row if status == row.status else row.model_copy(update={"status": status})
+
+
+def _sorted_rows(rows: list[RunRow], sort: str | None, descending: bool) -> list[RunRow]:
+    key = sort or "created"
+    present = [r for r in rows if getattr(r, key) is not None]
+    missing = [r for r in rows if getattr(r, key) is None]
+    present.sort(key=lambda r: (getattr(r, key), r.run_id), reverse=descending)
+    return present + sorted(missing, key=lambda r: r.run_id)
+
+
+def _check_choice(value: str | None, valid: tuple[str, ...], what: str) -> None:
+    if value is not None and value not in valid:
+        close = difflib.get_close_matches(value, valid, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise RegistryError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """DatabaseError that a rebuild can fix, as opposed to locks and unwritable folders."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return True  # "file is not a database", "database disk image is malformed", ...
+    message = str(exc).lower()
+    return not any(w in message for w in ("locked", "busy", "readonly", "unable to open", "disk"))
+
+
+class RegistryIndex:
+    """`<root>/registry.sqlite`: one row per run, rebuilt from the folders when needed."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.path = self.root / INDEX_FILE
+        self._ready = False
+
+    # -- connection and self-repair
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        return conn
+
+    def _schema_ok(self, conn: sqlite3.Connection) -> bool:
+        if conn.execute("PRAGMA user_version").fetchone()[0] != INDEX_SCHEMA_VERSION:
+            return False
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+        return tuple(columns) == _COLUMNS
+
+    def _delete_files(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def _create_if_needed(self) -> bool:
+        """Create the table unless a healthy one exists; True if it was (re)created."""
+        conn = self._connect()
+        try:
+            if self._schema_ok(conn):
+                return False
+            conn.execute("BEGIN IMMEDIATE")
+            if self._schema_ok(conn):  # another process created it while we waited
+                conn.execute("ROLLBACK")
+                return False
+            conn.execute("DROP TABLE IF EXISTS runs")
+            conn.execute(_CREATE)
+            conn.execute(f"PRAGMA user_version = {INDEX_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            return True
+        finally:
+            conn.close()
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        make_dirs(self.root)
+        if not self.path.exists():
+            self._delete_files()  # a stale -wal must not be replayed into a new database
+        try:
+            created = self._create_if_needed()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise RegistryError(
+                    f"cannot open the index {self.path} ({exc}); {FIX_HINT}"
+                ) from exc
+            log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
+            self._delete_files()
+            created = self._create_if_needed()
+        self._ready = True
+        if created:
+            self.reindex()
+
+    def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `work` in one transaction; a damaged index is rebuilt once and `work` retried."""
+        for attempt in range(2):
+            try:
+                self._ensure()
+                conn = self._connect()
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                    return result
+                finally:
+                    conn.close()
+            except sqlite3.DatabaseError as exc:
+                if attempt or not _is_corruption(exc):
+                    raise RegistryError(f"index {self.path}: {exc}; {FIX_HINT}") from exc
+                log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
+                self._delete_files()
+                self._ready = False
+        raise AssertionError("unreachable")
+
+    # -- public operations
+
+    def upsert_folder(self, folder: str | os.PathLike[str]) -> RunRow:
+        """Read run.json (+ metrics.json) of `folder` and insert or replace its row."""
+        row = run_row(self.root, folder)
+        self._run(lambda conn: conn.execute(_UPSERT, self._values(row)))
+        return row
+
+    def reindex(self) -> int:
+        """Rebuild every row from the run folders alone; the number of runs indexed."""
+        rows = []
+        for folder in iter_run_folders(self.root):
+            try:
+                rows.append(run_row(self.root, folder))
+            except (RegistryError, RunFolderError) as exc:
+                log.warning("skipping %s: %s", folder, exc)
+
+        def rebuild(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM runs")
+            conn.executemany(_UPSERT, [self._values(r) for r in rows])
+
+        self._run(rebuild)
+        return len(rows)
+
+    def rows(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        sort: str | None = None,
+        descending: bool = False,
+    ) -> list[RunRow]:
+        """Indexed runs with their status now, filtered and sorted (default: by created).
+
+        Rows whose folder is gone are dropped; rows recorded as running are refreshed from
+        their run.json (the heartbeat lives there). An index that cannot be written (read-only
+        results folder) is bypassed: the rows are read from the folders.
+        """
+        _check_choice(status, STATUSES, "status")
+        _check_choice(sort, SORT_KEYS, "sort key")
+        try:
+            rows = self._indexed_rows(experiment)
+        except RegistryError as exc:
+            log.warning("%s; reading the run folders instead", exc)
+            rows = []
+            for folder in iter_run_folders(self.root, experiment):
+                try:
+                    rows.append(run_row(self.root, folder))
+                except (RegistryError, RunFolderError) as err:
+                    log.warning("skipping %s: %s", folder, err)
+        rows = [_now_row(r) for r in rows]
+        if status is not None:
+            rows = [r for r in rows if r.status == status]
+        return _sorted_rows(rows, sort, descending)
+
+    def _indexed_rows(self, experiment: str | None) -> list[RunRow]:
+        def select(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+            if experiment is None:
+                return conn.execute(sql).fetchall()
+            return conn.execute(sql + " WHERE experiment = ?", (experiment,)).fetchall()
+
+        rows, gone = [], []
+        for values in self._run(select):
+            row = RunRow.model_validate(dict(zip(_COLUMNS, values, strict=True)))
+            folder = self.root / row.folder
+            if not RunFolder(folder).is_run():
+                gone.append((row.run_id,))
+                continue
+            if row.status == "running":  # refresh: the heartbeat and the end are in run.json
+                try:
+                    row = self.upsert_folder(folder)
+                except (RegistryError, RunFolderError) as exc:
+                    log.warning("%s", exc)
+            rows.append(row)
+        if gone:
+            self._run(lambda conn: conn.executemany("DELETE FROM runs WHERE run_id = ?", gone))
+        return rows
+
+    @staticmethod
+    def _values(row: RunRow) -> tuple[Any, ...]:
+        return tuple(getattr(row, c) for c in _COLUMNS)

@@ -1,0 +1,184 @@
+"""The training state (exactly what a checkpoint's meta holds): saving and restoring it with the
+model, optimizer, scaler, RNG states and running sums; history lines; the final metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import fsmrun
+from fsmrun.core import checkpoint as ckpt
+from fsmrun.core.dataset import batch_fingerprint
+from fsmrun.core.determinism import config_hash
+from fsmrun.core.errors import FsmrunError
+from fsmrun.core.evaluate import evaluate_checkpoint
+from fsmrun.core.run_folder import CheckpointName
+from fsmrun.core.session import Session
+from fsmrun.schemas.config import ExperimentConfig
+from fsmrun.schemas.records import (
+    CheckpointEval,
+    CheckpointMeta,
+    EarlyStopState,
+    HistoryRecord,
+    Metrics,
+    StopReason,
+)
+
+
+class TrainingError(FsmrunError):
+    """Training could not go on (non-finite loss, resume mismatch); the run is marked failed."""
+
+
+@dataclass
+class TrainState:
+    """Where training stands: what a checkpoint's meta records beside the weights and RNGs
+    (step, epoch, position in it, wall time, early stopping, history length), and why it ended."""
+
+    early_stop: EarlyStopState
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    wall_time_s: float = 0.0
+    history_len: int = 0
+    stop_reason: StopReason | None = None
+    message: str | None = None
+
+
+def save_state(
+    s: Session,
+    state: TrainState,
+    name: CheckpointName,
+    next_batch: np.ndarray | None,
+    *,
+    epoch_done: bool,
+    val_metrics: dict[str, float] | None = None,
+) -> None:
+    """Write checkpoint `name` (last or best) holding `state`; history made durable first."""
+    s.history.sync()
+    state.history_len = s.history.count
+    fingerprint = batch_fingerprint(next_batch) if next_batch is not None else None
+    meta = CheckpointMeta(
+        kind=name,
+        step=state.step,
+        epoch=state.epoch,
+        batch_in_epoch=state.batch_in_epoch,
+        epoch_done=epoch_done,
+        history_len=state.history_len,
+        next_batch_fingerprint=fingerprint,
+        early_stop=state.early_stop,
+        config_hash=s.config_hash,
+        fsmrun_version=fsmrun.__version__,
+        wall_time_s=state.wall_time_s,
+        val_metrics=val_metrics,
+    )
+    ckpt.save_ckpt(
+        s.folder.checkpoint(name),
+        s.model,
+        s.optimizer,
+        meta=meta,
+        config_json=s.exp.model_dump_json(),
+        scaler=s.scaler,
+        running=s.runner.running_state(),
+    )
+
+
+def restore_state(s: Session) -> TrainState:
+    """Continue from last.pt (or its .prev copy): weights, optimizer, RNG, position."""
+    loaded = ckpt.load_ckpt(
+        s.folder.checkpoint("last"), s.model, s.optimizer, scaler=s.scaler, restore_rng=True
+    )
+    meta = loaded.meta
+    saved = ExperimentConfig.model_validate_json(loaded.config_json)
+    extended = saved.model_copy(
+        update={"train": saved.train.model_copy(update={"epochs": s.exp.train.epochs})}
+    )
+    if config_hash(extended) != s.config_hash:
+        raise TrainingError(
+            f"{loaded.path}: checkpoint belongs to another configuration "
+            f"({meta.config_hash[:12]} vs {s.config_hash[:12]})"
+        )
+    s.runner.load_running_state(loaded.running)
+    s.history.truncate(meta.history_len)
+    if meta.batch_in_epoch < s.steps_per_epoch and meta.next_batch_fingerprint:
+        index = s.epoch_order(meta.epoch)[meta.batch_in_epoch]
+        if batch_fingerprint(index) != meta.next_batch_fingerprint:
+            raise TrainingError(
+                f"{loaded.path}: the next batch differs from the one recorded at save time "
+                "(corpus or batching changed); cannot resume exactly"
+            )
+    return TrainState(
+        meta.early_stop,
+        meta.step,
+        meta.epoch,
+        meta.batch_in_epoch,
+        meta.wall_time_s,
+        meta.history_len,
+    )
+
+
+def finish(s: Session, state: TrainState) -> Metrics | None:
+    """Evaluate best and last checkpoints and write metrics.json (None without them)."""
+    if not s.folder.has_checkpoint("last"):
+        return None
+    splits = [split for split in s.data.splits if split != "train"]
+
+    def evaluated(name: CheckpointName) -> CheckpointEval:
+        path = s.folder.checkpoint(name)
+        meta, results = evaluate_checkpoint(path, s.exp, s.data, s.device, splits)
+        return CheckpointEval(step=meta.step, epoch=meta.epoch, **results)
+
+    last = evaluated("last")
+    best = evaluated("best") if s.folder.checkpoint("best").exists() else last
+    metrics = Metrics(
+        run_id=s.record.run_id,
+        experiment=s.exp.name,
+        monitor=s.exp.train.monitor,
+        stop_reason=state.stop_reason or "max_epochs",
+        steps=state.step,
+        epochs=state.epoch,
+        wall_time_s=round(state.wall_time_s, 3),
+        early_stop=state.early_stop,
+        best=best,
+        last=last,
+    )
+    s.folder.write_metrics(metrics)
+    return metrics
+
+
+def log_history(s: Session, state: TrainState, kind: str, **fields: object) -> None:
+    s.history.append(
+        HistoryRecord(kind=kind, step=state.step, epoch=state.epoch, time=time.time(), **fields)
+    )
+
+
+def log_train(s: Session, state: TrainState, steps_per_s: float | None) -> None:
+    """One history line of the mean losses since the last one (the loop's one host sync)."""
+    means = s.runner.drain()
+    if means is None:
+        return
+    if not all(math.isfinite(v) for v in means.values()):
+        fail_non_finite(state, means)
+    grad_norm = means.pop("grad_norm")
+    log_history(
+        s,
+        state,
+        "train",
+        losses=means,
+        lr=s.runner.last_lr,
+        grad_norm=grad_norm,
+        steps_per_s=steps_per_s,
+    )
+    s.reporter.show_loss(means["total"], steps_per_s)
+
+
+def fail_non_finite(state: TrainState, means: dict[str, float]) -> None:
+    bad = ", ".join(f"{k}={v}" for k, v in means.items() if not math.isfinite(v))
+    state.stop_reason = "non_finite"
+    state.message = (
+        f"non-finite training statistics before step {state.step} ({bad}); "
+        "lower train.lr or set train.grad_clip; the last good checkpoint is kept"
+    )
+    raise TrainingError(state.message)

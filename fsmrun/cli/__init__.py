@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from fsmrun.cli import audit, eval, experiments, fsm, ls, resume, show, train
+from fsmrun.cli import audit, eval, experiments, fsm, ls, plot, resume, show, train
 from fsmrun.cli._common import FsmrunGroup
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("ls")(ls.ls)
 app.command("show")(show.show)
 app.command("experiments")(experiments.experiments)
 app.command("fsm")(fsm.fsm)
+app.command("plot")(plot.plot)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -115,14 +116,50 @@ def length_grid_size_in(n_facets: int) -> tuple[float, float]:
     return FACET_SIZE_IN[0] * cols, FACET_SIZE_IN[1] * rows + 0.35
 
 
+def _length_panel(
+    ax: Axes, title: str, members: list[RunPoint], colours: dict[tuple[str, ...], int]
+) -> None:
+    """One experiment's panel: a line and a min-max band per group, the mean baseline dashed."""
+    if len({p.data.model_dump_json() for p in members}) == 1:  # ranges shared by every run
+        shade_length_ranges(ax, members[0].data)
+    baseline: dict[tuple[int, int], list[float]] = defaultdict(list)
+    by_group: dict[tuple[str, ...], list[RunPoint]] = defaultdict(list)
+    for p in members:
+        by_group[p.group].append(p)
+        for key, (_, base) in _binned(p).items():
+            if base is not None:
+                baseline[key].append(base)
+    for group, runs in sorted(by_group.items()):
+        per_run = [_binned(p) for p in runs]
+        keys = sorted({k for r in per_run for k in r})
+        # A bin some run lacks is NaN there; every bin has at least one run.
+        acc_rxk = np.array([[r[k][0] if k in r else np.nan for k in keys] for r in per_run])
+        x = [(lo + hi) / 2 for lo, hi in keys]
+        colour, mark = style.color(colours[group]), style.marker(colours[group])
+        lo_k, hi_k = np.nanmin(acc_rxk, axis=0), np.nanmax(acc_rxk, axis=0)
+        ax.fill_between(x, lo_k, hi_k, color=colour, alpha=0.2, lw=0)
+        mean_k = np.nanmean(acc_rxk, axis=0)
+        ax.plot(x, mean_k, color=colour, marker=mark, label=f"{_label(group)} (n={len(runs)})")
+    keys = sorted(baseline)
+    ax.plot(
+        [(lo + hi) / 2 for lo, hi in keys],
+        [float(np.mean(baseline[k])) for k in keys],
+        ls="--",
+        lw=0.9,
+        color=style.BASELINE_COLOR,
+        label="majority baseline",
+    )
+    ax.set(xlabel=LENGTH_LABEL, ylabel=ACCURACY_LABEL, ylim=(-0.02, 1.02), title=title)
+    ax.legend(loc="lower left")
+
+
 def accuracy_by_length(
     points: list[RunPoint], group_keys: Sequence[str], out_dir: Path, fmt: str
 ) -> Path:
     """Mean string accuracy per length bin for each group, min-max over its runs as a band."""
     if not any(_binned(p) for p in points):
         raise Skip("no finished run with length bins")
-    by_experiment = "experiment" in group_keys
-    facets = _facets(points, by_experiment)
+    facets = _facets(points, "experiment" in group_keys)
     colours = _colours(points)
     cols = min(len(facets), FACET_COLUMNS)
     rows = math.ceil(len(facets) / FACET_COLUMNS)
@@ -130,48 +167,7 @@ def accuracy_by_length(
         fig = style.new_figure(*length_grid_size_in(len(facets)))
         axes = fig.subplots(rows, cols, squeeze=False).ravel()
         for ax, (title, members) in zip(axes, facets.items(), strict=False):
-            data = {p.data.model_dump_json() for p in members}
-            if len(data) == 1:  # shade ranges only when every run shares them
-                shade_length_ranges(ax, members[0].data)
-            baseline: dict[tuple[int, int], list[float]] = defaultdict(list)
-            groups: dict[tuple[str, ...], list[RunPoint]] = defaultdict(list)
-            for p in members:
-                groups[p.group].append(p)
-                for key, (_, base) in _binned(p).items():
-                    if base is not None:
-                        baseline[key].append(base)
-            for group, runs in sorted(groups.items()):
-                per_run = [_binned(p) for p in runs]
-                keys = sorted({k for r in per_run for k in r})
-                acc_rxk = np.array([[r.get(k, (np.nan,))[0] for k in keys] for r in per_run])
-                x = [(lo + hi) / 2 for lo, hi in keys]
-                i = colours[group]
-                ax.fill_between(
-                    x,
-                    np.nanmin(acc_rxk, axis=0),
-                    np.nanmax(acc_rxk, axis=0),
-                    color=style.color(i),
-                    alpha=0.2,
-                    lw=0,
-                )
-                ax.plot(
-                    x,
-                    np.nanmean(acc_rxk, axis=0),
-                    color=style.color(i),
-                    marker=style.marker(i),
-                    label=f"{_label(group)} (n={len(runs)})",
-                )
-            keys = sorted(baseline)
-            ax.plot(
-                [(lo + hi) / 2 for lo, hi in keys],
-                [float(np.mean(baseline[k])) for k in keys],
-                ls="--",
-                lw=0.9,
-                color=style.BASELINE_COLOR,
-                label="majority baseline",
-            )
-            ax.set(xlabel=LENGTH_LABEL, ylabel=ACCURACY_LABEL, ylim=(-0.02, 1.02), title=title)
-            ax.legend(loc="lower left")
+            _length_panel(ax, title, members, colours)
         for ax in axes[len(facets) :]:
             ax.set_axis_off()
         keys_text = ", ".join(k for k in group_keys if k != "experiment") or "all runs"
@@ -196,18 +192,18 @@ def ood_accuracy(
         raise Skip("no finished run has a test_ood split")
     facets = _facets(ood, "experiment" in group_keys)
     colours = _colours(ood)
-    groups = sorted(colours)
-    n = len(groups)
+    order = sorted(colours)
+    n = len(order)
     width = 0.8 / n
     with style.styled():
         fig = style.new_figure(*bars_size_in(len(facets), n))
         ax = fig.subplots()
         for c, (_, members) in enumerate(facets.items()):
-            for group in groups:
+            for group in order:
                 accs = [p.evaluation.test_ood.string_acc for p in members if p.group == group]
                 if not accs:
                     continue
-                x = c - 0.4 + width * (groups.index(group) + 0.5)
+                x = c - 0.4 + width * (order.index(group) + 0.5)
                 i = colours[group]
                 ax.bar(x, float(np.mean(accs)), width * 0.9, color=style.color(i), alpha=0.85)
                 ax.plot([x] * len(accs), accs, "o", ms=2.5, color="black", zorder=3)
@@ -222,7 +218,7 @@ def ood_accuracy(
                     linestyles="--",
                     lw=0.9,
                 )
-        handles = [Patch(color=style.color(colours[g]), label=_label(g)) for g in groups]
+        handles = [Patch(color=style.color(colours[g]), label=_label(g)) for g in order]
         handles.append(
             Line2D([], [], color=style.BASELINE_COLOR, ls="--", label="majority baseline")
         )

@@ -107,6 +107,11 @@ def plot(
         folders += found
     folders = list(dict.fromkeys(f.resolve() for f in folders))  # each run once
     if len(folders) == 1 and not experiments:
+        if out is not None:
+            raise CliError(
+                "--out is for figures comparing several runs; one run's figures go to its "
+                "plots/ folder (give more runs or --experiment to compare)"
+            )
         report = plots.plot_run(
             folders[0],
             fmt=fmt.value,

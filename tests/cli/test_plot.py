@@ -60,16 +60,35 @@ def test_plot_of_an_experiment_defaults_to_the_results_plots_folder(cli, trained
         ([], "error: give a run (id, prefix or folder), several runs, or --experiment EXP"),
         (["-e", "nope"], "error: no runs of experiment 'nope' under"),
         (["-e", "tiny", "--by", "colour"], "error: unknown group-by key 'colour'"),
+        (["tiny-", "--out", "x"], "error: 'tiny-' matches 2 runs"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_write_nothing(cli, trained_copy, args, message):
     result = cli("plot", *args, "--results-dir", trained_copy.root)
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(message)
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    if "matches 2 runs" not in message:  # an ambiguous prefix lists the candidates below
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
     assert result.stdout == ""
     assert not (trained_copy.root / "plots").exists()
     assert not any((f / "plots").exists() for f in trained_copy.folders)
+
+
+def test_out_with_one_run_is_refused(cli, trained_copy):
+    result = cli("plot", trained_copy.run_ids[0], "--out", "x", "--results-dir", trained_copy.root)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: --out is for figures comparing several runs; one run's figures go to its "
+        "plots/ folder (give more runs or --experiment to compare)\n"
+    )
+    assert not (trained_copy.folders[0] / "plots").exists()
+
+
+def test_unknown_format_is_a_usage_error(cli, trained_copy):
+    result = cli("plot", "-e", "tiny", "--format", "gif", "--results-dir", trained_copy.root)
+    assert result.exit_code == 2
+    assert "'gif' is not one of 'png', 'svg', 'pdf'" in result.stderr
 
 
 def test_plot_help_shows_an_example(cli):

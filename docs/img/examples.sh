@@ -25,3 +25,13 @@ done
 fsmrun plot -e regex_a -e parity --by experiment,arch --results-dir "$dir/set" --out "$dir/set/plots"
 cp "$dir/set/plots/accuracy_by_length.png" "$img/set_accuracy_by_length.png"
 cp "$dir/set/plots/ood_accuracy.png" "$img/set_ood_accuracy.png"
+
+# Shrink the PNGs for the repository: a 128-colour palette (Pillow comes with matplotlib).
+python - "$img"/run_*.png "$img"/set_*.png <<'PY'
+import sys
+
+from PIL import Image
+
+for path in sys.argv[1:]:
+    Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
+PY

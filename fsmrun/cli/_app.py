@@ -1,11 +1,12 @@
 """The Typer app: every command under its name. Commands import heavy `fsmrun.core` machinery
-inside the command function, so help, ls, show, experiments and fsm never load torch."""
+inside the command function, so help, ls, show, experiments, fsm and plot (of a run without
+captures) never load torch."""
 
 from __future__ import annotations
 
 import typer
 
-from fsmrun.cli import audit, eval, experiments, fsm, ls, resume, show, train
+from fsmrun.cli import audit, eval, experiments, fsm, ls, plot, resume, show, train
 from fsmrun.cli._common import FsmrunGroup
 
 app = typer.Typer(
@@ -26,3 +27,4 @@ app.command("ls")(ls.ls)
 app.command("show")(show.show)
 app.command("experiments")(experiments.experiments)
 app.command("fsm")(fsm.fsm)
+app.command("plot")(plot.plot)

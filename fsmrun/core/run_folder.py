@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ FSM_JSON_FILE, FSM_DOT_FILE = "fsm.json", "fsm.dot"
 HISTORY_FILE = "logs/history.jsonl"
 CHECKPOINTS_DIR, CAPTURES_DIR, PLOTS_DIR = "checkpoints", "captures", "plots"
 LOCK_FILE = ".lock"
+_CAPTURE_RE = re.compile(r"^epoch_([0-9]+)\.pt$")
 CheckpointName = Literal["last", "best"]
 # The loop beats every HEARTBEAT_S; a record silent for HEARTBEAT_TIMEOUT_S is of a dead process.
 HEARTBEAT_S = 10.0
@@ -146,7 +148,20 @@ class RunFolder:
         return self.path / HISTORY_FILE
 
     @property
+    def fsm_json(self) -> Path:
+        return self.path / FSM_JSON_FILE
+
+    @property
+    def fsm_dot(self) -> Path:
+        return self.path / FSM_DOT_FILE
+
+    @property
+    def captures_dir(self) -> Path:
+        return self.path / CAPTURES_DIR
+
+    @property
     def plots_dir(self) -> Path:
+        """`plots/`: figures derived from the other files, redrawn at will (never read back)."""
         return self.path / PLOTS_DIR
 
     @property
@@ -167,6 +182,13 @@ class RunFolder:
         """`captures/epoch_NNNN.pt`."""
         return self.path / CAPTURES_DIR / f"epoch_{epoch:04d}.pt"
 
+    def capture_epochs(self) -> list[int]:
+        """Epochs (1-based) with a capture file, ascending."""
+        if not self.captures_dir.is_dir():
+            return []
+        found = (_CAPTURE_RE.match(p.name) for p in self.captures_dir.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
     def is_run(self) -> bool:
         return self.run_json.is_file()
 
@@ -184,6 +206,14 @@ class RunFolder:
     def read_env(self) -> EnvInfo | None:
         return self._optional(self.env_json, EnvInfo)
 
+    def read_fsm_json(self) -> str | None:
+        """fsm.json as text, or None if the run died before writing it."""
+        return self._optional_text(self.fsm_json)
+
+    def read_fsm_dot(self) -> str | None:
+        """fsm.dot as text, or None if the run died before writing it."""
+        return self._optional_text(self.fsm_dot)
+
     def read_metrics(self) -> Metrics | None:
         """metrics.json, or None before the run has finished once."""
         return self._optional(self.metrics_json, Metrics)
@@ -198,13 +228,22 @@ class RunFolder:
     def _optional(path: Path, model: type[_M]) -> _M | None:
         return _read_model(path, model) if path.is_file() else None
 
+    @staticmethod
+    def _optional_text(path: Path) -> str | None:
+        if not path.is_file():
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RunFolderError(f"cannot read {path} ({exc.strerror})") from exc
+
     # -- writing
     def write_config(self, exp: ExperimentConfig) -> None:
         atomic_write_text(self.config_json, exp.model_dump_json(indent=2) + "\n")
 
     def write_fsm(self, fsm_json: str, fsm_dot: str) -> None:
-        atomic_write_text(self.path / FSM_JSON_FILE, fsm_json + "\n")
-        atomic_write_text(self.path / FSM_DOT_FILE, fsm_dot)
+        atomic_write_text(self.fsm_json, fsm_json + "\n")
+        atomic_write_text(self.fsm_dot, fsm_dot)
 
     def write_env(self, env: EnvInfo | dict[str, Any]) -> None:
         atomic_write_json(self.env_json, env)

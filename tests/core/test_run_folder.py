@@ -53,6 +53,9 @@ def test_every_path_sits_where_the_layout_says(tmp_path):
             ("last", folder.checkpoint("last")),
             ("best", folder.checkpoint("best")),
             ("capture", folder.capture(7)),
+            ("captures", folder.captures_dir),
+            ("fsm_json", folder.fsm_json),
+            ("fsm_dot", folder.fsm_dot),
             ("plots", folder.plots_dir),
         ]
     }
@@ -65,9 +68,30 @@ def test_every_path_sits_where_the_layout_says(tmp_path):
         "last": "checkpoints/last.pt",
         "best": "checkpoints/best.pt",
         "capture": "captures/epoch_0007.pt",
+        "captures": "captures",
+        "fsm_json": "fsm.json",
+        "fsm_dot": "fsm.dot",
         "plots": "plots",
     }
     assert folder.results_root == tmp_path
+
+
+def test_capture_epochs_lists_the_capture_files_in_order(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert folder.capture_epochs() == []
+    folder.captures_dir.mkdir()
+    for name in ("epoch_0010.pt", "epoch_0002.pt", "epoch_0003.pt.tmp", "notes.txt"):
+        (folder.captures_dir / name).write_bytes(b"x")
+    assert folder.capture_epochs() == [2, 10]
+    assert folder.capture(10).name == "epoch_0010.pt"
+
+
+def test_the_automaton_files_read_back_as_written_or_none(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert folder.read_fsm_json() is None and folder.read_fsm_dot() is None
+    folder.write_fsm('{"states": 1}', "digraph { 0 }\n")
+    assert folder.read_fsm_json() == '{"states": 1}\n'
+    assert folder.read_fsm_dot() == "digraph { 0 }\n"
 
 
 def test_a_checkpoint_counts_as_present_through_its_prev_copy(tmp_path):

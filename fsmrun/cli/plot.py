@@ -1,0 +1,135 @@
+"""`fsmrun plot`: figures of one run (into its plots/ folder) or of a set of runs.
+
+matplotlib loads only when this command runs; paths of the files written go to stdout, one a
+line, and a notice for each figure skipped for lack of data goes to stderr.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fsmrun.cli._common import console, results_root
+from fsmrun.cli._options import ResultsDirOption
+from fsmrun.core.errors import UserError
+from fsmrun.core.plots.report import DEFAULT_GROUP_BY, PlotReport
+from fsmrun.core.registry import iter_run_folders, resolve_run
+
+SET_PLOTS_DIR = "plots"  # under the results folder, beside the experiments (not in a run)
+
+
+class Format(str, Enum):
+    png = "png"
+    svg = "svg"
+    pdf = "pdf"
+
+
+class Checkpoint(str, Enum):
+    best = "best"
+    last = "last"
+
+
+def _render(report: PlotReport) -> None:
+    for skipped in report.skipped:
+        console.print(skipped.notice(), markup=False)
+    for path in report.written:
+        typer.echo(str(path))
+    console.print(f"{len(report.written)} figure(s) written", markup=False)
+
+
+def plot(
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="RUN",
+            help="Run ids, unique prefixes or run folders. One run: its own figures, written "
+            "to its plots/ folder. Several: figures comparing them, written to --out.",
+            show_default=False,
+        ),
+    ] = None,
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--experiment",
+            "-e",
+            metavar="EXP",
+            help="Compare every run of this experiment (repeatable); adds to RUN...",
+            show_default=False,
+        ),
+    ] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Comparison groups: comma-separated keys (experiment, a config field such as "
+            "arch or seed, or a dotted path such as model.d_model); the runs of a group are "
+            "its seeds."
+        ),
+    ] = ",".join(DEFAULT_GROUP_BY),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for comparison figures [default: <results-dir>/plots].",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Image format.")] = Format.png,
+    string_index: Annotated[
+        int, typer.Option(help="Captured string whose attention maps are drawn (0-based).")
+    ] = 0,
+    capture_epoch: Annotated[
+        int | None,
+        typer.Option(help="Capture to draw [default: the last one].", show_default=False),
+    ] = None,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option(help="Checkpoint whose metrics give the accuracy figures.")
+    ] = Checkpoint.best,
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """Draw figures: learning curves, accuracy by length, attention maps, hidden states (PCA
+    by DFA state) and the automaton of one run; accuracy by length and OOD accuracy of many.
+
+    \b
+    Example:  fsmrun plot regex_a-3f9c2a --format pdf
+              fsmrun plot -e parity -e even_pairs --by experiment,arch --out figures/
+    """
+    from fsmrun.core import (
+        plots,
+    )  # matplotlib loads when a figure is drawn, torch only for captures
+
+    root = results_root(results_dir)
+    refs, experiments = runs or [], experiment or []
+    if not refs and not experiments:
+        raise UserError("give a run (id, prefix or folder), several runs, or --experiment EXP")
+    folders = [resolve_run(root, ref) for ref in refs]
+    for name in experiments:
+        found = list(iter_run_folders(root, name))
+        if not found:
+            raise UserError(f"no runs of experiment {name!r} under {root} (`fsmrun ls` lists runs)")
+        folders += found
+    folders = list(dict.fromkeys(f.resolve() for f in folders))  # each run once
+    if len(folders) == 1 and not experiments:
+        if out is not None:
+            raise UserError(
+                "--out is for figures comparing several runs; one run's figures go to its "
+                "plots/ folder (give more runs or --experiment to compare)"
+            )
+        report = plots.plot_run(
+            folders[0],
+            fmt=fmt.value,
+            string_index=string_index,
+            capture_epoch=capture_epoch,
+            checkpoint=checkpoint.value,
+        )
+    else:
+        keys = [k.strip() for k in by.split(",") if k.strip()]
+        report = plots.plot_runs(
+            folders,
+            out if out is not None else root / SET_PLOTS_DIR,
+            group_by=keys,
+            fmt=fmt.value,
+            checkpoint=checkpoint.value,
+        )
+    _render(report)

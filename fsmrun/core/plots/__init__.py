@@ -1,0 +1,122 @@
+"""Figures of runs and sets of runs: `plot_run` draws one run into its `plots/` folder,
+`plot_runs` compares many. matplotlib (and torch, for capture files) load on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fsmrun.core.errors import UserError
+from fsmrun.core.plots.report import DEFAULT_GROUP_BY, FORMATS, PlotReport, Skip, Skipped
+
+CHECKPOINTS = ("best", "last")
+RUN_FIGURES = ("learning_curves", "accuracy_by_length", "attention", "hidden_states", "automaton")
+SET_FIGURES = ("accuracy_by_length", "ood_accuracy")
+
+
+def _check(fmt: str, checkpoint: str) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"unknown figure format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"unknown checkpoint {checkpoint!r}; choose best or last")
+
+
+def _draw(report: PlotReport, name: str, draw: Callable[[], Path]) -> None:
+    try:
+        report.written.append(draw())
+    except Skip as skip:
+        report.skipped.append(Skipped(name, str(skip)))
+
+
+def plot_run(
+    folder: str | Path,
+    *,
+    fmt: str = "png",
+    string_index: int = 0,
+    capture_epoch: int | None = None,
+    checkpoint: str = "best",
+) -> PlotReport:
+    """Draw every figure of one run into `<run>/plots/<figure>.<fmt>` (see RUN_FIGURES).
+
+    Figures whose data is missing (no captures, no metrics yet, no Graphviz) are skipped and
+    named in the report. A bad `string_index` or `capture_epoch` raises UserError before
+    anything is written.
+    """
+    from fsmrun.core.plots import internals, run_figures
+    from fsmrun.core.plots.files import RunFiles
+
+    _check(fmt, checkpoint)
+    run = RunFiles(folder)
+    run.record()  # not a run folder: RunFolderError before anything is drawn
+    capture, capture_skip = None, None
+    try:
+        capture = internals.load_capture(run, capture_epoch)
+        if capture.attentions is not None:
+            internals.check_string_index(capture, string_index)
+    except Skip as skip:
+        capture_skip = skip
+
+    def needs_capture(draw: Callable[..., Path], **kwargs: object) -> Callable[[], Path]:
+        def go() -> Path:
+            if capture is None:
+                raise capture_skip or Skip("no captures")
+            return draw(run, capture, fmt, **kwargs)
+
+        return go
+
+    report = PlotReport()
+    _draw(report, "learning_curves", lambda: run_figures.learning_curves(run, fmt))
+    _draw(
+        report,
+        "accuracy_by_length",
+        lambda: run_figures.length_accuracy(run, fmt, checkpoint),
+    )
+    _draw(report, "attention", needs_capture(internals.attention_maps, string_index=string_index))
+    _draw(report, "hidden_states", needs_capture(internals.hidden_states))
+    _draw(report, "automaton", lambda: run_figures.automaton(run, fmt))
+    return report
+
+
+def plot_runs(
+    folders: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    group_by: Sequence[str] = DEFAULT_GROUP_BY,
+    fmt: str = "png",
+    checkpoint: str = "best",
+) -> PlotReport:
+    """Draw the set figures (see SET_FIGURES) of `folders` into `out_dir`.
+
+    Runs are grouped by the values of `group_by` (`experiment`, config fields such as `arch`
+    or `seed`, or dotted paths such as `model.d_model`); with `experiment` among them, each
+    experiment gets its own panel or bar cluster. Unfinished runs are skipped and named.
+    """
+    from fsmrun.core.plots import groups
+
+    _check(fmt, checkpoint)
+    if not folders:
+        raise UserError("no runs to plot")
+    if not group_by:
+        raise UserError("group_by needs at least one key, e.g. experiment")
+    points, skipped = groups.collect([Path(f) for f in folders], group_by, checkpoint)
+    report = PlotReport(skipped=skipped)
+    out = Path(out_dir)
+    _draw(
+        report, "accuracy_by_length", lambda: groups.accuracy_by_length(points, group_by, out, fmt)
+    )
+    _draw(report, "ood_accuracy", lambda: groups.ood_accuracy(points, group_by, out, fmt))
+    return report
+
+
+__all__ = [
+    "CHECKPOINTS",
+    "DEFAULT_GROUP_BY",
+    "FORMATS",
+    "RUN_FIGURES",
+    "SET_FIGURES",
+    "PlotReport",
+    "Skipped",
+    "plot_run",
+    "plot_runs",
+]

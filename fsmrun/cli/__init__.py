@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from fsmrun.cli import audit, eval, experiments, fsm, ls, resume, show, train
+from fsmrun.cli import audit, diff, eval, experiments, fsm, ls, report, resume, show, sweep, train
 from fsmrun.cli._common import FsmrunGroup
 
 app = typer.Typer(
@@ -30,6 +30,9 @@ app.command("ls")(ls.ls)
 app.command("show")(show.show)
 app.command("experiments")(experiments.experiments)
 app.command("fsm")(fsm.fsm)
+app.add_typer(sweep.app, name="sweep")
+app.command("report")(report.report)
+app.command("diff")(diff.diff)
 
 
 def main() -> None:

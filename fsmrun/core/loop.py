@@ -126,6 +126,7 @@ class SessionControls:
     progress: bool = True
     max_steps: int | None = None
     stop_at_step: int | None = None
+    index: bool = True  # False: leave the SQLite index to the caller (sweep workers)
 
 
 class _Session:
@@ -156,6 +157,7 @@ class _Session:
         self.amp_dtype = amp_dtype_for(device, self.cfg.amp)
         self.pos = _Position()
         self.index = RegistryIndex(results_root)
+        self.use_index = controls.index
         self.config_json = exp.model_dump_json()
 
     # ---- setup -------------------------------------------------------------------------
@@ -549,6 +551,8 @@ class _Session:
 
     def _index_upsert(self) -> None:
         """The index is a cache of the run folders: failing to update it is only a warning."""
+        if not self.use_index:
+            return
         try:
             self.index.upsert_folder(self.run_dir)
         except RegistryError as err:
@@ -652,6 +656,7 @@ def train_one_experiment(
     progress: bool = True,
     max_steps: int | None = None,
     stop_at_step: int | None = None,
+    index: bool = True,
 ) -> RunResult:
     """Train `exp` from scratch into a new run folder and return where it landed.
 
@@ -659,9 +664,10 @@ def train_one_experiment(
     from the init stream; AdamW; epochs of steps with validation, early stopping, best/last
     checkpoints; best and last evaluated on val/test/test_ood; metrics.json, run.json and
     the registry index written. `max_steps` ends training early (audits); `stop_at_step`
-    behaves like an interruption after that step (tests of exact resume).
+    behaves like an interruption after that step (tests of exact resume). `index=False`
+    leaves the SQLite index alone (sweep workers: the coordinator indexes the folder).
     """
-    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step)
+    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
     torch_device = resolve_device(device)
     root = default_results_root(results_root)
     # Data errors (bad regex, unfillable corpus) surface before a run folder is claimed.
@@ -683,13 +689,14 @@ def resume_run(
     progress: bool = True,
     max_steps: int | None = None,
     stop_at_step: int | None = None,
+    index: bool = True,
 ) -> RunResult:
     """Continue the run in `run_dir` from its last checkpoint, exactly where it stopped.
 
     `epochs` raises the epoch limit to extend a finished run (the learning-rate schedule
     is then recomputed for the new length).
     """
-    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step)
+    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
     run_dir = Path(run_dir)
     exp = ExperimentConfig.model_validate_json((run_dir / "config.json").read_text())
     if epochs is not None and epochs != exp.train.epochs:

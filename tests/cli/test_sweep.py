@@ -1,0 +1,64 @@
+"""`fsmrun sweep` (inline form and specs) and `fsmrun sweep status`; Ctrl-C and carrying on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fsmrun.schemas.sweep import SweepRecord
+
+
+def test_inline_sweep_runs_every_cell_once_and_status_counts_them(cli, tiny_toml, tmp_path):
+    args = ["sweep", tiny_toml, "--grid", "model.arch=transformer,lstm", "--seeds", "0-1",
+            "--set", "train.epochs=1", "--workers", "1", "--results-dir", tmp_path]  # fmt: skip
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "4 cell(s) run, 0 skipped" in result.stderr
+    assert "4 done, 0 running, 0 interrupted, 0 failed, 0 to do" in result.stdout
+    again = cli(*args)
+    assert "0 cell(s) run, 4 skipped" in again.stderr, again.output
+    status = cli("sweep", "status", "tiny", "--json", "--results-dir", tmp_path)
+    record = SweepRecord.model_validate_json(status.stdout)
+    assert record.counts["done"] == 4 and len({c.config_hash for c in record.cells}) == 4
+    assert record.cells[3].overrides == {"train.epochs": 1, "model.arch": "lstm", "seed": 1}
+    table = cli("sweep", "status", "tiny", "--results-dir", tmp_path)
+    assert table.exit_code == 0 and "model.arch=lstm seed=1" in table.stdout
+
+
+def test_sweep_lists_suites_and_refuses_bad_input(cli, tmp_path):
+    listed = cli("sweep", "--list")
+    assert "tomita" in listed.stdout and "deletang_regular" in listed.stdout
+    bad = cli("sweep", "parity", "--grid", "model.arhc=lstm", "--results-dir", tmp_path)
+    assert bad.exit_code == 2 and "did you mean arch" in bad.stderr
+    missing = cli("sweep", "status", "nosuch", "--results-dir", tmp_path)
+    assert missing.exit_code == 2 and missing.stderr.startswith("error:")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_pool_cleanly_and_the_next_run_carries_on(tiny_toml, tmp_path):
+    fsmrun = Path(sys.executable).parent / "fsmrun"
+    args = [str(fsmrun), "sweep", str(tiny_toml), "--seeds", "0-1", "--set", "train.epochs=400",
+            "--set", "train.patience=null", "--workers", "2",
+            "--results-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("tiny/*/v1/checkpoints/last.pt")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "carry on" in err
+    record = SweepRecord.model_validate_json(next(tmp_path.glob("sweeps/*/sweep.json")).read_text())
+    assert record.counts["interrupted"] >= 1 and record.counts["done"] == 0
+    status = subprocess.run(
+        [str(fsmrun), "sweep", "status", "tiny", "--results-dir", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert "interrupted" in status.stdout  # the next invocation resumes these (core tests)

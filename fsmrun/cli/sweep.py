@@ -141,7 +141,7 @@ def status_table(record: SweepRecord) -> Table:
         table.add_row(
             str(cell.index),
             cell.experiment,
-            Text(describe_overrides(cell.overrides)),
+            Text(describe_overrides(cell.overrides, record.spec.set)),
             _styled(cell.status),
             Text(cell.run_id or (cell.error or "-")),
         )
@@ -241,7 +241,7 @@ def run(
         console.print(
             Text(
                 f"[{done[0]}] {cell.status:<11} {cell.experiment} "
-                f"{describe_overrides(cell.overrides)}  {cell.run_id or cell.error or ''} "
+                f"{describe_overrides(cell.overrides, spec.set)}  {cell.run_id or cell.error or ''} "
                 f"({outcome.seconds:.1f}s)"
             ),
         )

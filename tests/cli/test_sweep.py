@@ -29,6 +29,7 @@ def test_inline_sweep_runs_every_cell_once_and_status_counts_them(cli, tiny_toml
     assert record.cells[3].overrides == {"train.epochs": 1, "model.arch": "lstm", "seed": 1}
     table = cli("sweep", "status", "tiny", "--results-dir", tmp_path)
     assert table.exit_code == 0 and "model.arch=lstm seed=1" in table.stdout
+    assert "train.epochs" not in table.stdout  # shared by every cell: left out
 
 
 def test_sweep_lists_suites_and_refuses_bad_input(cli, tmp_path):
@@ -62,3 +63,22 @@ def test_ctrl_c_stops_the_pool_cleanly_and_the_next_run_carries_on(tiny_toml, tm
         capture_output=True, text=True,
     )  # fmt: skip
     assert "interrupted" in status.stdout  # the next invocation resumes these (core tests)
+
+
+def test_a_spec_file_with_cases_runs_and_its_status_is_found_by_spec(cli, tiny_toml, tmp_path):
+    spec = tmp_path / "study.toml"
+    spec.write_text(
+        f'name = "study"\nexperiments = ["{tiny_toml}"]\nseeds = [0]\n'
+        'cases = [{ "model.arch" = "lstm" }, { "model.arch" = "transformer", '
+        '"model.pos_encoding" = "none" }]\n[set]\n"train.epochs" = 1\n'
+    )
+    root = tmp_path / "r"
+    result = cli("sweep", spec, "--workers", "1", "--results-dir", root)
+    assert result.exit_code == 0, result.output
+    assert "2 done" in result.stdout and (root / "sweeps").is_dir()
+    (folder,) = (root / "sweeps").iterdir()
+    assert folder.name.startswith("study-") and len(folder.name) == len("study-") + 12
+    status = cli("sweep", "status", spec, "--json", "--results-dir", root)
+    record = SweepRecord.model_validate_json(status.stdout)
+    assert [c.overrides["model.arch"] for c in record.cells] == ["lstm", "transformer"]
+    assert record.counts["done"] == 2

@@ -241,7 +241,8 @@ def run(
         console.print(
             Text(
                 f"[{done[0]}] {cell.status:<11} {cell.experiment} "
-                f"{describe_overrides(cell.overrides, spec.set)}  {cell.run_id or cell.error or ''} "
+                f"{describe_overrides(cell.overrides, spec.set)}  "
+                f"{cell.run_id or cell.error or ''} "
                 f"({outcome.seconds:.1f}s)"
             ),
         )

@@ -30,7 +30,6 @@ class CellTask:
     device: str = "cpu"
     resume_dir: str | None = None
     command: list[str] = field(default_factory=list)
-    label: str = ""
     threads: int | None = None  # torch threads in the worker (None: leave the default)
 
 
@@ -61,7 +60,9 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 
 # ---------------------------------------------------------------------------- the worker
 
-_stop_requested = False  # set by SIGINT in a pool worker; later tasks then do not start
+# Pool workers only: once SIGINT arrived (or a run was interrupted), later tasks do not start.
+_in_pool_worker = False
+_stop_requested = False
 
 
 def _on_sigint(signum: int, frame: object) -> None:
@@ -71,6 +72,8 @@ def _on_sigint(signum: int, frame: object) -> None:
 
 def _init_pool_worker(threads: int) -> None:
     """Pool worker set-up, before torch is imported: thread limits, own process group, SIGINT."""
+    global _in_pool_worker
+    _in_pool_worker = True
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(threads)
     if hasattr(os, "setpgrp"):
@@ -115,7 +118,7 @@ def run_cell(task: CellTask) -> CellOutcome:
             exp = ExperimentConfig.model_validate_json(task.config_json)
             result = train_one_experiment(exp, **common)
     except KeyboardInterrupt:
-        _stop_requested = True
+        _stop_requested = _in_pool_worker
         return CellOutcome(task.index, "interrupted", seconds=time.monotonic() - start)
     except Exception as err:  # a failing cell never stops the others
         return CellOutcome(
@@ -125,7 +128,7 @@ def run_cell(task: CellTask) -> CellOutcome:
             seconds=time.monotonic() - start,
         )
     if result.status == "interrupted":
-        _stop_requested = True
+        _stop_requested = _in_pool_worker
     return CellOutcome(
         task.index,
         result.status,

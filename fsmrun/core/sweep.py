@@ -270,7 +270,6 @@ def _task(
         device=device,
         resume_dir=str(resume) if resume is not None else None,
         command=list(command or []),
-        label=f"{cell.config.name} {describe_overrides(cell.overrides)}",
     )
 
 

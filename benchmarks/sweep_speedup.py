@@ -6,11 +6,14 @@ Prints both wall times and the ratio (target: >= 1.8 on a 2-core machine).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from fsmrun.core.executors import LocalExecutor, SerialExecutor
+import torch
+
+from fsmrun.core.executors import LocalExecutor, SerialExecutor, threads_per_worker
 from fsmrun.core.sweep import run_sweep
 from fsmrun.schemas.sweep import SweepSpec
 
@@ -28,7 +31,7 @@ SPEC = SweepSpec(
         "model.n_layers": 2,
         "model.n_heads": 2,
         "model.d_ff": 64,
-        "train.epochs": 4,
+        "train.epochs": 8,
         "train.patience": None,
     },
 )
@@ -43,10 +46,12 @@ def timed(executor: object) -> float:
 
 
 def main() -> None:
+    load = os.getloadavg()[0]
     sequential = timed(SerialExecutor())
     pooled = timed(LocalExecutor(2))
-    print(f"8 cells one after another: {sequential:.1f}s")
-    print(f"8 cells on 2 workers:      {pooled:.1f}s")
+    print(f"cores {os.cpu_count()}, load average before {load:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(f"8 cells one after another (torch threads {torch.get_num_threads()}): {sequential:.1f}s")
+    print(f"8 cells on 2 workers (threads {threads_per_worker(2)} each): {pooled:.1f}s")
     print(f"speed-up: {sequential / pooled:.2f}x (target >= 1.8)")
 
 

@@ -221,6 +221,13 @@ def run(
 
     Completed cells are skipped, interrupted ones resumed exactly, failed ones retried only
     with --retry-failed. Ctrl-C stops cleanly; run the same command again to carry on.
+    `fsmrun sweep ARGS` is short for `fsmrun sweep run ARGS`.
+
+    \b
+    Examples:
+      fsmrun sweep tomita --workers 2
+      fsmrun sweep parity tomita3 --grid model.arch=transformer,lstm --seeds 0-4
+      fsmrun sweep my_sweep.toml --backend ray --address auto --retry-failed
     """
     if list_:
         data_console().print(_suites_table())

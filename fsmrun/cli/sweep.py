@@ -134,7 +134,7 @@ def _suites_table() -> Table:
 
 
 def status_table(record: SweepRecord) -> Table:
-    table = Table(title=f"{record.sweep_id}: " + counts_line(record.counts))
+    table = Table()
     for column in ("#", "experiment", "overrides", "status", "run"):
         table.add_column(column, justify="right" if column == "#" else "left")
     for cell in record.cells:
@@ -146,6 +146,13 @@ def status_table(record: SweepRecord) -> Table:
             Text(cell.run_id or (cell.error or "-")),
         )
     return table
+
+
+def print_status(record: SweepRecord) -> None:
+    """'<sweep id>: N done, ...' and the table of cells, on stdout."""
+    out = data_console()
+    out.print(Text(f"{record.sweep_id}: {counts_line(record.counts)}"))
+    out.print(status_table(record))
 
 
 def counts_line(counts: dict[str, int]) -> str:
@@ -272,7 +279,7 @@ def run(
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     record = result.record
-    data_console().print(status_table(record))
+    print_status(record)
     console.print(
         f"{result.started} cell(s) run, {result.skipped} skipped in "
         f"{time.monotonic() - start:.1f}s; record: {result.path}",
@@ -323,7 +330,7 @@ def status(
     if json_:
         echo_json(record.model_dump_json())
         return
-    data_console().print(status_table(record))
+    print_status(record)
 
 
 app.command("run")(run)

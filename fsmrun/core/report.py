@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from fsmrun.core.overrides import flatten
-from fsmrun.core.registry import RegistryError, iter_run_folders, load_run
+from fsmrun.core.registry import (
+    RegistryError,
+    iter_run_folders,
+    read_config,
+    read_metrics,
+    read_run_record,
+)
 from fsmrun.core.sweep import SweepError, cell_state, find_sweep, read_record
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
@@ -46,12 +52,15 @@ class ReportRun:
 
 def _completed(folder: Path) -> ReportRun | None:
     try:
-        info = load_run(folder)
+        record = read_run_record(folder)
+        if record.status != "completed":
+            return None
+        config, metrics = read_config(folder), read_metrics(folder)
     except RegistryError:
         return None
-    if info.record.status != "completed" or info.config is None or info.metrics is None:
+    if config is None or metrics is None:
         return None
-    return ReportRun(info.run_id, info.config, info.metrics)
+    return ReportRun(record.run_id, config, metrics)
 
 
 def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:

@@ -137,6 +137,7 @@ class CellState:
 def cell_state(root: Path, experiment: str, chash: str, previous: SweepCell | None) -> CellState:
     """done if any run of the config completed; else the newest run's status; else todo
     (or failed, if the last attempt failed before it had a run folder)."""
+    # The run-folder layout of DESIGN.md: <root>/<experiment>/<hash12>/v<N>/ holds a config's runs.
     hash_dir = Path(root) / experiment / chash[:HASH_PREFIX_LEN]
     runs = []
     for folder in sorted(hash_dir.glob("v*"), key=lambda p: _version(p.name)):

@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python benchmarks/datagen_speed.py
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/sweep_speedup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

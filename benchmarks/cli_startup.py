@@ -1,5 +1,6 @@
-"""Start-up time of the light commands (help, ls, show, experiments, fsm), each in a fresh
-interpreter, and whether any of them loaded torch; prints the median of several runs.
+"""Start-up time of the light commands (help, ls, show, experiments, fsm, report, diff,
+sweep status), each in a fresh interpreter, and whether any of them loaded torch; prints the
+median of several runs.
 
     python benchmarks/cli_startup.py [--runs 7]   (target: each under 0.4 s median, idle)
 """
@@ -57,6 +58,15 @@ def make_run(root: Path) -> str:
     return record.run_id
 
 
+def make_sweep(root: Path) -> str:
+    """The record of a small sweep of regex_a (its cells to do); its name."""
+    from fsmrun.core import sweep
+
+    spec = sweep.inline_spec(["regex_a"], {"model.arch": ["transformer", "lstm"]}, [0, 1], {}, None)
+    sweep.write_record(root, sweep.sweep_status(root, spec, sweep.expand(spec), None))
+    return spec.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -64,14 +74,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         run_id = make_run(root)
+        sweep_name = make_sweep(root)
         commands = {
             "--help": ["--help"],
             "ls": ["ls", "--results-dir", str(root)],
             "show": ["show", run_id, "--results-dir", str(root)],
             "experiments": ["experiments"],
             "fsm": ["fsm", "(a|b)*ab", "--alphabet", "ab"],
+            "report": ["report", "--results-dir", str(root)],
+            "diff": ["diff", run_id, run_id, "--results-dir", str(root)],
+            "sweep status": ["sweep", "status", sweep_name, "--results-dir", str(root)],
         }
-        print(f"{'command':<12} {'median s':>9} {'min s':>7}  torch loaded")
+        print(f"{'command':<13} {'median s':>9} {'min s':>7}  torch loaded")
         for name, argv in commands.items():
             times, torch_loaded = [], False
             for _ in range(args.runs + 1):  # the first run warms the file cache
@@ -84,7 +98,7 @@ def main() -> None:
                 if proc.returncode != 0:
                     raise SystemExit(f"{name} failed: {proc.stderr}")
             times = times[1:]
-            print(f"{name:<12} {statistics.median(times):9.3f} {min(times):7.3f}  {torch_loaded}")
+            print(f"{name:<13} {statistics.median(times):9.3f} {min(times):7.3f}  {torch_loaded}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,25 @@
 """The Typer app: every command under its name. Commands import heavy `fsmrun.core` machinery
 inside the command function, so help, ls, show, experiments, fsm and plot (of a run without
-captures) never load torch."""
+captures), report, diff and `sweep status` never load torch."""
 
 from __future__ import annotations
 
 import typer
 
-from fsmrun.cli import audit, eval, experiments, fsm, ls, plot, resume, show, train
+from fsmrun.cli import (
+    audit,
+    diff,
+    eval,
+    experiments,
+    fsm,
+    ls,
+    plot,
+    report,
+    resume,
+    show,
+    sweep,
+    train,
+)
 from fsmrun.cli._common import FsmrunGroup
 
 app = typer.Typer(
@@ -28,3 +41,6 @@ app.command("show")(show.show)
 app.command("experiments")(experiments.experiments)
 app.command("fsm")(fsm.fsm)
 app.command("plot")(plot.plot)
+app.add_typer(sweep.app, name="sweep")
+app.command("report")(report.report)
+app.command("diff")(diff.diff)

@@ -1,4 +1,5 @@
-"""`fsmrun experiments`: the built-in experiments with their languages."""
+"""`fsmrun experiments`: the built-in experiments with their languages, then the built-in
+sweep suites."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from fsmrun.experiments import list_experiments, load_experiment
 
 
 def experiments() -> None:
-    """List the built-in experiments: name, language, alphabet, DFA states, description.
+    """List the built-in experiments (name, language, alphabet, DFA states, description),
+    then the built-in sweep suites.
 
-    Any of the names works as EXP in `fsmrun train` and `fsmrun audit-determinism`.
+    Any experiment name works as EXP in `fsmrun train` and `fsmrun audit-determinism`; any
+    suite name as SPEC in `fsmrun sweep` (`fsmrun sweep --list` lists the suites alone).
 
     Example:  fsmrun experiments
     """
+    from fsmrun.cli.sweep import suites_table
     from fsmrun.core.languages import build_dfa
 
     table = Table()
@@ -34,4 +38,7 @@ def experiments() -> None:
             str(dfa.num_states),
             Text(" ".join(exp.description.split())),
         )
-    data_console().print(table)
+    out = data_console()
+    out.print(table)
+    out.print(Text("suites (fsmrun sweep SUITE):"))
+    out.print(suites_table())

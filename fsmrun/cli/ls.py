@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.core.index import RegistryIndex
+from fsmrun.core.overrides import check_key, flatten
 from fsmrun.core.registry import HASH_PREFIX_LEN
-from fsmrun.core.run_folder import STATUSES
+from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError
 from fsmrun.schemas.registry import RunRow
+
+# Columns from most to least important: narrow terminals drop them from the end of this list.
+PRIORITY = (
+    "run id", "status", "arch", "seed", "test acc", "ood acc", "*fields", "steps", "best val",
+    "wall", "created", "resumed", "audited", "device", "experiment", "config",
+)  # fmt: skip
+ORDER = (
+    "run id", "experiment", "config", "arch", "seed", "*fields", "status", "created", "device",
+    "steps", "resumed", "best val", "test acc", "ood acc", "wall", "audited",
+)  # fmt: skip
+RIGHT = {"seed", "steps", "resumed", "test acc", "ood acc", "wall"}
+UNSHOWN = {"name", "description"}
 
 
 def _created(ts: float) -> str:
@@ -26,40 +44,89 @@ def _best(row: RunRow) -> str:
     return f"{row.best_val_metric} {fmt(row.best_val_value)}"
 
 
-def runs_table(rows: list[RunRow]) -> Table:
+def _configs(root: Path, rows: list[RunRow]) -> list[dict[str, Any]]:
+    """Each run's config, flattened to dotted keys ({} when unreadable)."""
+    flats = []
+    for row in rows:
+        try:
+            config = RunFolder(root / row.folder).read_config()
+        except RunFolderError:
+            config = None
+        flats.append(flatten(config.model_dump(mode="json")) if config else {})
+    return flats
+
+
+def varying_fields(configs: list[dict[str, Any]]) -> list[str]:
+    """Config fields whose values differ among the runs (name and description left out)."""
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    return [
+        k for k in keys
+        if k not in UNSHOWN and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1
+    ]  # fmt: skip
+
+
+def _arch(config: dict[str, Any]) -> str:
+    arch = config.get("model.arch")
+    if arch is None:
+        return "-"
+    return f"{arch}/{config['model.pos_encoding']}" if arch == "transformer" else str(arch)
+
+
+def _shown(value: Any) -> str:
+    return "-" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def _cells(row: RunRow, config: dict[str, Any], fields: list[str]) -> dict[str, str]:
+    cells = {
+        "run id": row.run_id,
+        "experiment": row.experiment,
+        "config": row.config_hash[:HASH_PREFIX_LEN],
+        "arch": _arch(config),
+        "seed": _shown(config.get("seed")),
+        "status": row.status,
+        "created": _created(row.created),
+        "device": row.device,
+        "steps": str(row.steps),
+        "resumed": str(row.times_resumed),
+        "best val": _best(row),
+        "test acc": fmt(row.test_string_acc),
+        "ood acc": fmt(row.test_ood_string_acc),
+        "wall": fmt_seconds(row.wall_time_s),
+        "audited": "yes" if row.audit_verified else "-",
+    }
+    cells.update({f: _shown(config.get(f)) for f in fields})
+    return cells
+
+
+def _table(columns: list[str], lines: list[dict[str, str]]) -> Table:
     table = Table()
-    for name, justify in (
-        ("run id", "left"),
-        ("experiment", "left"),
-        ("config", "left"),
-        ("status", "left"),
-        ("created", "left"),
-        ("device", "left"),
-        ("steps", "right"),
-        ("resumed", "right"),
-        ("best val", "left"),
-        ("test acc", "right"),
-        ("ood acc", "right"),
-        ("wall", "right"),
-        ("audited", "center"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=name == "run id")  # type: ignore[arg-type]
-    for r in rows:
-        table.add_row(
-            r.run_id,
-            r.experiment,
-            r.config_hash[:HASH_PREFIX_LEN],
-            r.status,
-            _created(r.created),
-            r.device,
-            str(r.steps),
-            str(r.times_resumed),
-            _best(r),
-            fmt(r.test_string_acc),
-            fmt(r.test_ood_string_acc),
-            fmt_seconds(r.wall_time_s),
-            "yes" if r.audit_verified else "-",
-        )
+    for name in columns:
+        table.add_column(name, justify="right" if name in RIGHT else "left", no_wrap=True)
+    for cells in lines:
+        table.add_row(*(Text(cells[c]) for c in columns))
+    return table
+
+
+def runs_table(
+    rows: list[RunRow], configs: list[dict[str, Any]], fields: list[str], width: int | None
+) -> Table:
+    """The runs table; without room for every column, the least important ones are dropped."""
+    lines = [_cells(r, c, fields) for r, c in zip(rows, configs, strict=True)]
+
+    def expand(names: tuple[str, ...]) -> list[str]:
+        return [f for n in names for f in (fields if n == "*fields" else [n])]
+
+    kept = expand(PRIORITY)
+    order = expand(ORDER)
+    table = _table([c for c in order if c in kept], lines)
+    if width is None:
+        return table
+    measure = Console(width=10_000)
+    while len(kept) > 2:
+        if Measurement.get(measure, measure.options, table).maximum <= width:
+            break
+        kept.pop()
+        table = _table([c for c in order if c in kept], lines)
     return table
 
 
@@ -84,6 +151,14 @@ def ls(
         ),
     ] = None,
     desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
+    field: Annotated[
+        list[str],
+        typer.Option(
+            "--field",
+            metavar="KEY",
+            help="Add a config field as a column, e.g. model.d_model (repeatable).",
+        ),
+    ] = [],  # noqa: B006
     json_: Annotated[
         bool, typer.Option("--json", help="One JSON object (a RunRow) per line on stdout.")
     ] = False,
@@ -92,10 +167,15 @@ def ls(
     ] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """List runs: id, status, steps, best validation value, test accuracies, audit mark.
+    """List runs: id, architecture, seed, status, steps, test accuracies, audit mark.
 
-    Example:  fsmrun ls regex_a --status completed --sort test_string_acc --desc
+    A line below the table names the config fields that differ among the runs listed.
+    On a narrow terminal the least important columns are left out.
+
+    Example:  fsmrun ls regex_a --status completed --sort test_string_acc --desc --field train.lr
     """
+    for key in field:
+        check_key(key)
     root = results_root(results_dir)
     if not root.is_dir():  # nothing to list; do not create the folder just to say so
         console.print(f"no runs: {root} does not exist (set --results-dir?)", markup=False)
@@ -112,4 +192,9 @@ def ls(
     if not rows:
         console.print(f"no runs under {root}", markup=False)
         return
-    data_console().print(runs_table(rows))
+    out = data_console()
+    configs = _configs(root, rows)
+    out.print(runs_table(rows, configs, list(field), out.width))
+    varying = varying_fields(configs)
+    if len(rows) > 1:
+        out.print(Text("varying: " + (", ".join(varying) if varying else "none")))

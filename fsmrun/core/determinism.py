@@ -11,26 +11,26 @@ import json
 import os
 import random
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
 
-from fsmrun.schemas.config import ExperimentConfig
+from fsmrun.core.hashing import canonical_json, config_hash, sha256_text
 
 STREAMS = ("data", "init", "batch_order", "dropout")
 
-# Fields that never change the numbers: left out of config_hash.
-_UNHASHED = {
-    "name": True,
-    "description": True,
-    "train": {
-        "save_every": True,
-        "log_every": True,
-        "capture_epochs": True,
-        "capture_batch_size": True,
-    },
-}
+__all__ = [
+    "STREAMS",
+    "canonical_json",
+    "config_hash",
+    "derive_seed",
+    "hash_state_dict",
+    "hash_tensors",
+    "numpy_rng",
+    "set_seed",
+    "sha256_text",
+    "torch_generator",
+]
 
 
 def derive_seed(seed: int, stream: str, *extra: int) -> int:
@@ -71,30 +71,6 @@ def set_seed(seed: int, deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no spaces: equal values give identical bytes."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _drop(doc: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in doc.items():
-        rule = spec.get(key)
-        if rule is True:
-            continue
-        out[key] = _drop(value, rule) if isinstance(rule, Mapping) else value
-    return out
-
-
-def config_hash(exp: ExperimentConfig) -> str:
-    """sha256 (hex) of everything in the config that changes the numbers."""
-    return sha256_text(canonical_json(_drop(exp.model_dump(mode="json"), _UNHASHED)))
 
 
 def hash_tensors(tensors: Mapping[str, torch.Tensor]) -> str:

@@ -251,15 +251,17 @@ def train_one_experiment(
     progress: bool = True,
     max_steps: int | None = None,
     stop_at_step: int | None = None,
+    index: bool = True,
 ) -> RunResult:
     """Train `exp` from scratch into a new run folder and return where it landed.
 
     Pre-flight first (device, writable results folder, language, corpus: a UserError before
     any run folder is claimed), then `<root>/<experiment>/<hash12>/v<N>/` is claimed and
     trained. `max_steps` ends training early (audits); `stop_at_step` behaves like an
-    interruption after that step (tests of exact resume).
+    interruption after that step (tests of exact resume). `index=False` leaves the SQLite
+    index alone (sweep workers: the coordinator indexes the folder).
     """
-    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step)
+    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
     root = default_results_root(results_root)
     torch_device, data = preflight(exp, device, root)
     path, version = allocate_run_dir(root, exp.name, config_hash(exp), overwrite=overwrite)
@@ -279,14 +281,16 @@ def resume_run(
     progress: bool = True,
     max_steps: int | None = None,
     stop_at_step: int | None = None,
+    index: bool = True,
 ) -> RunResult:
     """Continue the run in `run_dir` from its last checkpoint, exactly where it stopped.
 
     The resume rules apply (`session.check_resume`): an interrupted or failed run continues; a
     completed one only when `epochs` raises its limit (the learning-rate schedule is then
-    recomputed for the new length); a running one is refused.
+    recomputed for the new length); a running one is refused. `index` as for
+    `train_one_experiment`.
     """
-    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step)
+    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
     folder = RunFolder(run_dir)
     old, exp = check_resume(folder, epochs)
     root = Path(results_root) if results_root is not None else folder.results_root
@@ -323,7 +327,8 @@ def _launch(
                 epochs=record.epochs,
                 error=f"{type(err).__name__}: {err}",
             )
-            index_quietly(folder)
+            if controls.index:
+                index_quietly(folder)
             raise
         s.update_index()
         return run_session(s, resuming=resuming)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fsmrun.core.errors import UserError
 from fsmrun.core.run_folder import RUN_FILE, RunFolder, RunFolderError, effective_status
+from fsmrun.schemas.records import RunRecord
 
 RESULTS_ENV_VAR = "FSMRUN_RESULTS_DIR"
 DEFAULT_RESULTS_DIR = "results"
@@ -174,6 +175,23 @@ def iter_run_folders(root: str | os.PathLike[str], experiment: str | None = None
                 folder = exp_dir / hash_name / f"v{version}"
                 if RunFolder(folder).is_run():
                     yield folder
+
+
+def runs_of_config(
+    root: str | os.PathLike[str], experiment: str, config_hash: str
+) -> list[tuple[RunFolder, RunRecord]]:
+    """The readable runs of one config (full `config_hash`), oldest version first."""
+    hash_dir = Path(root) / experiment / config_hash[:HASH_PREFIX_LEN]
+    runs = []
+    for version in _versions(hash_dir):
+        folder = RunFolder(hash_dir / f"v{version}")
+        try:
+            record = folder.read_record()
+        except RunFolderError:
+            continue
+        if record.config_hash == config_hash:
+            runs.append((folder, record))
+    return runs
 
 
 # ---------------------------------------------------------------------------- lookup

@@ -46,6 +46,7 @@ class SessionControls:
     progress: bool = True
     max_steps: int | None = None
     stop_at_step: int | None = None
+    index: bool = True  # False: leave the SQLite index to the caller (sweep workers)
 
 
 # ---------------------------------------------------------------------------- before a run
@@ -177,8 +178,10 @@ class Session:
         )
 
     def update_index(self) -> None:
-        """Upsert this run's row in the index (a warning on failure)."""
-        index_quietly(self.folder)
+        """Upsert this run's row in the index (a warning on failure); skipped when the
+        controls leave the index to the caller."""
+        if self.controls.index:
+            index_quietly(self.folder)
 
 
 def index_quietly(folder: RunFolder) -> None:

@@ -19,6 +19,7 @@ from fsmrun.schemas.cli import AuditReport, EvalReport
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import CheckpointMeta, EnvInfo, HistoryRecord, Metrics, RunRecord
 from fsmrun.schemas.registry import RunRow
+from fsmrun.schemas.sweep import Report, SweepRecord, SweepSpec
 
 # Every model whose JSON fsmrun writes or prints. Append new ones here (one file each).
 MODELS: list[type[BaseModel]] = [
@@ -31,6 +32,9 @@ MODELS: list[type[BaseModel]] = [
     RunRow,
     EvalReport,
     AuditReport,
+    SweepSpec,
+    SweepRecord,
+    Report,
 ]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

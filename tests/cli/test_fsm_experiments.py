@@ -106,3 +106,12 @@ def test_experiments_lists_builtins_with_their_dfa_sizes(cli):
     assert {"regex_a", "regex_b", "parity", "tomita1"} <= lines.keys()
     assert "(a|b)*ab" in lines["regex_a"] and " 3 " in lines["regex_a"]
     assert " 2 " in lines["parity"]
+
+
+def test_experiments_also_lists_the_sweep_suites(cli):
+    result = cli("experiments")
+    assert result.exit_code == 0, result.output
+    after = result.stdout.split("suites (fsmrun sweep SUITE):")[1]
+    lines = {line.split("│")[1].strip(): line for line in after.splitlines() if "│" in line}
+    assert {"tomita", "deletang_regular"} <= lines.keys()
+    assert " 42 " in lines["tomita"]  # 7 languages x 2 architectures x 3 seeds

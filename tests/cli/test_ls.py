@@ -77,3 +77,34 @@ def test_an_unreadable_run_is_skipped_with_one_warning_line(cli, trained_copy):
     assert len(result.stdout.splitlines()) == 1
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and str(trained_copy.folders[1]) in warnings[0]
+
+
+def test_ls_shows_arch_seed_a_chosen_field_and_what_varies(cli, trained):
+    result = cli("ls", "--field", "model.d_model", "--results-dir", trained.root)
+    assert result.exit_code == 0, result.output
+    for text in ("arch", "seed", "model.d_model", "transformer/rope", "16"):
+        assert text in result.stdout
+    assert "varying: seed" in result.stdout
+
+
+def test_ls_at_80_columns_drops_columns_instead_of_eliding(trained):
+    from rich.console import Console
+
+    from fsmrun.cli.ls import _configs, runs_table
+    from fsmrun.core.index import RegistryIndex
+
+    rows = RegistryIndex(trained.root).rows()
+    console = Console(width=80, record=True)
+    console.print(runs_table(rows, _configs(trained.root, rows), [], 80))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "…" not in text
+    for run_id in trained.run_ids:
+        assert run_id in text
+    for header in ("status", "arch", "seed", "test acc"):
+        assert header in text
+
+
+def test_ls_rejects_an_unknown_field(cli, trained):
+    result = cli("ls", "--field", "model.width", "--results-dir", trained.root)
+    assert result.exit_code == 2 and "d_model" in result.stderr

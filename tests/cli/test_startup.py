@@ -1,8 +1,10 @@
-"""Light commands (help, ls, show, experiments, fsm) start without importing torch or
-matplotlib; `plot` of a run without captures draws without importing torch."""
+"""Light commands (help, ls, show, experiments, fsm, report, diff, sweep status) start without
+importing torch or matplotlib; `plot` of a run without captures draws without importing torch."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,22 @@ assert PLOT or "matplotlib" not in sys.modules, "matplotlib was imported"
 """
 
 
+@pytest.fixture(scope="module")
+def swept(trained, tmp_path_factory):
+    """The trained runs plus the record of a sweep over them (written without torch)."""
+    root = tmp_path_factory.mktemp("swept") / "results"
+    shutil.copytree(trained.root, root)
+    code = (
+        "import sys; from pathlib import Path; from fsmrun.core import sweep as s\n"
+        "spec = s.inline_spec([sys.argv[2]], {}, [0, 1], {}, 'tiny')\n"
+        "s.write_record(Path(sys.argv[1]), s.sweep_status(Path(sys.argv[1]), spec, "
+        "s.expand(spec), None))\n"
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root), str(trained.toml)], check=True)
+    return dataclasses.replace(trained, root=root, folders=[])
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -31,13 +49,17 @@ assert PLOT or "matplotlib" not in sys.modules, "matplotlib was imported"
         ["show", "RUN"],
         ["experiments"],
         ["fsm", "(a|b)*ab", "--alphabet", "ab"],
+        ["report"],
+        ["diff", "RUN", "RUN2"],
+        ["sweep", "status", "tiny"],
+        ["sweep", "status", "tomita"],
     ],
-    ids=["help", "ls", "show", "experiments", "fsm"],
+    ids=["help", "ls", "show", "experiments", "fsm", "report", "diff", "sweep-status", "spec"],
 )
-def test_light_command_does_not_import_torch(argv, trained):
-    argv = [a.replace("RUN", trained.run_ids[0]) for a in argv]
-    if argv[0] in ("ls", "show"):
-        argv += ["--results-dir", str(trained.root)]
+def test_light_command_does_not_import_torch(argv, swept):
+    argv = [a.replace("RUN2", swept.run_ids[1]).replace("RUN", swept.run_ids[0]) for a in argv]
+    if argv[0] in ("ls", "show", "report", "diff", "sweep"):
+        argv += ["--results-dir", str(swept.root)]
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120
     )

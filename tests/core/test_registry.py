@@ -24,6 +24,7 @@ from fsmrun.core.registry import (
     default_results_root,
     resolve_run,
     run_id_for,
+    runs_of_config,
 )
 from fsmrun.core.run_folder import (
     HEARTBEAT_TIMEOUT_S,
@@ -462,3 +463,19 @@ def test_unopenable_index_falls_back_to_the_folders(tmp_path):
     (tmp_path / "registry.sqlite").mkdir()  # sqlite cannot open a directory
     (row,) = RegistryIndex(tmp_path).rows()
     assert (row.run_id, row.test_string_acc) == (read_run_record(folder).run_id, 0.5)
+
+
+def test_runs_of_config_lists_its_readable_versions_oldest_first(tmp_path):
+    other = HASH_A[:12] + "9" * 52  # same 12-character folder, another config
+    first = new_run(tmp_path, config_hash=HASH_A, status="failed")
+    new_run(tmp_path, config_hash=other)
+    broken = new_run(tmp_path, config_hash=HASH_A)
+    (broken / "run.json").write_text("{not json")
+    third = new_run(tmp_path, config_hash=HASH_A)
+    new_run(tmp_path, "regex_b", HASH_A)
+    runs = runs_of_config(tmp_path, "regex_a", HASH_A)
+    assert [(f.path, r.version, r.status) for f, r in runs] == [
+        (first, 1, "failed"),
+        (third, 4, "completed"),
+    ]
+    assert runs_of_config(tmp_path, "regex_a", HASH_B) == []

@@ -1,0 +1,110 @@
+"""Sweeps and reports: the sweep spec (TOML), the sweep record (sweep.json), report rows."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CellStatus = Literal["done", "running", "interrupted", "failed", "todo"]
+CELL_STATUSES: tuple[str, ...] = ("done", "running", "interrupted", "failed", "todo")
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SweepSpec(_Doc):
+    """A grid of runs: experiments x cases x grid values x seeds, each cell an ordinary run.
+
+    Overrides apply in order: `set`, then the case, then the grid values, then the seed.
+    """
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", description="Sweep name (its folder under results/sweeps)."
+    )
+    description: str = Field(default="", description="What the sweep is about.")
+    experiments: list[str] = Field(
+        min_length=1, description="Built-in experiment names or paths to experiment TOML files."
+    )
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides applied to every cell, e.g. {'train.epochs': 3}.",
+    )
+    cases: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Explicit list of override sets (one cell each; none: one empty case).",
+    )
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Dotted key -> values; every combination is a cell (cartesian product).",
+    )
+    seeds: list[int] = Field(default=[0], min_length=1, description="Seeds of every cell.")
+
+
+class SweepCell(_Doc):
+    """One cell of a sweep: an experiment with overrides, i.e. one config hash."""
+
+    index: int = Field(description="Position in the expanded grid (0-based).")
+    source: str = Field(description="The experiment as given in the spec (name or path).")
+    experiment: str = Field(description="The experiment's name (its folder under results).")
+    overrides: dict[str, Any] = Field(description="Dotted key -> value, the seed included.")
+    config_hash: str = Field(description="config_hash of the cell's ExperimentConfig.")
+    run_id: str | None = Field(default=None, description="The cell's run, once it has one.")
+    status: CellStatus = Field(description="done, running, interrupted, failed or todo.")
+    error: str | None = Field(default=None, description="Why the cell failed, if it did.")
+
+
+class SweepRecord(_Doc):
+    """<results>/sweeps/<name>-<hash12>/sweep.json, written by the coordinating process only."""
+
+    format: Literal["fsmrun-sweep-1"] = "fsmrun-sweep-1"
+    sweep_id: str = Field(description="'<name>-<hash12>' (the folder name).")
+    sweep_hash: str = Field(description="sha256 over the cells' config hashes, in order.")
+    spec: SweepSpec
+    created: float = Field(description="Unix time the sweep was first started.")
+    updated: float = Field(description="Unix time of the last change.")
+    counts: dict[str, int] = Field(description="Cells per status.")
+    cells: list[SweepCell]
+
+
+class MetricStats(_Doc):
+    """One metric over the runs of a group (seeds), beside its baseline."""
+
+    n: int = Field(description="Runs with a value.")
+    mean: float | None
+    std: float | None = Field(description="Sample standard deviation (n - 1); None below n=2.")
+    min: float | None
+    max: float | None
+    baseline: float | None = Field(
+        default=None, description="Mean of the metric's majority-class baseline, if it has one."
+    )
+
+
+class BinStats(_Doc):
+    """A metric over the runs of a group in one length bin."""
+
+    metric: str = Field(description="The metric, e.g. 'test_ood.string_acc'.")
+    lo: int = Field(description="Shortest length in the bin.")
+    hi: int = Field(description="Longest length in the bin.")
+    stats: MetricStats
+
+
+class ReportRow(_Doc):
+    """One group of `fsmrun report`: runs sharing the grouping fields, aggregated over seeds."""
+
+    group: dict[str, Any] = Field(description="Grouping field -> value.")
+    n_runs: int
+    seeds: list[int]
+    run_ids: list[str]
+    metrics: dict[str, MetricStats] = Field(description="Metric -> statistics.")
+    bins: list[BinStats] = Field(default_factory=list, description="Per length bin (--bins).")
+
+
+class Report(_Doc):
+    """`fsmrun report --json`."""
+
+    by: list[str] = Field(description="Grouping fields.")
+    metrics: list[str] = Field(description="Metrics aggregated ('<split>.<field>').")
+    checkpoint: Literal["best", "last"]
+    rows: list[ReportRow]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +12,8 @@ from rich.table import Table
 
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
-from fsmrun.core.index import RegistryIndex
+from fsmrun.core.errors import UserError
+from fsmrun.core.index import RegistryIndex, is_plain_name
 from fsmrun.core.registry import HASH_PREFIX_LEN
 from fsmrun.core.run_folder import STATUSES
 from fsmrun.schemas.registry import RunRow
@@ -97,6 +100,10 @@ def ls(
     Example:  fsmrun ls regex_a --status completed --sort test_string_acc --desc
     """
     root = results_root(results_dir)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"the results folder {root} is not a folder (set --results-dir?)")
+    if experiment is not None:
+        _check_experiment(root, experiment)
     if not root.is_dir():  # nothing to list; do not create the folder just to say so
         console.print(f"no runs: {root} does not exist (set --results-dir?)", markup=False)
         return
@@ -110,6 +117,27 @@ def ls(
             echo_json(row.model_dump_json())
         return
     if not rows:
-        console.print(f"no runs under {root}", markup=False)
+        what = f"of {experiment} " if experiment is not None else ""
+        console.print(f"no runs {what}under {root}", markup=False)
         return
     data_console().print(runs_table(rows))
+
+
+def _check_experiment(root: Path, experiment: str) -> None:
+    """UserError unless `experiment` has a folder under `root` or is a built-in experiment."""
+    from fsmrun.experiments import list_experiments
+
+    with_runs = sorted(
+        p.name for p in (root.iterdir() if root.is_dir() else []) if p.is_dir()
+        and is_plain_name(p.name)
+    )  # fmt: skip
+    known = sorted({*with_runs, *list_experiments()})
+    if is_plain_name(experiment) and experiment in known:
+        return
+    close = difflib.get_close_matches(experiment, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    shown = ", ".join(with_runs) if with_runs else "none"
+    raise UserError(
+        f"unknown experiment {experiment!r}: no runs of it under {root} and not a built-in "
+        f"experiment{hint} (experiments with runs: {shown})"
+    )

@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - older typer on click
     from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
 
 from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
-from fsmrun.core.registry import default_results_root
+from fsmrun.core.registry import RESULTS_ENV_VAR, default_results_root
 
 EXIT_USER_ERROR = 2
 EXIT_ENVIRONMENT = 1
@@ -49,8 +49,15 @@ def echo_json(text: str) -> None:
 
 
 def results_root(value: Path | None) -> Path:
-    """--results-dir, else $FSMRUN_RESULTS_DIR, else ./results."""
-    return default_results_root(value)
+    """--results-dir, else $FSMRUN_RESULTS_DIR, else ./results; UserError if that path exists
+    but is not a folder (it may be missing: a command that writes creates it)."""
+    root = default_results_root(value)
+    if root.exists() and not root.is_dir():
+        raise UserError(
+            f"the results folder {root} is not a folder; choose another with --results-dir or "
+            f"{RESULTS_ENV_VAR}"
+        )
+    return root
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,6 +16,7 @@ from fsmrun.core.errors import UserError
 
 if TYPE_CHECKING:
     from fsmrun.core.fsm import DFA
+    from fsmrun.schemas.config import DataConfig
 
 MAX_COUNT_LEN = 1000  # --max-len cap: the count tables stay small and quick to build
 COUNT_DIGITS = 15  # counts with more digits print in scientific notation
@@ -194,11 +195,10 @@ def _build(
     accepting_fraction: float,
     max_states: int,
 ) -> tuple[DFA, str]:
-    """The DFA of the one given source and a short label for the summary line."""
+    """The DFA of the one given source and a short label for the summary line. Every source
+    goes through the checks of an experiment's [data] table and through `build_dfa`."""
     # numpy and the compiler load here, not at start-up (`fsmrun --help` stays light).
-    from fsmrun.core.fsm import compile_regex
     from fsmrun.core.languages import build_dfa
-    from fsmrun.core.sources import random_dfa, read_att
 
     if source is not None and source.endswith(".toml"):
         from fsmrun.experiments import load_experiment
@@ -208,17 +208,32 @@ def _build(
     if source is not None:
         if alphabet is None:
             raise UserError("a regex needs --alphabet (e.g. --alphabet ab)")
-        return compile_regex(source, alphabet, max_states=max_states), f"regex {source!r}"
+        data = _data_config("regex", regex=source, alphabet=alphabet, max_states=max_states)
+        return build_dfa(data), f"regex {source!r}"
     if dfa_file is not None:
         return _table_dfa(dfa_file, alphabet, max_states), f"table {str(dfa_file)!r}"
     if att is not None:
-        dfa = read_att(att, isymbols, alphabet=alphabet, max_states=max_states)
-        return dfa, f"AT&T file {str(att)!r}"
+        files = {"path": str(att), "isymbols": None if isymbols is None else str(isymbols)}
+        data = _data_config("AT&T file", att=files, alphabet=alphabet, max_states=max_states)
+        return build_dfa(data), f"AT&T file {str(att)!r}"
     if alphabet is None:
         raise UserError("--random needs --alphabet (e.g. --alphabet ab)")
-    assert random is not None
-    dfa = random_dfa(random, alphabet, accepting_fraction, seed)
-    return dfa, f"random DFA (seed {seed})"
+    spec = {"num_states": random, "accepting_fraction": accepting_fraction, "seed": seed}
+    data = _data_config("--random", random_dfa=spec, alphabet=alphabet, max_states=max_states)
+    return build_dfa(data), f"random DFA (seed {seed})"
+
+
+def _data_config(what: str, **fields: Any) -> DataConfig:
+    """A [data] table holding one language source; UserError naming the bad field."""
+    from pydantic import ValidationError
+
+    from fsmrun.core.errors import describe_validation_error
+    from fsmrun.schemas.config import DataConfig
+
+    try:
+        return DataConfig(**fields)
+    except ValidationError as err:
+        raise UserError(describe_validation_error(err, f"invalid {what}")) from None
 
 
 def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
@@ -242,4 +257,7 @@ def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
             f"{'.'.join(map(str, e['loc'][1:])) or '(top level)'}: {e['msg']}" for e in err.errors()
         )
         raise SourceError(f"{path}: invalid DFA table: {problems}") from None
-    return build_dfa(data)
+    try:
+        return build_dfa(data)
+    except SourceError as err:  # name the file; its fields sit at the top level here
+        raise SourceError(f"{path}: {str(err).replace('data.dfa.', '')}") from None

@@ -13,7 +13,7 @@ from rich.table import Table
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.core.errors import UserError
-from fsmrun.core.index import RegistryIndex, is_plain_name
+from fsmrun.core.index import RegistryIndex, check_filters, is_plain_name
 from fsmrun.core.registry import HASH_PREFIX_LEN
 from fsmrun.core.run_folder import STATUSES
 from fsmrun.schemas.registry import RunRow
@@ -99,9 +99,8 @@ def ls(
 
     Example:  fsmrun ls regex_a --status completed --sort test_string_acc --desc
     """
+    check_filters(status, sort)
     root = results_root(results_dir)
-    if root.exists() and not root.is_dir():
-        raise UserError(f"the results folder {root} is not a folder (set --results-dir?)")
     if experiment is not None:
         _check_experiment(root, experiment)
     if not root.is_dir():  # nothing to list; do not create the folder just to say so

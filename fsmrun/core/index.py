@@ -127,6 +127,12 @@ def _check_choice(value: str | None, valid: tuple[str, ...], what: str) -> None:
         raise RegistryError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
 
 
+def check_filters(status: str | None, sort: str | None) -> None:
+    """RegistryError naming the valid choices for an unknown status or sort key."""
+    _check_choice(status, STATUSES, "status")
+    _check_choice(sort, SORT_KEYS, "sort key")
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     """DatabaseError that a rebuild can fix, as opposed to locks and unwritable folders."""
     if not isinstance(exc, sqlite3.OperationalError):
@@ -259,8 +265,7 @@ class RegistryIndex:
         only folders it lacks (copied in, or an index missing, damaged or unreadable) and rows
         recorded as running (their heartbeat lives in run.json) are read from the folders.
         """
-        _check_choice(status, STATUSES, "status")
-        _check_choice(sort, SORT_KEYS, "sort key")
+        check_filters(status, sort)
         if experiment is not None and not is_plain_name(experiment):
             return []  # "../x" or "a/b" names no experiment folder under the root
         indexed = self._read_index(experiment)
@@ -286,6 +291,21 @@ class RegistryIndex:
             self._skipped.add(folder)
             log.warning("skipping %s: %s", folder, exc)
 
+    def _read_only_uri(self) -> str:
+        """A URI opening the index without creating or changing any file.
+
+        With no -wal/-shm beside it no connection is open and the file is the whole database:
+        it is read as immutable (a plain read-only open would create both files). Otherwise a
+        writer is about and its -wal holds recent rows: the open is read-only, through the
+        files that exist. A writer checkpointing during an immutable read can at worst fail it
+        (the folders are read instead) or give a stale row; folders are always rescanned.
+        """
+        uri = self.path.resolve().as_uri()
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        if not wal.exists() and not shm.exists():
+            return f"{uri}?immutable=1"
+        return f"{uri}?mode=ro"
+
     def _read_index(self, experiment: str | None) -> dict[str, RunRow]:
         """Indexed rows by folder, read through a read-only connection; {} when there is no
         index or it cannot be read (the caller then reads the folders)."""
@@ -296,8 +316,7 @@ class RegistryIndex:
         if experiment is not None:
             sql, args = sql + " WHERE experiment = ?", (experiment,)
         try:
-            uri = f"{self.path.resolve().as_uri()}?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
             try:
                 if not self._schema_ok(conn):
                     raise sqlite3.DatabaseError("not an index of this fsmrun version")

@@ -147,10 +147,29 @@ def test_ls_shows_a_run_folder_copied_in_after_the_index_was_built(cli, trained_
     assert rows[1].test_string_acc is not None
 
 
-def test_ls_drops_a_run_whose_folder_was_deleted(cli, trained_copy):
+def test_ls_drops_a_run_whose_folder_was_deleted_without_writing_the_index(cli, trained_copy):
     shutil.rmtree(trained_copy.folders[0])
+    before = files_under(trained_copy.root)
     rows = rows_of(cli("ls", "--json", "--results-dir", trained_copy.root))
     assert [r.run_id for r in rows] == trained_copy.run_ids[1:]
+    assert files_under(trained_copy.root) == before
+
+
+def test_ls_opens_the_index_read_only(cli, trained_copy, monkeypatch):
+    import sqlite3
+
+    import fsmrun.core.index as index_module
+
+    opened, connect = [], sqlite3.connect
+
+    def read_only_connect(database, *args, **kwargs):
+        opened.append(str(database))
+        assert kwargs.get("uri") and ("mode=ro" in database or "immutable=1" in database)
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(index_module.sqlite3, "connect", read_only_connect)
+    rows = rows_of(cli("ls", "--json", "--results-dir", trained_copy.root))
+    assert [r.run_id for r in rows] == trained_copy.run_ids and len(opened) == 1
 
 
 @pytest.mark.parametrize("damage", [b"", b"\x00garbage\xff" * 100])

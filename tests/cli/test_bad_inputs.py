@@ -211,6 +211,16 @@ CASES = [
                                                 "--results-dir", e.root], "config.json"),
     Case("eval-no-checkpoints", lambda e: ["eval", _remove(e.folders[0] / "checkpoints"),
                                            "--results-dir", e.root], "checkpoint"),
+    Case("eval-best-pt-garbage", lambda e: ["eval", _only(e.damage("checkpoints/best.pt", GARBAGE),
+                                                          "best"), "--results-dir", e.root,
+                                            "--device", "cpu"], "best.pt"),
+    Case("eval-last-pt-truncated", lambda e: ["eval", _only(_truncate_pt(e.folders[0], "last"),
+                                                            "last"), "--checkpoint", "last",
+                                              "--results-dir", e.root, "--device", "cpu"],
+         "last.pt"),
+    Case("eval-best-pt-empty", lambda e: ["eval", _only(e.damage("checkpoints/best.pt", b""),
+                                                        "best"), "--results-dir", e.root,
+                                          "--device", "cpu"], "best.pt"),
     # -- show
     Case("show-unknown-run", lambda e: ["show", "nosuchrun", "--results-dir", e.root], "no run"),
     Case("show-ambiguous-prefix", lambda e: ["show", "tiny", "--results-dir", e.root],
@@ -314,6 +324,19 @@ def _remove(path: Path) -> Path:
     return path.parent
 
 
+def _only(folder: Path, name: str) -> Path:
+    """Remove the `.prev.pt` copy of checkpoint `name`, so that the damaged one is all there is."""
+    (folder / "checkpoints" / f"{name}.prev.pt").unlink(missing_ok=True)
+    return folder
+
+
+def _truncate_pt(folder: Path, name: str) -> Path:
+    path = folder / "checkpoints" / f"{name}.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return folder
+
+
 def _truncate(path: Path) -> Path:
     """Cut a JSON file in half; its run folder."""
     data = path.read_bytes()
@@ -391,3 +414,27 @@ def test_the_catalogue_covers_every_command_with_at_least_60_cases():
         commands
     )
     assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        ("show", "registry.sqlite"),
+        ("show", "fsm.json"),
+        ("show", "logs/history.jsonl"),
+        ("eval", "registry.sqlite"),
+        ("eval", "fsm.json"),
+        ("ls", "registry.sqlite"),
+    ],
+)
+def test_damage_a_command_does_not_depend_on_is_left_alone(cli, env, tmp_path, command, name):
+    path = env.root / name if name == "registry.sqlite" else env.folders[0] / name
+    path.write_bytes(GARBAGE)
+    before = tree(tmp_path)
+    args = [] if command == "ls" else [env.run_ids[0]]
+    extra = ["--device", "cpu"] if command == "eval" else []
+    result = cli(command, *args, "--results-dir", env.root, *extra)
+    assert result.exit_code == 0, result.output
+    assert env.run_ids[0] in result.stdout
+    assert [line for line in result.stderr.splitlines() if not line.startswith("warning: ")] == []
+    assert tree(tmp_path) == before

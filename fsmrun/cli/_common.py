@@ -14,8 +14,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from typer.core import TyperGroup
 
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
+
 from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
-from fsmrun.core.registry import default_results_root
+from fsmrun.core.registry import RESULTS_ENV_VAR, default_results_root
 
 EXIT_USER_ERROR = 2
 EXIT_ENVIRONMENT = 1
@@ -44,8 +49,15 @@ def echo_json(text: str) -> None:
 
 
 def results_root(value: Path | None) -> Path:
-    """--results-dir, else $FSMRUN_RESULTS_DIR, else ./results."""
-    return default_results_root(value)
+    """--results-dir, else $FSMRUN_RESULTS_DIR, else ./results; UserError if that path exists
+    but is not a folder (it may be missing: a command that writes creates it)."""
+    root = default_results_root(value)
+    if root.exists() and not root.is_dir():
+        raise UserError(
+            f"the results folder {root} is not a folder; choose another with --results-dir or "
+            f"{RESULTS_ENV_VAR}"
+        )
+    return root
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -88,16 +100,36 @@ def show_warnings() -> None:
         logger.addHandler(_WarningHandler(logging.WARNING))
 
 
+def _usage_exit(err: ClickException) -> typer.Exit:
+    """Print a command-line usage mistake as one `error:` line; the Exit to raise (code 2)."""
+    message = " ".join(err.format_message().replace("Value error, ", "").split())
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None and isinstance(err, UsageError):
+        message += f" (see `{ctx.command_path} --help`)"
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(err.exit_code)
+
+
 class FsmrunGroup(TyperGroup):
     """Typer group applying `error_exit`, and Ctrl-C -> exit 130 without a traceback.
 
     Set FSMRUN_DEBUG=1 to see the traceback of user and environment errors too.
     """
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # bare `fsmrun`: the help, as usual
+                raise
+            raise _usage_exit(err) from None
+
     def invoke(self, ctx: typer.Context) -> Any:
         show_warnings()
         try:
             return super().invoke(ctx)
+        except ClickException as err:  # a command's usage error: one line, no usage block
+            raise _usage_exit(err) from None
         except KeyboardInterrupt:
             console.print(INTERRUPTED_HINT, soft_wrap=True, markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None

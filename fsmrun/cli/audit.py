@@ -17,6 +17,7 @@ from fsmrun.cli._options import (
     SetOption,
 )
 from fsmrun.cli._overrides import apply_overrides, collect_overrides
+from fsmrun.core.errors import UserError
 from fsmrun.core.registry import check_writable
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.cli import AuditReport
@@ -38,7 +39,9 @@ def checks_table(report: AuditReport) -> Table:
 
 def audit_determinism(
     experiment: ExperimentArg,
-    runs: Annotated[int, typer.Option(help="Independent training runs to compare.")] = 2,
+    runs: Annotated[
+        int, typer.Option(help="Independent training runs to compare (at least 2).", min=1)
+    ] = 2,
     resume_check: Annotated[
         bool,
         typer.Option(help="Also stop a run mid-epoch, resume it, and compare it with run 1."),
@@ -49,6 +52,7 @@ def audit_determinism(
             help="Steps per run [default: whole epochs, at least 60 steps where the config "
             "trains that many].",
             show_default=False,
+            min=1,
         ),
     ] = None,
     json_: JsonOption = False,
@@ -69,6 +73,8 @@ def audit_determinism(
     from fsmrun.core.determinism import config_hash
     from fsmrun.core.env import resolve_device
 
+    if runs < 2 and not resume_check:
+        raise UserError("--runs must be at least 2 (or 1 with --resume-check)")
     exp = load_experiment(experiment)
     exp = apply_overrides(exp, collect_overrides(set_ or [], {}))
     root = results_root(results_dir)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +16,10 @@ from fsmrun.core.errors import UserError
 
 if TYPE_CHECKING:
     from fsmrun.core.fsm import DFA
+    from fsmrun.schemas.config import DataConfig
+
+MAX_COUNT_LEN = 1000  # --max-len cap: the count tables stay small and quick to build
+COUNT_DIGITS = 15  # counts with more digits print in scientific notation
 
 
 def transition_table(dfa: DFA) -> Table:
@@ -34,6 +39,28 @@ def transition_table(dfa: DFA) -> Table:
     return table
 
 
+def _count(n: int) -> str:
+    """An exact count, or scientific notation once it has more than COUNT_DIGITS digits."""
+    return str(n) if n < 10**COUNT_DIGITS else f"{Decimal(n):.4e}"
+
+
+def _counts_by_length(dfa: DFA, max_len: int) -> list[list[int]]:
+    """`counts[n][q]`: strings of length n leading from the start to state q (exact ints)."""
+    rows = dfa.transitions.tolist()
+    ways = [0] * dfa.num_states
+    ways[dfa.start] = 1
+    counts = [ways]
+    for _ in range(max_len):
+        nxt = [0] * dfa.num_states
+        for q, w in enumerate(ways):
+            if w:
+                for t in rows[q]:
+                    nxt[t] += w
+        ways = nxt
+        counts.append(ways)
+    return counts
+
+
 def counts_table(dfa: DFA, max_len: int) -> Table:
     """Accepted strings of each length 0..max_len beside all strings of that length."""
     table = Table(title="accepted strings by length", title_justify="left")
@@ -42,9 +69,10 @@ def counts_table(dfa: DFA, max_len: int) -> Table:
     table.add_column("of", justify="right")
     table.add_column("fraction", justify="right")
     k = len(dfa.alphabet)
-    for n in range(max_len + 1):
-        accepted = dfa.count_accepted(n)
-        table.add_row(str(n), str(accepted), str(k**n), f"{accepted / k**n:.4f}")
+    accepting = [q for q in range(dfa.num_states) if dfa.accepting[q]]
+    for n, ways in enumerate(_counts_by_length(dfa, max_len)):
+        accepted = sum(ways[q] for q in accepting)
+        table.add_row(str(n), _count(accepted), _count(k**n), f"{accepted / k**n:.4f}")
     return table
 
 
@@ -54,19 +82,12 @@ def output_counts_table(dfa: DFA, max_len: int) -> Table:
     table.add_column("length", justify="right")
     for name in dfa.output_names:
         table.add_column(Text(name), justify="right")
-    rows = dfa.transitions.tolist()
-    ways = [0] * dfa.num_states  # Python ints: exact at any length
-    ways[dfa.start] = 1
-    for n in range(max_len + 1):
+    outputs = [int(o) for o in dfa.outputs]
+    for n, ways in enumerate(_counts_by_length(dfa, max_len)):
         by_output = [0] * dfa.num_outputs
         for q, w in enumerate(ways):
-            by_output[int(dfa.outputs[q])] += w
-        table.add_row(str(n), *map(str, by_output))
-        nxt = [0] * dfa.num_states
-        for q, w in enumerate(ways):
-            for t in rows[q]:
-                nxt[t] += w
-        ways = nxt
+            by_output[outputs[q]] += w
+        table.add_row(str(n), *map(_count, by_output))
     return table
 
 
@@ -110,7 +131,12 @@ def fsm(
     ] = 0.5,
     dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz source on stdout.")] = False,
     max_len: Annotated[
-        int, typer.Option(help="Count accepted strings of lengths 0..N.", min=0)
+        int,
+        typer.Option(
+            help=f"Count accepted strings of lengths 0..N (at most {MAX_COUNT_LEN}).",
+            min=0,
+            max=MAX_COUNT_LEN,
+        ),
     ] = 10,
     max_states: Annotated[
         int, typer.Option(help="Refuse DFAs with more states than this.", min=1)
@@ -141,20 +167,21 @@ def fsm(
     if dot:
         sys.stdout.write(dfa.to_dot())
         return
-    out = data_console()
     live = int(dfa.live.sum())
     outputs = "" if dfa.is_membership else f", {dfa.num_outputs} outputs"
-    out.print(
-        Text(
-            f"{label} over {''.join(dfa.alphabet)!r}: {dfa.num_states} states "
-            f"(start {dfa.start}, {int(dfa.accepting.sum())} accepting, {live} live{outputs}), "
-            f"dead state: {'none' if dfa.dead is None else dfa.dead}"
-        )
+    summary = Text(
+        f"{label} over {''.join(dfa.alphabet)!r}: {dfa.num_states} states "
+        f"(start {dfa.start}, {int(dfa.accepting.sum())} accepting, {live} live{outputs}), "
+        f"dead state: {'none' if dfa.dead is None else dfa.dead}"
     )
-    out.print(transition_table(dfa))
-    out.print(
-        counts_table(dfa, max_len) if dfa.is_membership else output_counts_table(dfa, max_len)
-    )
+    # Everything is built before the first line is printed: an error prints nothing else.
+    tables = [
+        transition_table(dfa),
+        counts_table(dfa, max_len) if dfa.is_membership else output_counts_table(dfa, max_len),
+    ]
+    out = data_console()
+    for part in (summary, *tables):
+        out.print(part)
 
 
 def _build(
@@ -168,11 +195,10 @@ def _build(
     accepting_fraction: float,
     max_states: int,
 ) -> tuple[DFA, str]:
-    """The DFA of the one given source and a short label for the summary line."""
+    """The DFA of the one given source and a short label for the summary line. Every source
+    goes through the checks of an experiment's [data] table and through `build_dfa`."""
     # numpy and the compiler load here, not at start-up (`fsmrun --help` stays light).
-    from fsmrun.core.fsm import compile_regex
     from fsmrun.core.languages import build_dfa
-    from fsmrun.core.sources import random_dfa, read_att
 
     if source is not None and source.endswith(".toml"):
         from fsmrun.experiments import load_experiment
@@ -182,17 +208,32 @@ def _build(
     if source is not None:
         if alphabet is None:
             raise UserError("a regex needs --alphabet (e.g. --alphabet ab)")
-        return compile_regex(source, alphabet, max_states=max_states), f"regex {source!r}"
+        data = _data_config("regex", regex=source, alphabet=alphabet, max_states=max_states)
+        return build_dfa(data), f"regex {source!r}"
     if dfa_file is not None:
         return _table_dfa(dfa_file, alphabet, max_states), f"table {str(dfa_file)!r}"
     if att is not None:
-        dfa = read_att(att, isymbols, alphabet=alphabet, max_states=max_states)
-        return dfa, f"AT&T file {str(att)!r}"
+        files = {"path": str(att), "isymbols": None if isymbols is None else str(isymbols)}
+        data = _data_config("AT&T file", att=files, alphabet=alphabet, max_states=max_states)
+        return build_dfa(data), f"AT&T file {str(att)!r}"
     if alphabet is None:
         raise UserError("--random needs --alphabet (e.g. --alphabet ab)")
-    assert random is not None
-    dfa = random_dfa(random, alphabet, accepting_fraction, seed)
-    return dfa, f"random DFA (seed {seed})"
+    spec = {"num_states": random, "accepting_fraction": accepting_fraction, "seed": seed}
+    data = _data_config("--random", random_dfa=spec, alphabet=alphabet, max_states=max_states)
+    return build_dfa(data), f"random DFA (seed {seed})"
+
+
+def _data_config(what: str, **fields: Any) -> DataConfig:
+    """A [data] table holding one language source; UserError naming the bad field."""
+    from pydantic import ValidationError
+
+    from fsmrun.core.errors import describe_validation_error
+    from fsmrun.schemas.config import DataConfig
+
+    try:
+        return DataConfig(**fields)
+    except ValidationError as err:
+        raise UserError(describe_validation_error(err, f"invalid {what}")) from None
 
 
 def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
@@ -216,4 +257,7 @@ def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
             f"{'.'.join(map(str, e['loc'][1:])) or '(top level)'}: {e['msg']}" for e in err.errors()
         )
         raise SourceError(f"{path}: invalid DFA table: {problems}") from None
-    return build_dfa(data)
+    try:
+        return build_dfa(data)
+    except SourceError as err:  # name the file; its fields sit at the top level here
+        raise SourceError(f"{path}: {str(err).replace('data.dfa.', '')}") from None

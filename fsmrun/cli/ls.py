@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from rich.text import Text
 
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
-from fsmrun.core.index import RegistryIndex
+from fsmrun.core.errors import UserError
+from fsmrun.core.index import RegistryIndex, check_filters, is_plain_name
 from fsmrun.core.overrides import check_key, flatten
 from fsmrun.core.registry import HASH_PREFIX_LEN
 from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError
@@ -174,9 +176,12 @@ def ls(
 
     Example:  fsmrun ls regex_a --status completed --sort test_string_acc --desc --field train.lr
     """
+    check_filters(status, sort)
     for key in field:
         check_key(key)
     root = results_root(results_dir)
+    if experiment is not None:
+        _check_experiment(root, experiment)
     if not root.is_dir():  # nothing to list; do not create the folder just to say so
         console.print(f"no runs: {root} does not exist (set --results-dir?)", markup=False)
         return
@@ -190,7 +195,8 @@ def ls(
             echo_json(row.model_dump_json())
         return
     if not rows:
-        console.print(f"no runs under {root}", markup=False)
+        what = f"of {experiment} " if experiment is not None else ""
+        console.print(f"no runs {what}under {root}", markup=False)
         return
     out = data_console()
     configs = _configs(root, rows)
@@ -198,3 +204,23 @@ def ls(
     varying = varying_fields(configs)
     if len(rows) > 1:
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
+
+
+def _check_experiment(root: Path, experiment: str) -> None:
+    """UserError unless `experiment` has a folder under `root` or is a built-in experiment."""
+    from fsmrun.experiments import list_experiments
+
+    with_runs = sorted(
+        p.name for p in (root.iterdir() if root.is_dir() else []) if p.is_dir()
+        and is_plain_name(p.name)
+    )  # fmt: skip
+    known = sorted({*with_runs, *list_experiments()})
+    if is_plain_name(experiment) and experiment in known:
+        return
+    close = difflib.get_close_matches(experiment, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    shown = ", ".join(with_runs) if with_runs else "none"
+    raise UserError(
+        f"unknown experiment {experiment!r}: no runs of it under {root} and not a built-in "
+        f"experiment{hint} (experiments with runs: {shown})"
+    )

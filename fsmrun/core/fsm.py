@@ -44,6 +44,12 @@ class RegexError(UserError):
     """A malformed pattern or a symbol outside the alphabet (message has a caret line)."""
 
 
+RAISE_CAP_HINT = (
+    "raise the cap to allow it: data.max_states in the experiment (or --set data.max_states=N), "
+    "--max-states for `fsmrun fsm`"
+)
+
+
 class StateLimitError(UserError):
     """The DFA of a regex would exceed the state cap (`max_states`, DataConfig.max_states)."""
 
@@ -280,10 +286,9 @@ def compile_regex(pattern: str, alphabet: str | Sequence[str], *, max_states: in
         )
     except DeterminiseLimitError:
         raise StateLimitError(
-            f"subset construction passed {limit:,} states "
-            f"({SUBSET_LIMIT_FACTOR} x max_states={max_states:,}) and was stopped: the DFA is "
-            f"almost certainly over the cap; raise DataConfig.max_states (or pass max_states= "
-            f"to compile_regex) to allow it"
+            f"subset construction passed {limit:,} states ({SUBSET_LIMIT_FACTOR} x the cap of "
+            f"{max_states:,}) and was stopped: the DFA is almost certainly over the cap; "
+            f"{RAISE_CAP_HINT}"
         ) from None
     table_mxk, accepting_m, start_m = refine(table_nxk, accepting_n)
     _check_cap(len(accepting_m), max_states)
@@ -333,9 +338,8 @@ def minimal_dfa(
 def _check_cap(num_states: int, max_states: int) -> None:
     if num_states > max_states:
         raise StateLimitError(
-            f"the minimal DFA has {num_states:,} states, over the cap of "
-            f"max_states={max_states:,}; raise DataConfig.max_states (or pass max_states=) "
-            f"to allow it"
+            f"the minimal DFA has {num_states:,} states, over the cap of {max_states:,}; "
+            f"{RAISE_CAP_HINT}"
         )
 
 

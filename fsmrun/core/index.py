@@ -1,5 +1,5 @@
-"""The SQLite index `<root>/registry.sqlite`: one row per run, a cache of the run folders,
-rebuilt from them (the source of truth) whenever it is missing or damaged."""
+"""The SQLite index `<root>/registry.sqlite`: one row per run, a cache of the run folders
+(the source of truth); writers rebuild it when missing or damaged, listing only reads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from fsmrun.core.registry import FIX_HINT, RegistryError, iter_run_folders, make_dirs
 from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError, status_now
@@ -54,6 +56,11 @@ _UPSERT = "INSERT OR REPLACE INTO runs ({}) VALUES ({})".format(
     ", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS))
 )
 _T = TypeVar("_T")
+
+
+def is_plain_name(name: str) -> bool:
+    """A single folder name under the results root: no separator, not hidden, not '..'."""
+    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
 
 
 def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> RunRow:
@@ -120,6 +127,12 @@ def _check_choice(value: str | None, valid: tuple[str, ...], what: str) -> None:
         raise RegistryError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
 
 
+def check_filters(status: str | None, sort: str | None) -> None:
+    """RegistryError naming the valid choices for an unknown status or sort key."""
+    _check_choice(status, STATUSES, "status")
+    _check_choice(sort, SORT_KEYS, "sort key")
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     """DatabaseError that a rebuild can fix, as opposed to locks and unwritable folders."""
     if not isinstance(exc, sqlite3.OperationalError):
@@ -135,6 +148,7 @@ class RegistryIndex:
         self.root = Path(root)
         self.path = self.root / INDEX_FILE
         self._ready = False
+        self._skipped: set[Path] = set()
 
     # -- connection and self-repair
 
@@ -228,7 +242,7 @@ class RegistryIndex:
             try:
                 rows.append(run_row(self.root, folder))
             except (RegistryError, RunFolderError) as exc:
-                log.warning("skipping %s: %s", folder, exc)
+                self._skip(folder, exc)
 
         def rebuild(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM runs")
@@ -244,52 +258,88 @@ class RegistryIndex:
         sort: str | None = None,
         descending: bool = False,
     ) -> list[RunRow]:
-        """Indexed runs with their status now, filtered and sorted (default: by created).
+        """Every run folder under the root with its status now, filtered and sorted (default:
+        by created). Only reads: never creates, repairs or writes the index or a folder.
 
-        Rows whose folder is gone are dropped; rows recorded as running are refreshed from
-        their run.json (the heartbeat lives there). An index that cannot be written (read-only
-        results folder) is bypassed: the rows are read from the folders.
+        The folders found by a directory scan are the runs; the index supplies their rows, so
+        only folders it lacks (copied in, or an index missing, damaged or unreadable) and rows
+        recorded as running (their heartbeat lives in run.json) are read from the folders.
         """
-        _check_choice(status, STATUSES, "status")
-        _check_choice(sort, SORT_KEYS, "sort key")
-        try:
-            rows = self._indexed_rows(experiment)
-        except RegistryError as exc:
-            log.warning("%s; reading the run folders instead", exc)
-            rows = []
-            for folder in iter_run_folders(self.root, experiment):
+        check_filters(status, sort)
+        if experiment is not None and not is_plain_name(experiment):
+            return []  # "../x" or "a/b" names no experiment folder under the root
+        indexed = self._read_index(experiment)
+        rows = []
+        for folder in iter_run_folders(self.root, experiment):
+            rel = folder.relative_to(self.root).as_posix()
+            row = indexed.get(rel)
+            if row is None or row.status == "running":
                 try:
-                    rows.append(run_row(self.root, folder))
-                except (RegistryError, RunFolderError) as err:
-                    log.warning("skipping %s: %s", folder, err)
-        rows = [_now_row(r) for r in rows]
+                    row = run_row(self.root, folder)
+                except (RegistryError, RunFolderError) as exc:
+                    if row is None:
+                        self._skip(folder, exc)
+                        continue
+                    log.warning("%s", exc)
+            rows.append(_now_row(row))
         if status is not None:
             rows = [r for r in rows if r.status == status]
         return _sorted_rows(rows, sort, descending)
 
-    def _indexed_rows(self, experiment: str | None) -> list[RunRow]:
-        def select(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
-            if experiment is None:
-                return conn.execute(sql).fetchall()
-            return conn.execute(sql + " WHERE experiment = ?", (experiment,)).fetchall()
+    def _skip(self, folder: Path, exc: Exception) -> None:
+        if folder not in self._skipped:  # one warning per folder, also after reindex()
+            self._skipped.add(folder)
+            log.warning("skipping %s: %s", folder, exc)
 
-        rows, gone = [], []
-        for values in self._run(select):
-            row = RunRow.model_validate(dict(zip(_COLUMNS, values, strict=True)))
-            folder = self.root / row.folder
-            if not RunFolder(folder).is_run():
-                gone.append((row.run_id,))
+    def _read_only_uri(self) -> str:
+        """A URI opening the index without creating or changing any file.
+
+        With no -wal/-shm beside it no connection is open and the file is the whole database:
+        it is read as immutable (a plain read-only open would create both files). Otherwise a
+        writer is about and its -wal holds recent rows: the open is read-only, through the
+        files that exist. A writer checkpointing during an immutable read can at worst fail it
+        (the folders are read instead) or give a stale row; folders are always rescanned.
+        """
+        uri = self.path.resolve().as_uri()
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        if not wal.exists() and not shm.exists():
+            return f"{uri}?immutable=1"
+        return f"{uri}?mode=ro"
+
+    def _read_index(self, experiment: str | None) -> dict[str, RunRow]:
+        """Indexed rows by folder, read through a read-only connection; {} when there is no
+        index or it cannot be read (the caller then reads the folders)."""
+        if not self.path.is_file():
+            return {}
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+        args: tuple[str, ...] = ()
+        if experiment is not None:
+            sql, args = sql + " WHERE experiment = ?", (experiment,)
+        try:
+            conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
+            try:
+                if not self._schema_ok(conn):
+                    raise sqlite3.DatabaseError("not an index of this fsmrun version")
+                values = conn.execute(sql, args).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            if _is_corruption(exc):
+                log.warning(
+                    "registry index %s is damaged (%s); reading the run folders "
+                    "(`fsmrun ls --reindex` rebuilds it)",
+                    self.path,
+                    exc,
+                )
+            return {}
+        indexed = {}
+        for v in values:
+            try:
+                row = RunRow.model_validate(dict(zip(_COLUMNS, v, strict=True)))
+            except ValidationError:  # a damaged row: its folder is read instead
                 continue
-            if row.status == "running":  # refresh: the heartbeat and the end are in run.json
-                try:
-                    row = self.upsert_folder(folder)
-                except (RegistryError, RunFolderError) as exc:
-                    log.warning("%s", exc)
-            rows.append(row)
-        if gone:
-            self._run(lambda conn: conn.executemany("DELETE FROM runs WHERE run_id = ?", gone))
-        return rows
+            indexed[row.folder] = row
+        return indexed
 
     @staticmethod
     def _values(row: RunRow) -> tuple[Any, ...]:

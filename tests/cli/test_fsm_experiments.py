@@ -115,3 +115,50 @@ def test_experiments_also_lists_the_sweep_suites(cli):
     lines = {line.split("│")[1].strip(): line for line in after.splitlines() if "│" in line}
     assert {"tomita", "deletang_regular"} <= lines.keys()
     assert " 42 " in lines["tomita"]  # 7 languages x 2 architectures x 3 seeds
+
+
+def test_fsm_max_len_above_the_cap_is_refused_before_anything_is_printed(cli):
+    result = cli("fsm", "(a|b)*", "--alphabet", "ab", "--max-len", "100000")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: Invalid value for '--max-len'")
+    assert "1000" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_fsm_counts_at_the_max_len_cap_print_in_scientific_notation(cli):
+    result = cli("fsm", "(a|b)*", "--alphabet", "ab", "--max-len", "1000")
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│")[1:5] for line in result.stdout.splitlines() if line.count("│") == 5]
+    counts = {r[0].strip(): [c.strip() for c in r[1:]] for r in rows if r[0].strip().isdigit()}
+    assert counts["10"] == ["1024", "1024", "1.0000"]
+    assert counts["49"] == ["562949953421312", "562949953421312", "1.0000"]  # 15 digits: exact
+    assert counts["50"] == ["1.1259e+15", "1.1259e+15", "1.0000"]  # 2**50 = 1125899906842624
+    assert counts["1000"] == ["1.0715e+301", "1.0715e+301", "1.0000"]  # no float overflow
+
+
+def test_fsm_state_cap_error_names_the_option_and_the_config_field(cli):
+    result = cli("fsm", "(a|b)*a(a|b)(a|b)", "--alphabet", "ab", "--max-states", "3")
+    assert result.exit_code == 2, result.output
+    assert "--max-states" in result.stderr and "data.max_states" in result.stderr
+    assert "pass max_states=" not in result.stderr and "DataConfig" not in result.stderr
+
+
+def test_fsm_checks_the_alphabet_like_an_experiment_config(cli):
+    result = cli("fsm", "a", "--alphabet", "a b")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: invalid regex: alphabet: symbol ' ' is not allowed")
+    result = cli("fsm", "a", "--alphabet", "aa")
+    assert result.exit_code == 2 and "appears twice" in result.stderr, result.output
+
+
+def test_usage_errors_are_one_error_line_without_the_usage_block(cli):
+    for args, message in [
+        (["trian"], "error: No such command 'trian'. Did you mean 'train'? (see `fsmrun --help`)"),
+        (["train"], "error: Missing argument 'EXP'. (see `fsmrun train --help`)"),
+        (["eval", "x", "--checkpoint", "first"], "error: Invalid value for '--checkpoint': "
+         "'first' is not one of 'best', 'last'. (see `fsmrun eval --help`)"),
+    ]:  # fmt: skip
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr == message + "\n"
+        assert result.stdout == ""

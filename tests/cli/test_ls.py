@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+
+import pytest
 
 from fsmrun.schemas.registry import RunRow
 
@@ -108,3 +112,105 @@ def test_ls_at_80_columns_drops_columns_instead_of_eliding(trained):
 def test_ls_rejects_an_unknown_field(cli, trained):
     result = cli("ls", "--field", "model.width", "--results-dir", trained.root)
     assert result.exit_code == 2 and "d_model" in result.stderr
+
+
+def files_under(root) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_ls_of_an_unknown_experiment_says_so_and_names_close_ones(cli, trained):
+    result = cli("ls", "tinyy", "--results-dir", trained.root)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: unknown experiment 'tinyy': no runs of it")
+    assert "did you mean tiny?" in result.stderr and result.stdout == ""
+
+
+def test_ls_of_a_builtin_experiment_without_runs_says_there_are_none(cli, trained):
+    result = cli("ls", "parity", "--results-dir", trained.root)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"no runs of parity under {trained.root}\n"
+
+
+def test_ls_of_a_file_says_it_is_not_a_folder(cli, tmp_path):
+    (tmp_path / "results").write_text("")
+    result = cli("ls", "--results-dir", tmp_path / "results")
+    assert result.exit_code == 2, result.output
+    assert f"the results folder {tmp_path / 'results'} is not a folder" in result.stderr
+
+
+def test_ls_of_an_empty_folder_creates_nothing(cli, tmp_path):
+    result = cli("ls", "--results-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ls_writes_nothing_so_it_lists_a_read_only_results_folder(cli, trained_copy):
+    root = trained_copy.root
+    before = files_under(root)
+    rows = rows_of(cli("ls", "--json", "--results-dir", root))
+    assert [r.run_id for r in rows] == trained_copy.run_ids
+    assert files_under(root) == before  # no -wal/-shm either: the index was opened immutable
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_ls_lists_a_results_folder_it_cannot_write(cli, trained_copy):
+    root = trained_copy.root
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o555)
+    try:
+        rows = rows_of(cli("ls", "--json", "--results-dir", root))
+    finally:
+        for path in [root, *root.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+    assert [r.run_id for r in rows] == trained_copy.run_ids
+
+
+def test_ls_shows_a_run_folder_copied_in_after_the_index_was_built(cli, trained_copy, tmp_path):
+    root, second = trained_copy.root, trained_copy.folders[1]
+    aside = tmp_path / "aside"
+    shutil.move(second, aside)
+    assert len(rows_of(cli("ls", "--reindex", "--json", "--results-dir", root))) == 1
+    shutil.copytree(aside, second)  # copied in: the index does not know it
+    rows = rows_of(cli("ls", "--json", "--results-dir", root))
+    assert [r.run_id for r in rows] == trained_copy.run_ids
+    assert rows[1].test_string_acc is not None
+
+
+def test_ls_drops_a_run_whose_folder_was_deleted_without_writing_the_index(cli, trained_copy):
+    shutil.rmtree(trained_copy.folders[0])
+    before = files_under(trained_copy.root)
+    rows = rows_of(cli("ls", "--json", "--results-dir", trained_copy.root))
+    assert [r.run_id for r in rows] == trained_copy.run_ids[1:]
+    assert files_under(trained_copy.root) == before
+
+
+def test_ls_opens_the_index_read_only(cli, trained_copy, monkeypatch):
+    import sqlite3
+
+    import fsmrun.core.index as index_module
+
+    opened, connect = [], sqlite3.connect
+
+    def read_only_connect(database, *args, **kwargs):
+        opened.append(str(database))
+        assert kwargs.get("uri") and ("mode=ro" in database or "immutable=1" in database)
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(index_module.sqlite3, "connect", read_only_connect)
+    rows = rows_of(cli("ls", "--json", "--results-dir", trained_copy.root))
+    assert [r.run_id for r in rows] == trained_copy.run_ids and len(opened) == 1
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00garbage\xff" * 100])
+def test_ls_of_a_damaged_index_lists_the_folders_with_one_warning(cli, trained_copy, damage):
+    root = trained_copy.root
+    (root / "registry.sqlite").write_bytes(damage)
+    before = files_under(root)
+    result = cli("ls", "--json", "--results-dir", root)
+    assert [r.run_id for r in rows_of(result)] == trained_copy.run_ids
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 1, result.stderr
+    assert all(w.startswith("warning: registry index") and "--reindex" in w for w in warnings)
+    assert files_under(root) == before

@@ -198,7 +198,7 @@ CASES = [
     Case("eval-unknown-run", lambda e: ["eval", "nosuchrun", "--results-dir", e.root], "no run"),
     Case("eval-ambiguous-prefix", lambda e: ["eval", "tiny", "--results-dir", e.root],
          "matches 2 runs"),
-    Case("eval-dotdot-run", lambda e: ["eval", "../../no-such-fsmrun-folder", "--results-dir", e.root],
+    Case("eval-dotdot-run", lambda e: ["eval", "../../no-such-dir", "--results-dir", e.root],
          "does not exist"),
     Case("eval-bad-checkpoint", on_run("eval", "--checkpoint", "first"), "--checkpoint"),
     Case("eval-bad-split", on_run("eval", "--split", "train2"), "--split"),

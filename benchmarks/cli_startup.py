@@ -1,8 +1,9 @@
 """Start-up time of the light commands (help, ls, show, experiments, fsm, report, diff,
-sweep status), each in a fresh interpreter, and whether any of them loaded torch; prints the
-median of several runs.
+sweep status, plot of a run without captures), each in a fresh interpreter, and whether any
+of them loaded torch; prints the median of several runs.
 
-    python benchmarks/cli_startup.py [--runs 7]   (target: each under 0.4 s median, idle)
+    python benchmarks/cli_startup.py [--runs 7]   (target: each under 0.4 s median, idle;
+    plot loads matplotlib, so it is slower: what it checks is that torch stays out)
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def main() -> None:
             "report": ["report", "--results-dir", str(root)],
             "diff": ["diff", run_id, run_id, "--results-dir", str(root)],
             "sweep status": ["sweep", "status", sweep_name, "--results-dir", str(root)],
+            "plot": ["plot", run_id, "--results-dir", str(root)],
         }
         print(f"{'command':<13} {'median s':>9} {'min s':>7}  torch loaded")
         for name, argv in commands.items():

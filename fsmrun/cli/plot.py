@@ -1,4 +1,4 @@
-"""`fsmrun plot`: figures of one run (into its plots/ folder) or of a set of runs.
+"""`fsmrun plot`: figures of one run (into its plots/ folder), of a set of runs or a sweep.
 
 matplotlib loads only when this command runs; paths of the files written go to stdout, one a
 line, and a notice for each figure skipped for lack of data goes to stderr.
@@ -16,7 +16,8 @@ from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.core.errors import UserError
 from fsmrun.core.plots.report import DEFAULT_GROUP_BY, PlotReport
-from fsmrun.core.registry import iter_run_folders, resolve_run
+from fsmrun.core.registry import AmbiguousRun, RunNotFound, iter_run_folders, resolve_run
+from fsmrun.core.sweep import SweepError, find_sweep
 
 SET_PLOTS_DIR = "plots"  # under the results folder, beside the experiments (not in a run)
 
@@ -46,7 +47,8 @@ def plot(
         typer.Argument(
             metavar="RUN",
             help="Run ids, unique prefixes or run folders. One run: its own figures, written "
-            "to its plots/ folder. Several: figures comparing them, written to --out.",
+            "to its plots/ folder. Several: figures comparing them, written to --out. A "
+            "single RUN that names no run but a sweep plots that sweep (as --sweep).",
             show_default=False,
         ),
     ] = None,
@@ -60,18 +62,30 @@ def plot(
             show_default=False,
         ),
     ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Compare the completed runs of this sweep (name, id or id prefix, as `fsmrun "
+            "sweep status` takes it); cells not completed are skipped.",
+            show_default=False,
+        ),
+    ] = None,
     by: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Comparison groups: comma-separated keys (experiment, a config field such as "
             "arch or seed, or a dotted path such as model.d_model); the runs of a group are "
-            "its seeds."
+            f"its seeds [default: {','.join(DEFAULT_GROUP_BY)}; for a sweep, experiment and "
+            "the keys its cells vary].",
+            show_default=False,
         ),
-    ] = ",".join(DEFAULT_GROUP_BY),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Folder for comparison figures [default: <results-dir>/plots].",
+            help="Folder for comparison figures [default: <results-dir>/plots; for a sweep, "
+            "<results-dir>/sweeps/<id>/plots].",
             show_default=False,
         ),
     ] = None,
@@ -92,8 +106,9 @@ def plot(
     by DFA state) and the automaton of one run; accuracy by length and OOD accuracy of many.
 
     \b
-    Example:  fsmrun plot regex_a-3f9c2a --format pdf
-              fsmrun plot -e parity -e even_pairs --by experiment,arch --out figures/
+    Examples:  fsmrun plot regex_a-3f9c2a --format pdf
+               fsmrun plot -e parity -e even_pairs --by experiment,arch --out figures/
+               fsmrun plot --sweep tomita        # into <results-dir>/sweeps/<id>/plots/
     """
     from fsmrun.core import (
         plots,
@@ -101,8 +116,21 @@ def plot(
 
     root = results_root(results_dir)
     refs, experiments = runs or [], experiment or []
+    keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
+    if sweep is not None and (refs or experiments):
+        raise UserError("--sweep plots one sweep's runs; give it without RUN or --experiment")
+    if sweep is None and len(refs) == 1 and not experiments:
+        sweep = _sweep_named(root, refs[0])
+    if sweep is not None:
+        report = plots.plot_sweep(
+            root, sweep, out, group_by=keys, fmt=fmt.value, checkpoint=checkpoint.value
+        )
+        _render(report)
+        return
     if not refs and not experiments:
-        raise UserError("give a run (id, prefix or folder), several runs, or --experiment EXP")
+        raise UserError(
+            "give a run (id, prefix or folder), several runs, --experiment EXP or --sweep NAME"
+        )
     folders = [resolve_run(root, ref) for ref in refs]
     for name in experiments:
         found = list(iter_run_folders(root, name))
@@ -124,12 +152,32 @@ def plot(
             checkpoint=checkpoint.value,
         )
     else:
-        keys = [k.strip() for k in by.split(",") if k.strip()]
         report = plots.plot_runs(
             folders,
             out if out is not None else root / SET_PLOTS_DIR,
-            group_by=keys,
+            group_by=keys if keys is not None else DEFAULT_GROUP_BY,
             fmt=fmt.value,
             checkpoint=checkpoint.value,
         )
     _render(report)
+
+
+def _sweep_named(root: Path, ref: str) -> str | None:
+    """`ref` itself when it names a sweep and no run; None when it names a run or nothing
+    (the run lookup then reports); UserError when it could mean either."""
+    try:
+        find_sweep(root, ref)
+    except SweepError:
+        return None
+    try:
+        resolve_run(root, ref)
+    except RunNotFound:
+        return ref
+    except AmbiguousRun as err:
+        runs = f"is a prefix of {len(err.candidates)} runs"
+    else:
+        runs = "names a run"
+    raise UserError(
+        f"{ref!r} names a sweep and {runs}; write --sweep {ref} for the sweep, or more of "
+        "the run id"
+    )

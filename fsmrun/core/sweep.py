@@ -42,6 +42,7 @@ __all__ = [
     "SweepError",
     "describe_overrides",
     "expand",
+    "completed_runs",
     "find_sweep",
     "inline_spec",
     "list_suites",
@@ -150,6 +151,19 @@ def cell_state(root: Path, experiment: str, chash: str, previous: SweepCell | No
     if previous is not None and previous.status == "failed" and previous.run_id is None:
         return CellState("failed", None, None, previous.error)
     return CellState("todo", None, None)
+
+
+def completed_runs(root: Path, record: SweepRecord) -> tuple[list[Path], dict[str, int]]:
+    """The run folders of the cells done now (read from the run folders, in cell order) and
+    the count of cells per status."""
+    folders, statuses = [], []
+    for cell in record.cells:
+        state = cell_state(root, cell.experiment, cell.config_hash, cell)
+        statuses.append(state.status)
+        if state.status == "done" and state.folder is not None:
+            folders.append(state.folder)
+    counts = Counter(statuses)
+    return folders, {status: counts.get(status, 0) for status in CELL_STATUSES}
 
 
 def _resumable(folder: Path) -> bool:

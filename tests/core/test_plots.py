@@ -15,9 +15,10 @@ from matplotlib.image import imread
 from fsmrun.core.errors import UserError
 from fsmrun.core.fsm import compile_regex
 from fsmrun.core.loop import train_one_experiment
-from fsmrun.core.plots import groups, internals, plot_run, plot_runs, run_figures
+from fsmrun.core.plots import groups, internals, plot_run, plot_runs, run_figures, sweep_group_by
 from fsmrun.core.plots.files import RunFiles
 from fsmrun.schemas.config import ExperimentConfig
+from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Figure sizes at 200 dpi, by hand: learning curves 6.8 x 4.2 in; accuracy by length
@@ -320,3 +321,25 @@ def test_set_figures_without_finished_runs_are_skipped(run_copy, tmp_path):
 def test_unknown_format_is_refused():
     with pytest.raises(UserError, match="unknown figure format 'gif'"):
         plot_runs([Path("x")], Path("y"), fmt="gif")
+
+
+def test_a_sweep_is_grouped_by_experiment_and_the_keys_its_cells_vary():
+    def cell(i: int, experiment: str, **overrides: object) -> SweepCell:
+        overrides = {k.replace("__", "."): v for k, v in overrides.items()}
+        return SweepCell(
+            index=i, source=experiment, experiment=experiment, overrides=overrides,
+            config_hash=f"{i:064x}", status="done",
+        )  # fmt: skip
+
+    cells = [
+        cell(0, "parity", train__epochs=3, model__arch="lstm", seed=0),
+        cell(1, "parity", train__epochs=3, model__arch="lstm", seed=1),
+        cell(2, "parity", train__epochs=3, model__arch="transformer", model__pos_encoding="none"),
+    ]
+    spec = SweepSpec(name="s", experiments=["parity"])
+    record = SweepRecord(
+        sweep_id="s-0", sweep_hash="0", spec=spec, created=0, updated=0, counts={}, cells=cells
+    )
+    # epochs is shared, seed is the band; pos_encoding is set in one cell only, so it varies.
+    assert sweep_group_by(record) == ["experiment", "model.arch", "model.pos_encoding"]
+    assert sweep_group_by(record.model_copy(update={"cells": cells[:2]})) == ["experiment"]

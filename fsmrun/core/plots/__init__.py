@@ -1,5 +1,5 @@
 """Figures of runs and sets of runs: `plot_run` draws one run into its `plots/` folder,
-`plot_runs` compares many. matplotlib (and torch, for capture files) load on first use.
+`plot_runs` compares many, `plot_sweep` a sweep's. matplotlib (and torch) load on first use.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from pathlib import Path
 
 from fsmrun.core.errors import UserError
 from fsmrun.core.plots.report import DEFAULT_GROUP_BY, FORMATS, PlotReport, Skip, Skipped
+from fsmrun.schemas.sweep import SweepRecord
 
 CHECKPOINTS = ("best", "last")
 RUN_FIGURES = ("learning_curves", "accuracy_by_length", "attention", "hidden_states", "automaton")
 SET_FIGURES = ("accuracy_by_length", "ood_accuracy")
+SWEEP_PLOTS_DIR = "plots"  # in the sweep's folder, beside sweep.json
 
 
 def _check(fmt: str, checkpoint: str) -> None:
@@ -109,14 +111,68 @@ def plot_runs(
     return report
 
 
+def plot_sweep(
+    results_root: str | Path,
+    ref: str,
+    out_dir: str | Path | None = None,
+    *,
+    group_by: Sequence[str] | None = None,
+    fmt: str = "png",
+    checkpoint: str = "best",
+) -> PlotReport:
+    """Draw the set figures of the completed runs of sweep `ref` (id, unique prefix or name,
+    as `fsmrun sweep status` takes it) into `out_dir` [default: `<sweep folder>/plots/`].
+
+    Cells not completed are left out and counted in one Skipped entry; sweep.json is only
+    read. `group_by` None: experiment and the override keys whose values differ between the
+    sweep's cells (seed excepted), so each line or bar is one grid point over its seeds.
+    """
+    from fsmrun.core import sweep
+
+    _check(fmt, checkpoint)
+    path = sweep.find_sweep(Path(results_root), ref)
+    record = sweep.read_record(path)
+    folders, counts = sweep.completed_runs(Path(results_root), record)
+    left = ", ".join(
+        f"{n} {status.replace('todo', 'to do')}"
+        for status, n in counts.items()
+        if status != "done" and n
+    )
+    if not folders:
+        raise UserError(
+            f"sweep {record.sweep_id} has no completed runs yet ({left}); "
+            f"`fsmrun sweep status {record.sweep_id}` shows its cells"
+        )
+    keys = list(group_by) if group_by is not None else sweep_group_by(record)
+    out = Path(out_dir) if out_dir is not None else path.parent / SWEEP_PLOTS_DIR
+    report = plot_runs(folders, out, group_by=keys, fmt=fmt, checkpoint=checkpoint)
+    if len(folders) < len(record.cells):
+        total = len(record.cells)
+        cells = Skipped(f"{total - len(folders)} of {total} sweep cells", f"not completed ({left})")
+        report.skipped.insert(0, cells)
+    return report
+
+
+def sweep_group_by(record: SweepRecord) -> list[str]:
+    """`experiment` and the override keys whose values differ between cells, seed excepted."""
+    keys = dict.fromkeys(k for cell in record.cells for k in cell.overrides if k != "seed")
+    varying = [
+        key for key in keys if len({repr(cell.overrides.get(key)) for cell in record.cells}) > 1
+    ]
+    return ["experiment", *varying]
+
+
 __all__ = [
     "CHECKPOINTS",
     "DEFAULT_GROUP_BY",
     "FORMATS",
     "RUN_FIGURES",
     "SET_FIGURES",
+    "SWEEP_PLOTS_DIR",
     "PlotReport",
     "Skipped",
     "plot_run",
     "plot_runs",
+    "plot_sweep",
+    "sweep_group_by",
 ]

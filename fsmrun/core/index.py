@@ -11,8 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fsmrun.core.faults import fault_point
 from fsmrun.core.registry import FIX_HINT, RegistryError, iter_run_folders, make_dirs
-from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError, status_now
+from fsmrun.core.run_folder import (
+    STATUSES,
+    RunFolder,
+    RunFolderError,
+    lock_held,
+    status_now,
+)
 from fsmrun.schemas.registry import RunRow
 
 log = logging.getLogger(__name__)
@@ -100,8 +107,9 @@ def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Run
     )
 
 
-def _now_row(row: RunRow) -> RunRow:
-    status = status_now(row.status, row.pid, row.hostname, row.heartbeat)
+def _now_row(root: Path, row: RunRow) -> RunRow:
+    writer = lock_held(root / row.folder) if row.status == "running" else None
+    status = status_now(row.status, row.pid, row.hostname, row.heartbeat, writer=writer)
     return row if status == row.status else row.model_copy(update={"status": status})
 
 
@@ -201,6 +209,7 @@ class RegistryIndex:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     result = work(conn)
+                    fault_point("index_txn")
                     conn.execute("COMMIT")
                     return result
                 finally:
@@ -262,7 +271,7 @@ class RegistryIndex:
                     rows.append(run_row(self.root, folder))
                 except (RegistryError, RunFolderError) as err:
                     log.warning("skipping %s: %s", folder, err)
-        rows = [_now_row(r) for r in rows]
+        rows = [_now_row(self.root, r) for r in rows]
         if status is not None:
             rows = [r for r in rows if r.status == status]
         return _sorted_rows(rows, sort, descending)

@@ -104,7 +104,6 @@ def make_dirs(folder: Path) -> None:
 
 CLAIM_PREFIX = ".claim-"
 STALE_CLAIM_S = 60.0  # a claim folder this old without a lock file belongs to a killed process
-PROBE_GRACE_S = 10.0  # younger claims are not probed (their lock may be being taken)
 
 
 def _remove_stale_claims(hash_dir: Path) -> None:
@@ -118,7 +117,7 @@ def _remove_stale_claims(hash_dir: Path) -> None:
             age = time.time() - claim.stat().st_mtime
         except OSError:
             continue
-        if (held is False and age > PROBE_GRACE_S) or (held is None and age > STALE_CLAIM_S):
+        if held is False or (held is None and age > STALE_CLAIM_S):
             shutil.rmtree(claim, ignore_errors=True)
 
 
@@ -132,7 +131,7 @@ def _claim(
     folder = RunFolder(hash_dir / f"{CLAIM_PREFIX}{uuid.uuid4().hex[:12]}")
     try:
         os.mkdir(folder.path)
-        folder.acquire_lock()  # the folder is never empty, and its lock is held from here
+        folder.acquire_lock(new_folder=True)  # never empty; its lock held from here on
         version = first
         for _ in range(100_000):
             if make_files is not None:

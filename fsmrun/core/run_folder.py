@@ -307,14 +307,17 @@ class RunFolder:
         """Persist 'interrupted' if the record says running but its process is gone."""
         record = self.read_record()
         if record.status == "running" and self.status() == "interrupted":
-            record = self.update_record(status="interrupted", updated=time.time(), pid=None)
+            with self.lock():
+                record = self.update_record(status="interrupted", updated=time.time(), pid=None)
         return record
 
     # -- lock
-    def acquire_lock(self) -> None:
+    def acquire_lock(self, *, new_folder: bool = False) -> None:
         """Take the folder's exclusive writer lock (kept until `release_lock` or the process
         ends: a stopped process keeps it), then clear leftovers of killed writes.
-        RunFolderError naming the holder when another process has it."""
+        RunFolderError naming the holder when another process has it. In a `new_folder` the
+        lock file appears already locked (made and locked aside, then renamed in), so no probe
+        ever finds it free."""
         if self._lock_fd is not None:
             return
         try:
@@ -322,8 +325,13 @@ class RunFolder:
         except ImportError:  # pragma: no cover - no flock on this platform
             return
         path = self.path / LOCK_FILE
+        aside = self.path / f"{LOCK_FILE}.new"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = os.open(
+                aside if new_folder else path,
+                os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                0o644,
+            )
         except OSError as exc:
             raise EnvironmentFailure.from_os_error(exc, path) from exc
         for attempt in range(LOCK_ATTEMPTS):  # a reader's probe holds it for microseconds
@@ -336,6 +344,8 @@ class RunFolder:
                     raise RunFolderError(self.in_use_message()) from None
                 time.sleep(0.02)
         self._lock_fd = fd
+        if new_folder:
+            os.replace(aside, path)
         self.remove_leftovers()
 
     def release_lock(self) -> None:

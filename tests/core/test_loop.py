@@ -3,6 +3,7 @@ early stopping, best vs last, non-finite losses, hook order, and equality with a
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -146,11 +147,42 @@ def test_resume_from_interruption_is_bit_identical_to_an_uninterrupted_run(tmp_p
     assert record.times_resumed == 1 and record.status == "completed"
 
 
-def test_resume_extends_a_finished_run(tmp_path):
-    run = _train(micro(epochs=2), tmp_path).run_dir
-    result = resume_run(run, epochs=3, device="cpu", progress=False)
-    assert result.status == "completed" and result.steps == 12
-    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 3
+def _file_hashes(folder) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_extending_a_finished_run_creates_a_child_run_and_leaves_the_parent_untouched(tmp_path):
+    parent = _train(micro(epochs=2), tmp_path)
+    before = _file_hashes(parent.run_dir)
+    result = resume_run(parent.run_dir, epochs=3, device="cpu", progress=False)
+    assert _file_hashes(parent.run_dir) == before
+    assert result.status == "completed" and result.steps == 12 and result.run_dir != parent.run_dir
+    child = RunRecord.model_validate_json((result.run_dir / "run.json").read_text())
+    assert (child.parent_run, child.parent_step) == (parent.run_id, 8)
+    assert child.config_hash != RunRecord.model_validate_json(
+        (parent.run_dir / "run.json").read_text()
+    ).config_hash
+    assert json.loads((result.run_dir / "config.json").read_text())["train"]["epochs"] == 3
+    # The child's history continues the parent's: its first lines are the parent's up to
+    # the checkpoint (all but the parent's stop line).
+    assert _history(result.run_dir)[: len(_history(parent.run_dir)) - 1] == _history(
+        parent.run_dir
+    )[:-1]
+
+
+def test_extension_can_change_the_stopping_rule(tmp_path):
+    # lr ~ 0: no improvement after epoch 1, so patience 1 stops the parent at epoch 2.
+    exp = micro(epochs=6, lr=1e-12, patience=1, warmup_steps=0, schedule="constant")
+    parent = _train(exp, tmp_path)
+    assert parent.stop_reason == "patience" and parent.steps == 8
+    child = resume_run(parent.run_dir, early_stop=False, device="cpu", progress=False)
+    assert child.stop_reason == "max_epochs" and child.steps == 24
+    longer = resume_run(parent.run_dir, patience=3, device="cpu", progress=False)
+    assert longer.stop_reason == "patience" and longer.steps == 16
 
 
 def test_early_stopping_on_patience_is_recorded(tmp_path):

@@ -27,6 +27,7 @@ from fsmrun.core.registry import (
 )
 from fsmrun.core.run_folder import (
     HEARTBEAT_TIMEOUT_S,
+    RunFolder,
     RunFolderError,
     effective_status,
     load_run,
@@ -202,7 +203,7 @@ def test_overwrite_replaces_the_newest_version_only(tmp_path):
     v2 = new_run(tmp_path)
     folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
     assert (folder, version) == (v2, 2)
-    assert list(v2.iterdir()) == []  # the old tree is gone
+    assert [p.name for p in v2.iterdir()] == [".lock"]  # the old tree is gone
     assert (v1 / "run.json").is_file()
     assert sorted(p.name for p in v2.parent.iterdir()) == ["v1", "v2"]  # no trash left
 
@@ -212,10 +213,12 @@ def test_overwrite_without_a_run_claims_v1(tmp_path):
     assert version == 1 and folder == tmp_path / "regex_a" / "a1b2c3d4e5f6" / "v1"
 
 
-def test_overwrite_refuses_a_run_that_is_still_running(tmp_path):
-    new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time())
-    with pytest.raises(RegistryError, match="still running"):
-        allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
+def test_overwrite_refuses_a_run_whose_writer_holds_its_lock(tmp_path):
+    folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
+    with RunFolder(folder).lock():  # a stopped writer keeps its lock past the heartbeat timeout
+        with pytest.raises(RunFolderError, match=r"being written by process \d+ on .*; wait for it"):
+            allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
+    assert allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)[1] == 1
 
 
 def test_root_under_a_regular_file_gives_registry_error(tmp_path):
@@ -290,11 +293,14 @@ def test_running_record_is_interrupted_once_its_process_is_gone():
 def test_mark_interrupted_if_dead_persists_only_dead_runs(tmp_path):
     live = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time())
     dead = new_run(tmp_path, status="running", pid=dead_pid(), heartbeat=time.time())
+    writer = RunFolder(live)
+    writer.acquire_lock()
     assert mark_interrupted_if_dead(live).status == "running"
     assert mark_interrupted_if_dead(dead).status == "interrupted"
     assert read_run_record(dead).status == "interrupted"
     assert read_run_record(dead).pid is None
     assert read_run_record(live).status == "running"
+    writer.release_lock()
 
 
 # ---------------------------------------------------------------------------- lookup
@@ -445,10 +451,25 @@ def test_running_row_with_a_dead_process_is_listed_as_interrupted(tmp_path):
 def test_running_row_follows_the_heartbeat_in_run_json(tmp_path):
     index = RegistryIndex(tmp_path)
     folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
+    (folder / ".lock").unlink()  # no lock to probe (an older run): the heartbeat decides
     index.upsert_folder(folder)
     update_run_record(folder, heartbeat=time.time(), steps=99)  # the loop beats; no upsert
     (row,) = index.rows()
     assert (row.status, row.steps) == ("running", 99)
+
+
+def test_liveness_comes_from_the_lock_where_it_can_be_probed(tmp_path):
+    index = RegistryIndex(tmp_path)
+    # A stale heartbeat, but the writer holds the lock (a stopped process): running.
+    folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
+    index.upsert_folder(folder)
+    with RunFolder(folder).lock():
+        assert [row.status for row in index.rows()] == ["running"]
+        assert RunFolder(folder).status() == "running"
+    # A fresh heartbeat of a live pid, but nobody holds the lock: the writer is gone.
+    update_run_record(folder, heartbeat=time.time())
+    assert [row.status for row in index.rows()] == ["interrupted"]
+    assert RunFolder(folder).status() == "interrupted"
 
 
 def test_rows_of_deleted_folders_are_dropped(tmp_path):

@@ -143,7 +143,7 @@ def test_the_lock_admits_one_holder_at_a_time(tmp_path):
     folder = RunFolder(tmp_path)
     with (
         folder.lock(),
-        pytest.raises(RunFolderError, match="in use by another"),
+        pytest.raises(RunFolderError, match="being written by another process"),
         RunFolder(tmp_path).lock(),
     ):
         pass

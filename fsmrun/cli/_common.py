@@ -15,6 +15,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
+from fsmrun.core.io import WriteError
 from fsmrun.core.registry import default_results_root
 
 EXIT_USER_ERROR = 2
@@ -70,7 +71,8 @@ def error_exit(err: BaseException) -> tuple[int, str] | None:
         return EXIT_ENVIRONMENT, f"cannot access {err.path}: {err.reason}"
     if isinstance(err, OSError):
         where = err.filename if err.filename is not None else "(no file named)"
-        return EXIT_ENVIRONMENT, f"cannot access {where}: {err.strerror or err}"
+        verb = "write" if isinstance(err, WriteError) else "access"
+        return EXIT_ENVIRONMENT, f"cannot {verb} {where}: {err.strerror or err}"
     return None
 
 

@@ -21,7 +21,9 @@ from fsmrun.core.registry import (
     RegistryError,
     RunNotFound,
     allocate_run_dir,
+    claim_run_folder,
     default_results_root,
+    iter_run_folders,
     resolve_run,
     run_id_for,
 )
@@ -31,6 +33,7 @@ from fsmrun.core.run_folder import (
     RunFolderError,
     effective_status,
     load_run,
+    lock_held,
     mark_interrupted_if_dead,
     read_metrics,
     read_run_record,
@@ -215,9 +218,11 @@ def test_overwrite_without_a_run_claims_v1(tmp_path):
 
 def test_overwrite_refuses_a_run_whose_writer_holds_its_lock(tmp_path):
     folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
-    with RunFolder(folder).lock():  # a stopped writer keeps its lock past the heartbeat timeout
-        with pytest.raises(RunFolderError, match=r"being written by process \d+ on .*; wait for it"):
-            allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
+    with (
+        RunFolder(folder).lock(),  # a stopped writer keeps its lock past the heartbeat timeout
+        pytest.raises(RunFolderError, match=r"being written by process \d+ on .*; wait for it"),
+    ):
+        allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
     assert allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)[1] == 1
 
 
@@ -483,3 +488,45 @@ def test_unopenable_index_falls_back_to_the_folders(tmp_path):
     (tmp_path / "registry.sqlite").mkdir()  # sqlite cannot open a directory
     (row,) = RegistryIndex(tmp_path).rows()
     assert (row.run_id, row.test_string_acc) == (read_run_record(folder).run_id, 0.5)
+
+
+# ---------------------------------------------------------------------------- atomic claims
+
+
+def test_a_claim_appears_with_its_files_and_its_lock_held(tmp_path):
+    def files(folder, version):
+        write_run_record(folder.path, make_record("regex_a", HASH_A, version))
+
+    folder = claim_run_folder(tmp_path, "regex_a", HASH_A, files)
+    try:
+        assert folder.path == tmp_path / "regex_a" / "a1b2c3d4e5f6" / "v1"
+        assert read_run_record(folder.path).run_id == "regex_a-a1b2c3d4e5f6-v1"
+        assert lock_held(folder.path) is True  # this process holds the lock
+        second = claim_run_folder(tmp_path, "regex_a", HASH_A, files)
+        assert read_run_record(second.path).version == 2  # run.json rewritten for v2
+        second.release_lock()
+    finally:
+        folder.release_lock()
+    assert sorted(p.name for p in folder.path.parent.iterdir()) == ["v1", "v2"]
+
+
+def test_a_claim_killed_before_its_rename_leaves_nothing_visible(tmp_path):
+    hash_dir = tmp_path / "regex_a" / "a1b2c3d4e5f6"
+    hash_dir.mkdir(parents=True)
+    killed = hash_dir / ".claim-0123456789ab"  # what a kill during the claim leaves
+    killed.mkdir()
+    (killed / ".lock").touch()
+    write_run_record(killed, make_record("regex_a", HASH_A, 1))
+    assert list(iter_run_folders(tmp_path)) == []
+    with pytest.raises(RunNotFound):
+        resolve_run(tmp_path, "regex_a-a1b2c3d4e5f6-v1")
+    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A)
+    assert version == 1 and sorted(p.name for p in hash_dir.iterdir()) == ["v1"]
+
+
+def test_a_leftover_empty_version_folder_is_taken_by_the_next_claim(tmp_path, monkeypatch):
+    hash_dir = tmp_path / "regex_a" / "a1b2c3d4e5f6"
+    (hash_dir / "v1").mkdir(parents=True)  # left by an older fsmrun killed in its claim
+    monkeypatch.setattr(registry, "_versions", lambda hash_dir: [])
+    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A)
+    assert version == 1 and (folder / ".lock").is_file()

@@ -98,6 +98,13 @@ def corrupt_files(run_dir: Path) -> int:
     return bad
 
 
+def saved_step(run_dir: Path) -> int | None:
+    try:
+        return json.loads(read_ckpt(run_dir / "checkpoints" / "last.pt")[1]["meta"])["step"]
+    except CheckpointError:
+        return None
+
+
 def fingerprint(run_dir: Path) -> dict:
     """What must be identical to the uninterrupted run."""
     out: dict = {}
@@ -162,8 +169,7 @@ def main() -> None:
         ok = True
         if run_dir is not None:
             corrupt += corrupt_files(run_dir)
-            record = RunFolder(run_dir).read_record()
-            where = f"step {record.steps}, {RunFolder(run_dir).status()}"
+            where = f"{RunFolder(run_dir).status()}, last.pt at step {saved_step(run_dir)}"
             if RunFolder(run_dir).status() != "completed":
                 done = subprocess.run(
                     fsmrun("resume", run_dir, "--results-dir", root), capture_output=True, text=True

@@ -46,6 +46,7 @@ FAULTS = [
     ("metrics_written", 1),
     ("index_txn", 3),  # run.json says completed; the index row is stale
 ]
+PARALLEL = 4
 
 
 def tiny() -> ExperimentConfig:
@@ -90,20 +91,31 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.run_dir
 
 
-def killed_run(tmp_path: Path, fault: str) -> Path:
-    """Train in a subprocess killed at `fault`; the results folder."""
-    config, root = tmp_path / "exp.json", tmp_path / "results"
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int, str]]:
+    """{fault: (results folder, exit code, stderr)} of a training subprocess killed at each
+    fault; they run side by side (most of their time is start-up and fsync)."""
+    config = tmp_path_factory.mktemp("config") / "exp.json"
     config.write_text(tiny().model_dump_json())
-    env = {**os.environ, "FSMRUN_FAULT": fault}
-    proc = subprocess.run(
-        [sys.executable, "-c", TRAIN_SCRIPT, str(config), str(root)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 137, f"{fault} was not reached: {proc.stderr[-2000:]}"
-    return root
+    out, running = {}, []
+    for point, occurrence in [*FAULTS, (None, None)]:
+        if len(running) == PARALLEL or (point is None and running):
+            for fault, root, proc in running:
+                out[fault] = (root, proc.wait(timeout=300), proc.stderr.read())
+            running = []
+        if point is None:
+            break
+        fault = f"{point}:{occurrence}"
+        root = tmp_path_factory.mktemp("killed") / "results"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TRAIN_SCRIPT, str(config), str(root)],
+            env={**os.environ, "FSMRUN_FAULT": fault},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        running.append((fault, root, proc))
+    return out
 
 
 def checkpoint_state(run_dir: Path, name: str) -> dict:
@@ -143,9 +155,10 @@ def assert_equal_states(a, b) -> None:
 
 @pytest.mark.parametrize(("point", "occurrence"), FAULTS, ids=[f"{p}:{n}" for p, n in FAULTS])
 def test_a_kill_at_any_fault_point_resumes_to_the_uninterrupted_result(
-    tmp_path, reference, point, occurrence
+    killed, reference, point, occurrence
 ):
-    root = killed_run(tmp_path, f"{point}:{occurrence}")
+    root, code, stderr = killed[f"{point}:{occurrence}"]
+    assert code == 137, f"{point}:{occurrence} was not reached: {stderr[-2000:]}"
     folders = list(iter_run_folders(root))
     if not folders:  # killed before the run folder existed: nothing to resume
         result = train_one_experiment(tiny(), device="cpu", results_root=root, progress=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fsmrun.core.errors import UserError
 from fsmrun.core.faults import fault_point
+from fsmrun.core.io import WriteError
 from fsmrun.core.run_folder import RUN_FILE, RunFolder, lock_held
 
 RESULTS_ENV_VAR = "FSMRUN_RESULTS_DIR"
@@ -146,16 +147,14 @@ def _claim(
                 continue
             folder.path = hash_dir / f"v{version}"
             return folder
-    except OSError as exc:
+    except BaseException as exc:
         folder.release_lock()
         shutil.rmtree(folder.path, ignore_errors=True)
-        raise RegistryError(
-            f"cannot create a run folder in {hash_dir} ({exc}); {FIX_HINT}"
-        ) from exc
-    except BaseException:
-        folder.release_lock()
-        shutil.rmtree(folder.path, ignore_errors=True)
-        raise
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):  # mkdir, rename
+            raise RegistryError(
+                f"cannot create a run folder in {hash_dir} ({exc}); {FIX_HINT}"
+            ) from exc
+        raise  # a failed write (disk full) names its file
     raise RegistryError(f"no free version under {hash_dir}")
 
 

@@ -15,7 +15,7 @@ import pytest
 from fsmrun.core import index as index_module
 from fsmrun.core import registry
 from fsmrun.core.index import RegistryIndex
-from fsmrun.core.io import atomic_write_json
+from fsmrun.core.io import WriteError, atomic_write_json
 from fsmrun.core.registry import (
     AmbiguousRun,
     RegistryError,
@@ -530,3 +530,12 @@ def test_a_leftover_empty_version_folder_is_taken_by_the_next_claim(tmp_path, mo
     monkeypatch.setattr(registry, "_versions", lambda hash_dir: [])
     folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A)
     assert version == 1 and (folder / ".lock").is_file()
+
+
+def test_a_claim_whose_files_cannot_be_written_names_the_file_and_leaves_nothing(tmp_path):
+    def disk_full(folder, version):
+        raise WriteError(28, "No space left on device", str(folder.run_json))
+
+    with pytest.raises(WriteError, match="run.json: No space left on device"):
+        claim_run_folder(tmp_path, "regex_a", HASH_A, disk_full)
+    assert list((tmp_path / "regex_a" / "a1b2c3d4e5f6").iterdir()) == []

@@ -193,3 +193,5 @@ def test_extending_a_completed_run_from_the_command_line_makes_a_child(cli, trai
     ]
     child = next(r for r in rows if r["run_id"] == child_id)
     assert child["steps"] == 12 and child["status"] == "completed"
+    shown = cli("show", child_id, "--results-dir", trained_copy.root)
+    assert f"{trained_copy.run_ids[0]} from step 8" in shown.stdout

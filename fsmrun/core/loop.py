@@ -19,7 +19,7 @@ from fsmrun.core.early_stop import decide_stop, flat_metrics, update_early_stop
 from fsmrun.core.evaluate import evaluate_splits
 from fsmrun.core.faults import fault_point
 from fsmrun.core.hooks import HookContext, Hooks
-from fsmrun.core.registry import claim_run_folder, default_results_root
+from fsmrun.core.registry import claim_run_folder, default_results_root, resolve_run
 from fsmrun.core.run_folder import HEARTBEAT_S, RunFolder
 from fsmrun.core.session import (
     Session,
@@ -331,10 +331,14 @@ def resume_run(
     controls = SessionControls(hooks, console, progress, max_steps, stop_at_step)
     folder = RunFolder(run_dir)
     old, exp, extend = check_resume(folder, rule=StopRule(epochs, patience, early_stop))
-    start = Start(verified_start(folder), folder if extend else None)
-    if extend and start.checkpoint is None:
-        raise ckpt.CheckpointError(f"{old.run_id} has no last.pt to extend")
     root = Path(results_root) if results_root is not None else folder.results_root
+    start = Start(verified_start(folder), folder if extend else None)
+    if not extend and start.checkpoint is None and old.parent_run is not None:
+        # A child killed before its first last.pt starts again from its parent's.
+        parent = RunFolder(resolve_run(root, old.parent_run))
+        start = Start(verified_start(parent), parent)
+    if start.checkpoint is None and start.parent is not None:
+        raise ckpt.CheckpointError(f"{start.parent.path} has no last.pt to extend")
     torch_device, data = preflight(exp, device, root)
     if extend:
         return _new_run(exp, root, torch_device, controls, data, command, start, False)

@@ -360,3 +360,26 @@ def test_when_recording_a_failure_fails_too_the_run_reads_as_interrupted(tmp_pat
     folder = RunFolder(run_dir)
     assert folder.read_record().status == "running"  # as written last
     assert folder.status() == "interrupted"  # its writer's lock is gone
+
+
+def test_a_child_run_killed_before_its_first_checkpoint_restarts_from_its_parent(
+    tmp_path, monkeypatch
+):
+    import fsmrun.core.loop as loop_module
+
+    parent = _train(micro(epochs=2), tmp_path).run_dir
+    clean = resume_run(parent, epochs=3, device="cpu", progress=False)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed while adopting its parent")
+
+    with monkeypatch.context() as m:
+        m.setattr(loop_module, "adopt_parent", killed)
+        with pytest.raises(RuntimeError, match="adopting"):
+            resume_run(parent, epochs=3, device="cpu", progress=False)
+    (child,) = [p for p in clean.run_dir.parent.iterdir() if p != clean.run_dir]
+    assert not (child / "checkpoints" / "last.pt").exists()
+    result = resume_run(child, device="cpu", progress=False)
+    assert result.status == "completed" and result.steps == 12
+    _assert_same_weights(_weights(clean.run_dir), _weights(child))
+    assert _history(clean.run_dir) == _history(child)

@@ -1,5 +1,8 @@
-"""Kill -9 soak: N trials of `fsmrun train` killed at a random moment (seeded), each resumed with
-`fsmrun resume` (or trained again when no run folder was claimed yet) and compared with a run
+"""Kill -9 soak: N trials of `fsmrun train` killed at a random moment of the run's life (seeded:
+a delay drawn uniformly from the reference run's time from the start of its version claim to
+its exit, counted from the trial's claim; before it the process only starts up and caches the
+corpus), each resumed with `fsmrun resume` (or trained again when no run folder was claimed
+yet) and compared with a run
 never killed: weights, optimizer and meta of last.pt and best.pt, history (clock fields aside),
 metrics.json (wall time aside). Prints `exact k/N, corrupt files c, failed resumes f`.
 
@@ -66,6 +69,13 @@ def fsmrun(*args: str | Path) -> list[str]:
 
 def train_cmd(toml: Path, root: Path) -> list[str]:
     return fsmrun("train", toml, "--results-dir", root)
+
+
+def wait_for_claim(root: Path, proc: subprocess.Popen) -> float:
+    """When the run's version claim starts (its experiment folder appears); polls every 5 ms."""
+    while not (root / "soak").exists() and proc.poll() is None:
+        time.sleep(0.005)
+    return time.monotonic()
 
 
 def the_run(root: Path) -> Path | None:
@@ -145,11 +155,13 @@ def main() -> None:
     toml.write_text(TOML)
     started = time.monotonic()
 
-    t0 = time.monotonic()
-    subprocess.run(train_cmd(toml, work / "reference"), check=True, capture_output=True)
-    duration = time.monotonic() - t0
+    proc = subprocess.Popen(train_cmd(toml, work / "reference"), stdout=subprocess.DEVNULL)
+    claimed = wait_for_claim(work / "reference", proc)
+    if proc.wait() != 0:
+        raise SystemExit("the reference run failed")
+    duration = time.monotonic() - claimed
     reference = fingerprint(the_run(work / "reference"))  # type: ignore[arg-type]
-    print(f"reference run: {duration:.1f}s (process start to exit)", flush=True)
+    print(f"reference run: {duration:.1f}s from its claim to its exit", flush=True)
 
     rng = random.Random(args.seed)
     exact = corrupt = failed = 0
@@ -159,6 +171,7 @@ def main() -> None:
         proc = subprocess.Popen(
             train_cmd(toml, root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        wait_for_claim(root, proc)
         time.sleep(delay)
         killed = proc.poll() is None
         if killed:
@@ -185,7 +198,7 @@ def main() -> None:
         exact += match
         state = "killed" if killed else "finished"
         print(
-            f"trial {trial + 1:>3}: {state} after {delay:5.2f}s ({where}): "
+            f"trial {trial + 1:>3}: {state} {delay:5.2f}s after its claim ({where}): "
             f"{'exact' if match else 'DIFFERENT'}",
             flush=True,
         )

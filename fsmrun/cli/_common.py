@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - older typer on click
     from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
 
 from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
+from fsmrun.core.io import WriteError
 from fsmrun.core.registry import RESULTS_ENV_VAR, default_results_root
 
 EXIT_USER_ERROR = 2
@@ -82,7 +83,8 @@ def error_exit(err: BaseException) -> tuple[int, str] | None:
         return EXIT_ENVIRONMENT, f"cannot access {err.path}: {err.reason}"
     if isinstance(err, OSError):
         where = err.filename if err.filename is not None else "(no file named)"
-        return EXIT_ENVIRONMENT, f"cannot access {where}: {err.strerror or err}"
+        verb = "write" if isinstance(err, WriteError) else "access"
+        return EXIT_ENVIRONMENT, f"cannot {verb} {where}: {err.strerror or err}"
     return None
 
 

@@ -10,7 +10,7 @@ from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import DeviceOption, ProgressOption, ResultsDirOption, RunArg
 from fsmrun.cli._render import finish_run
 from fsmrun.core.registry import resolve_run
-from fsmrun.core.run_folder import RunFolder, effective_status
+from fsmrun.core.run_folder import RunFolder
 
 
 def resume(
@@ -19,27 +19,50 @@ def resume(
         int | None,
         typer.Option(help="Raise the epoch limit (needed to extend a completed run)."),
     ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(min=1, help="Extend a completed run with this early-stopping patience."),
+    ] = None,
+    early_stop: Annotated[
+        bool,
+        typer.Option(
+            "--early-stop/--no-early-stop",
+            help="--no-early-stop: extend a completed run without patience or threshold.",
+        ),
+    ] = True,
     device: DeviceOption = "auto",
     results_dir: ResultsDirOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Continue a run from its last checkpoint, bit for bit where it stopped.
 
-    An interrupted or failed run picks up at the step it saved last (mid-epoch included);
-    a completed run continues when --epochs raises its epoch limit. Resume on the device it
-    trained on for exact results.
+    An interrupted or failed run picks up at the step it saved last (mid-epoch included).
+    A completed run is never changed: --epochs (above its limit), --patience or
+    --no-early-stop extend it into a new run (own config hash and version, naming its parent)
+    that starts from its last checkpoint. Resume on the device it trained on for exact results.
 
     Example:  fsmrun resume regex_a-3f9c2a --epochs 30
     """
     from fsmrun.core import loop
-    from fsmrun.core.session import check_resume
+    from fsmrun.core.session import StopRule, check_resume
 
     root = results_root(results_dir)
     folder = resolve_run(root, run)
-    record, _ = check_resume(RunFolder(folder), epochs)  # fails early, before any set-up
-    status = effective_status(record)
-    console.print(f"resuming {record.run_id} ({status}) from {folder}", markup=False)
+    rule = StopRule(epochs, patience, early_stop)
+    record, _, extend = check_resume(RunFolder(folder), rule=rule)  # fails before any set-up
+    if extend:
+        console.print(f"extending {record.run_id} into a new run from {folder}", markup=False)
+    else:
+        status = RunFolder(folder).status()
+        console.print(f"resuming {record.run_id} ({status}) from {folder}", markup=False)
     result = loop.resume_run(
-        folder, epochs=epochs, device=device, results_root=root, console=console, progress=progress
+        folder,
+        epochs=epochs,
+        patience=patience,
+        early_stop=early_stop,
+        device=device,
+        results_root=root,
+        console=console,
+        progress=progress,
     )
     finish_run(result, root)

@@ -89,6 +89,9 @@ def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
     ]
     if r.hashes is not None:
         record_pairs += [(f"hash {k}", v) for k, v in r.hashes.model_dump().items()]
+    if r.parent_run:
+        record_pairs.append(("extends", f"{r.parent_run} from step {r.parent_step}"))
+    record_pairs += [("checkpoint fallback", note) for note in r.checkpoint_fallbacks]
     if r.error:
         record_pairs.append(("error", r.error))
     out.print(Panel(_grid(record_pairs), title="run.json", title_align="left", expand=False))

@@ -27,7 +27,7 @@ from fsmrun.core.index import RegistryIndex
 from fsmrun.core.io import atomic_write_json
 from fsmrun.core.loop import RunResult, resume_run, train_one_experiment
 from fsmrun.core.registry import AUDITS_DIR, HASH_PREFIX_LEN, iter_run_folders
-from fsmrun.core.run_folder import RunFolder, effective_status
+from fsmrun.core.run_folder import RunFolder
 from fsmrun.schemas.cli import AuditCheck, AuditReport, AuditRun, CheckStatus
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import TIMING_FIELDS
@@ -359,11 +359,13 @@ def mark_verified(results_root: Path, experiment: str, chash: str) -> list[str]:
     index = RegistryIndex(results_root)
     marked = []
     for folder in iter_run_folders(results_root, experiment):
-        record = RunFolder(folder).read_record()
-        if record.config_hash != chash or effective_status(record) == "running":
-            continue
+        run = RunFolder(folder)
+        record = run.read_record()
+        if record.config_hash != chash or run.status() == "running":
+            continue  # a run being written is never touched (its writer holds the lock)
         if record.audit_verified is not True:
-            RunFolder(folder).update_record(audit_verified=True)
+            with run.lock():
+                run.update_record(audit_verified=True)
         index.upsert_folder(folder)
         marked.append(record.run_id)
     return marked

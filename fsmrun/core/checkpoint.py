@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import random
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ import numpy as np
 import torch
 
 from fsmrun.core.errors import UserError
-from fsmrun.core.io import atomic_write_bytes, fsync_dir, prev_path
+from fsmrun.core.faults import fault_point
+from fsmrun.core.io import WriteError, atomic_write_bytes, fsync_dir, prev_path
 from fsmrun.schemas.records import CheckpointMeta
+
+log = logging.getLogger(__name__)
 
 CKPT_FORMAT = "fsmrun-ckpt-1"
 
@@ -51,6 +55,7 @@ class LoadedCheckpoint:
     meta: CheckpointMeta
     config_json: str
     running: dict[str, torch.Tensor]
+    fallback: str | None = None  # why the file asked for was skipped for its .prev copy
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -130,10 +135,15 @@ def save_ckpt(
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
     }
     tmp = path.with_name(f".{path.name}.new")
-    atomic_write_bytes(tmp, _serialize(outer))
-    if keep_previous and path.exists():
-        os.replace(path, prev_path(path))
-    os.replace(tmp, path)
+    try:
+        atomic_write_bytes(tmp, _serialize(outer))
+        if keep_previous and path.exists():
+            os.replace(path, prev_path(path))
+            fault_point("prev_renamed")
+        os.replace(tmp, path)
+    except OSError as err:  # name the checkpoint, not its temporary name
+        tmp.unlink(missing_ok=True)
+        raise WriteError(err.errno, err.strerror or str(err), str(path)) from err
     fsync_dir(path.parent)
     return path
 
@@ -154,8 +164,13 @@ def _read_inner(path: Path) -> dict[str, Any]:
 def read_ckpt(
     path: str | os.PathLike[str], *, fallback: bool = True
 ) -> tuple[Path, dict[str, Any]]:
-    """The verified inner state of `path`, or of `<name>.prev.pt` when `path` is unusable."""
-    path = Path(path)
+    """The verified inner state of `path`, or of `<name>.prev.pt` when `path` is unusable
+    (then one warning names the damaged file and the step of the copy used)."""
+    used, inner, _ = _read_with_fallback(Path(path), fallback)
+    return used, inner
+
+
+def _read_with_fallback(path: Path, fallback: bool) -> tuple[Path, dict[str, Any], str | None]:
     candidates = [path, prev_path(path)] if fallback else [path]
     errors = []
     for candidate in candidates:
@@ -163,9 +178,16 @@ def read_ckpt(
             errors.append(f"{candidate}: missing")
             continue
         try:
-            return candidate, _read_inner(candidate)
+            inner = _read_inner(candidate)
         except CheckpointError as err:
             errors.append(str(err))
+            continue
+        note = None
+        if candidate != path and path.exists():
+            step = CheckpointMeta.model_validate_json(inner[KEY_META]).step
+            note = f"{errors[0]}; using {candidate.name} (step {step}) instead"
+            log.warning(note)
+        return candidate, inner, note
     raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
 
 
@@ -181,9 +203,40 @@ def load_ckpt(
     """Restore model (and optimizer, scaler, RNG states when given) from a checkpoint.
 
     Returns the checkpoint's meta, config JSON and running accumulators. With `fallback`,
-    a corrupt file is skipped for its `.prev` copy.
+    a corrupt file is skipped for its `.prev` copy (with a warning naming it).
     """
-    used, inner = read_ckpt(path, fallback=fallback)
+    verified = verify_ckpt(path, fallback=fallback)
+    return apply_ckpt(verified, model, optimizer, scaler=scaler, restore_rng=restore_rng)
+
+
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    """A checkpoint read and checked (checksum, meta) but not yet applied to anything."""
+
+    path: Path
+    inner: dict[str, Any]
+    meta: CheckpointMeta
+    fallback: str | None
+
+
+def verify_ckpt(path: str | os.PathLike[str], *, fallback: bool = True) -> VerifiedCheckpoint:
+    """Read and check a checkpoint (or its .prev copy); CheckpointError if none is usable."""
+    used, inner, note = _read_with_fallback(Path(path), fallback)
+    return VerifiedCheckpoint(
+        used, inner, CheckpointMeta.model_validate_json(inner[KEY_META]), note
+    )
+
+
+def apply_ckpt(
+    verified: VerifiedCheckpoint,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    restore_rng: bool = False,
+) -> LoadedCheckpoint:
+    """Load a verified checkpoint into the objects given."""
+    inner = verified.inner
     model.load_state_dict(inner[KEY_MODEL])
     if optimizer is not None and inner[KEY_OPTIMIZER]:
         optimizer.load_state_dict(inner[KEY_OPTIMIZER])
@@ -192,8 +245,9 @@ def load_ckpt(
     if restore_rng:
         restore_rng_state(inner[KEY_RNG])
     return LoadedCheckpoint(
-        path=used,
-        meta=CheckpointMeta.model_validate_json(inner[KEY_META]),
+        path=verified.path,
+        meta=verified.meta,
         config_json=inner[KEY_CONFIG],
         running=inner[KEY_RUNNING],
+        fallback=verified.fallback,
     )

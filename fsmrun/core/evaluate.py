@@ -89,10 +89,14 @@ def evaluate_checkpoint(
     data: RunData,
     device: torch.device,
     splits: Sequence[str],
+    notes: list[str] | None = None,
 ) -> tuple[CheckpointMeta, dict[str, SplitMetrics]]:
-    """Load a checkpoint (with its .prev fallback) into a fresh model and evaluate it."""
+    """Load a checkpoint (with its .prev fallback, noted in `notes`) into a fresh model and
+    evaluate it."""
     model = build_model(exp.model, data.vocab.size, data.dfa.num_states)
     loaded = ckpt.load_ckpt(path, model)
+    if loaded.fallback and notes is not None:
+        notes.append(loaded.fallback)
     model.to(device)
     amp_dtype = amp_dtype_for(device, exp.train.amp)
     return loaded.meta, evaluate_splits(model, data, exp, splits, amp_dtype)
@@ -124,11 +128,13 @@ def evaluate_run(
             f"unknown split {unknown[0]!r}; this run has {', '.join(sorted(data.splits))}"
         )
     path = folder.checkpoint(checkpoint)  # type: ignore[arg-type]
-    meta, results = evaluate_checkpoint(path, exp, data, torch_device, wanted)
+    notes: list[str] = []
+    meta, results = evaluate_checkpoint(path, exp, data, torch_device, wanted, notes)
     return EvalReport(
         run_id=record.run_id,
         checkpoint=checkpoint,  # type: ignore[arg-type]
         step=meta.step,
         epoch=meta.epoch,
         splits=results,
+        fallback=notes[0] if notes else None,
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fsmrun.core.io import atomic_write_text
+from fsmrun.core.faults import ARMED, fault_point
+from fsmrun.core.io import WriteError, atomic_write_text
 from fsmrun.schemas.records import HistoryRecord
 
 
@@ -24,18 +25,33 @@ class HistoryWriter:
         return self._count
 
     def append(self, record: HistoryRecord) -> None:
-        self._file.write(record.model_dump_json(exclude_none=True) + "\n")
-        self._file.flush()
+        line = record.model_dump_json(exclude_none=True) + "\n"
+        try:
+            if "history_mid_line" in ARMED:
+                self._file.write(line[: len(line) // 2])
+                self._file.flush()
+                fault_point("history_mid_line")
+                line = line[len(line) // 2 :]
+            self._file.write(line)
+            self._file.flush()
+        except OSError as err:
+            raise WriteError(err.errno, err.strerror or str(err), str(self.path)) from err
         self._count += 1
 
     def sync(self) -> None:
         """Make written lines durable (called before a checkpoint records `history_len`)."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as err:
+            raise WriteError(err.errno, err.strerror or str(err), str(self.path)) from err
 
     def truncate(self, n_lines: int) -> None:
         """Keep the first `n_lines` (used on resume to drop lines past the checkpoint)."""
-        lines = read_history_lines(self.path)[:n_lines]
+        self.rewrite(read_history_lines(self.path)[:n_lines])
+
+    def rewrite(self, lines: list[str]) -> None:
+        """Replace the file by these complete lines, then go on appending."""
         self._file.close()
         atomic_write_text(self.path, "".join(line + "\n" for line in lines))
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115

@@ -13,8 +13,15 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from fsmrun.core.faults import fault_point
 from fsmrun.core.registry import FIX_HINT, RegistryError, iter_run_folders, make_dirs
-from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError, status_now
+from fsmrun.core.run_folder import (
+    STATUSES,
+    RunFolder,
+    RunFolderError,
+    lock_held,
+    status_now,
+)
 from fsmrun.schemas.registry import RunRow
 
 log = logging.getLogger(__name__)
@@ -107,8 +114,9 @@ def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Run
     )
 
 
-def _now_row(row: RunRow) -> RunRow:
-    status = status_now(row.status, row.pid, row.hostname, row.heartbeat)
+def _now_row(root: Path, row: RunRow) -> RunRow:
+    writer = lock_held(root / row.folder) if row.status == "running" else None
+    status = status_now(row.status, row.pid, row.hostname, row.heartbeat, writer=writer)
     return row if status == row.status else row.model_copy(update={"status": status})
 
 
@@ -215,6 +223,7 @@ class RegistryIndex:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     result = work(conn)
+                    fault_point("index_txn")
                     conn.execute("COMMIT")
                     return result
                 finally:
@@ -281,7 +290,7 @@ class RegistryIndex:
                         self._skip(folder, exc)
                         continue
                     log.warning("%s", exc)
-            rows.append(_now_row(row))
+            rows.append(_now_row(self.root, row))
         if status is not None:
             rows = [r for r in rows if r.status == status]
         return _sorted_rows(rows, sort, descending)

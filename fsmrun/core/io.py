@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fsmrun.core.faults import fault_point
+
 # `.<name>.<8 random characters>.tmp`: the hex names written here and the [a-z0-9_] names
 # of tempfile.mkstemp used before, so leftovers of older versions are found too.
 _TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
@@ -29,6 +31,7 @@ class WriteError(OSError):
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename inside `folder` durable (no-op where directories cannot be opened)."""
+    fault_point("before_dir_fsync")
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -81,6 +84,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        fault_point("tmp_written")
         os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:

@@ -4,6 +4,7 @@ stop decided by `decide_stop`), finish (checkpoints evaluated, metrics.json, sta
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,14 @@ from fsmrun.core.dataset import RunData, iter_batches
 from fsmrun.core.determinism import config_hash
 from fsmrun.core.early_stop import decide_stop, flat_metrics, update_early_stop
 from fsmrun.core.evaluate import evaluate_splits
+from fsmrun.core.faults import fault_point
 from fsmrun.core.hooks import HookContext, Hooks
-from fsmrun.core.registry import allocate_run_dir, default_results_root
+from fsmrun.core.registry import claim_run_folder, default_results_root, resolve_run
 from fsmrun.core.run_folder import HEARTBEAT_S, RunFolder
 from fsmrun.core.session import (
     Session,
     SessionControls,
+    StopRule,
     StopSignals,
     check_resume,
     index_quietly,
@@ -34,12 +37,15 @@ from fsmrun.core.session import (
 from fsmrun.core.train_state import (
     TrainingError,
     TrainState,
+    adopt_parent,
     fail_non_finite,
     finish,
+    first_checkpoint,
     log_history,
     log_train,
     restore_state,
     save_state,
+    verified_start,
 )
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import (
@@ -48,6 +54,8 @@ from fsmrun.schemas.records import (
     RunRecord,
     StopReason,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RunResult", "SessionControls", "TrainState", "resume_run", "train_one_experiment"]
 
@@ -166,6 +174,7 @@ def train(s: Session, state: TrainState) -> TrainState:
                 save_state(s, state, "best", None, epoch_done=True, val_metrics=flat)
             goes_on = reason in (None, "interrupted")
             next_batch = s.epoch_order(state.epoch)[0] if goes_on else None
+            state.stop_reason = None if goes_on else reason  # last.pt records the decision
             save_state(s, state, "last", next_batch, epoch_done=True, val_metrics=flat)
             s.hooks.fire("on_epoch_end", ctx(epoch, flat))
             mark = "*" if improved else " "
@@ -192,13 +201,31 @@ def _set_status(s: Session, state: TrainState, status: str, error: str | None = 
     s.update_index()
 
 
-def run_session(s: Session, *, resuming: bool) -> RunResult:
-    """Train (from last.pt when resuming), then finish; statuses kept honest."""
+def _record_failure(
+    folder: RunFolder, record: RunRecord, status: str, error: str, *, index: bool = True
+) -> None:
+    """Best effort: when even this write fails (disk full), run.json says running and the
+    released lock makes it read as interrupted; the original error is what gets raised."""
+    try:
+        folder.set_status(record, status, steps=record.steps, epochs=record.epochs, error=error)
+    except OSError as err:
+        log.warning("could not record the run as %s in run.json (%s)", status, err)
+        return
+    if index:
+        index_quietly(folder)
+
+
+def run_session(s: Session, start: Start) -> RunResult:
+    """Train (from the start's checkpoint, or a step-0 one), then finish; statuses honest."""
     cfg = s.exp.train
     state = TrainState(EarlyStopState(monitor=cfg.monitor, mode=cfg.monitor_mode))
     try:
-        if resuming:
-            state = restore_state(s)
+        if start.checkpoint is not None:
+            state = restore_state(s, start.checkpoint, same_config=start.parent is None)
+            if start.parent is not None:
+                adopt_parent(s, start.parent, start.checkpoint, state)
+        else:
+            first_checkpoint(s, state)
         amp = f"  amp {str(s.amp_dtype).removeprefix('torch.')}" if s.amp_dtype else ""
         s.reporter.info(f"[bold]{s.record.run_id}[/]  {s.model.summary()}  device {s.device}{amp}")
         state = train(s, state)
@@ -218,10 +245,16 @@ def run_session(s: Session, *, resuming: bool) -> RunResult:
     except BaseException as err:
         s.reporter.end_epoch("")
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        _set_status(s, state, status, error=f"{type(err).__name__}: {err}")
+        s.record = s.record.model_copy(update={"steps": state.step, "epochs": state.epoch})
+        _record_failure(
+            s.folder, s.record, status, f"{type(err).__name__}: {err}", index=s.controls.index
+        )
         raise
     finally:
-        s.history.sync()
+        try:
+            s.history.sync()
+        except OSError as err:
+            log.warning("%s", err)
     log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
     if state.stop_reason == "interrupted":
         _set_status(s, state, "interrupted")
@@ -229,6 +262,7 @@ def run_session(s: Session, *, resuming: bool) -> RunResult:
             s.record.run_id, s.folder.path, "interrupted", "interrupted", None, state.step
         )
     metrics = finish(s, state)
+    fault_point("metrics_written")
     _set_status(s, state, "completed")
     s.history.close()
     return RunResult(
@@ -237,6 +271,15 @@ def run_session(s: Session, *, resuming: bool) -> RunResult:
 
 
 # ---------------------------------------------------------------------------- entry points
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a session starts: a verified checkpoint (None: step 0), and for a child run the
+    parent folder it came from."""
+
+    checkpoint: ckpt.VerifiedCheckpoint | None = None
+    parent: RunFolder | None = None
 
 
 def train_one_experiment(
@@ -256,23 +299,24 @@ def train_one_experiment(
     """Train `exp` from scratch into a new run folder and return where it landed.
 
     Pre-flight first (device, writable results folder, language, corpus: a UserError before
-    any run folder is claimed), then `<root>/<experiment>/<hash12>/v<N>/` is claimed and
-    trained. `max_steps` ends training early (audits); `stop_at_step` behaves like an
-    interruption after that step (tests of exact resume). `index=False` leaves the SQLite
-    index alone (sweep workers: the coordinator indexes the folder).
+    any run folder is claimed), then `<root>/<experiment>/<hash12>/v<N>/` is claimed (with
+    run.json and config.json, under its lock) and trained from a step-0 checkpoint.
+    `max_steps` ends training early (audits); `stop_at_step` behaves like an interruption
+    after that step (tests of exact resume). `index=False` leaves the SQLite index alone
+    (sweep workers: the coordinator indexes the folder).
     """
     controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
     root = default_results_root(results_root)
     torch_device, data = preflight(exp, device, root)
-    path, version = allocate_run_dir(root, exp.name, config_hash(exp), overwrite=overwrite)
-    record = new_record(exp, version, torch_device, command)
-    return _launch(exp, RunFolder(path), record, torch_device, controls, data, resuming=False)
+    return _new_run(exp, root, torch_device, controls, data, command, Start(), overwrite)
 
 
 def resume_run(
     run_dir: str | Path,
     *,
     epochs: int | None = None,
+    patience: int | None = None,
+    early_stop: bool = True,
     device: str = "auto",
     results_root: str | Path | None = None,
     hooks: Hooks | None = None,
@@ -283,20 +327,59 @@ def resume_run(
     stop_at_step: int | None = None,
     index: bool = True,
 ) -> RunResult:
-    """Continue the run in `run_dir` from its last checkpoint, exactly where it stopped.
+    """Continue the run in `run_dir` exactly where it stopped, or extend a completed one.
 
-    The resume rules apply (`session.check_resume`): an interrupted or failed run continues; a
-    completed one only when `epochs` raises its limit (the learning-rate schedule is then
-    recomputed for the new length); a running one is refused. `index` as for
-    `train_one_experiment`.
+    The resume rules apply (`session.check_resume`): an interrupted or failed run continues in
+    place from its last checkpoint, as it was (checked before anything is written); a completed
+    one is extended, given a new stopping rule (`epochs` above its limit, `patience`, or
+    `early_stop=False`), into a NEW run (its own config hash and version, run.json naming the
+    parent and step) that starts from the parent's last checkpoint; the parent is not touched.
+    A run whose writer holds its lock is refused. `index` as for `train_one_experiment`.
     """
     controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
     folder = RunFolder(run_dir)
-    old, exp = check_resume(folder, epochs)
+    old, exp, extend = check_resume(folder, rule=StopRule(epochs, patience, early_stop))
     root = Path(results_root) if results_root is not None else folder.results_root
+    start = Start(verified_start(folder), folder if extend else None)
+    if not extend and start.checkpoint is None and old.parent_run is not None:
+        # A child killed before its first last.pt starts again from its parent's.
+        parent = RunFolder(resolve_run(root, old.parent_run))
+        start = Start(verified_start(parent), parent)
+    if start.checkpoint is None and start.parent is not None:
+        raise ckpt.CheckpointError(f"{start.parent.path} has no last.pt to extend")
     torch_device, data = preflight(exp, device, root)
-    record = resumed_record(old, torch_device, command)
-    return _launch(exp, folder, record, torch_device, controls, data, resuming=True)
+    if extend:
+        return _new_run(exp, root, torch_device, controls, data, command, start, False)
+    with folder.lock():
+        fallback = start.checkpoint.fallback if start.checkpoint else None
+        record = resumed_record(old, torch_device, command, fallback)
+        return _launch(exp, folder, record, torch_device, controls, data, start)
+
+
+def _new_run(
+    exp: ExperimentConfig,
+    root: Path,
+    device: torch.device,
+    controls: SessionControls,
+    data: RunData | None,
+    command: list[str] | None,
+    start: Start,
+    overwrite: bool,
+) -> RunResult:
+    """Claim a new run folder (run.json and config.json in it from its first moment), run."""
+    parent = None
+    if start.parent is not None and start.checkpoint is not None:
+        parent = (start.parent.read_record().run_id, start.checkpoint.meta.step)
+
+    def make_files(folder: RunFolder, version: int) -> None:
+        folder.write_record(new_record(exp, version, device, command, parent))
+        folder.write_config(exp)
+
+    folder = claim_run_folder(root, exp.name, config_hash(exp), make_files, overwrite=overwrite)
+    try:
+        return _launch(exp, folder, folder.read_record(), device, controls, data, start)
+    finally:
+        folder.release_lock()
 
 
 def _launch(
@@ -306,29 +389,20 @@ def _launch(
     device: torch.device,
     controls: SessionControls,
     data: RunData | None,
-    *,
-    resuming: bool,
+    start: Start,
 ) -> RunResult:
-    """Hold the folder's lock, write the running record, set up (a failure marks the run
-    failed), run."""
+    """Under the folder's lock (held until the last write): the running record, set-up (a
+    failure marks the run failed), static files unless resuming in place, run."""
     with folder.lock():
-        if resuming and folder.read_config() != exp:  # extended: the new epoch limit
-            folder.write_config(exp)
         record = folder.write_record(record)
         try:
             s = open_session(exp, folder, record, device, controls, data)
-            if not resuming:
+            if start.checkpoint is None or start.parent is not None:
                 write_static_files(s)
         except BaseException as err:
-            folder.set_status(
-                record,
-                "failed",
-                steps=record.steps,
-                epochs=record.epochs,
-                error=f"{type(err).__name__}: {err}",
+            _record_failure(
+                folder, record, "failed", f"{type(err).__name__}: {err}", index=controls.index
             )
-            if controls.index:
-                index_quietly(folder)
             raise
         s.update_index()
-        return run_session(s, resuming=resuming)
+        return run_session(s, start)

@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fsmrun.core.errors import UserError
-from fsmrun.core.run_folder import RUN_FILE, RunFolder, RunFolderError, effective_status
+from fsmrun.core.faults import fault_point
+from fsmrun.core.io import WriteError
+from fsmrun.core.run_folder import RUN_FILE, RunFolder, RunFolderError, lock_held
 from fsmrun.schemas.records import RunRecord
 
 RESULTS_ENV_VAR = "FSMRUN_RESULTS_DIR"
@@ -100,62 +104,109 @@ def make_dirs(folder: Path) -> None:
         raise RegistryError(f"cannot create folder {folder} ({exc.strerror}); {FIX_HINT}") from exc
 
 
-def _claim(hash_dir: Path, first: int) -> int:
-    """Create v<N> for the smallest free N >= first; mkdir is atomic, so one process wins each N."""
-    version = first
-    for _ in range(100_000):
+CLAIM_PREFIX = ".claim-"
+STALE_CLAIM_S = 60.0  # a claim folder this old without a lock file belongs to a killed process
+
+
+def _remove_stale_claims(hash_dir: Path) -> None:
+    """Delete `.claim-*` folders of claims killed before their rename (lock free)."""
+    for name in os.listdir(hash_dir):
+        if not name.startswith(CLAIM_PREFIX):
+            continue
+        claim = hash_dir / name
+        held = lock_held(claim)
         try:
-            os.mkdir(hash_dir / f"v{version}")
-            return version
-        except FileExistsError:
-            version += 1
-        except OSError as exc:
+            age = time.time() - claim.stat().st_mtime
+        except OSError:
+            continue
+        if held is False or (held is None and age > STALE_CLAIM_S):
+            shutil.rmtree(claim, ignore_errors=True)
+
+
+def _claim(
+    hash_dir: Path, first: int, make_files: Callable[[RunFolder, int], None] | None
+) -> RunFolder:
+    """Build the run folder under a hidden temporary name, its lock held and `make_files`
+    (run.json, config.json) written, then rename it to v<N> for the smallest free N >= first.
+    A rename never replaces a non-empty folder, so one process wins each N; a killed claim
+    leaves only a hidden `.claim-*` folder, removed by the next claim."""
+    folder = RunFolder(hash_dir / f"{CLAIM_PREFIX}{uuid.uuid4().hex[:12]}")
+    try:
+        os.mkdir(folder.path)
+        folder.acquire_lock(new_folder=True)  # never empty; its lock held from here on
+        version = first
+        for _ in range(100_000):
+            if make_files is not None:
+                make_files(folder, version)
+            fault_point("version_claim")
+            try:
+                os.rename(folder.path, hash_dir / f"v{version}")
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                    raise
+                version += 1
+                continue
+            folder.path = hash_dir / f"v{version}"
+            return folder
+    except BaseException as exc:
+        folder.release_lock()
+        shutil.rmtree(folder.path, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):  # mkdir, rename
             raise RegistryError(
                 f"cannot create a run folder in {hash_dir} ({exc}); {FIX_HINT}"
             ) from exc
+        raise  # a failed write (disk full) names its file
     raise RegistryError(f"no free version under {hash_dir}")
+
+
+def version_of(folder: Path) -> int:
+    """N of a `v<N>` folder."""
+    return int(folder.name[1:])
+
+
+def claim_run_folder(
+    root: str | os.PathLike[str],
+    experiment: str,
+    config_hash: str,
+    make_files: Callable[[RunFolder, int], None] | None = None,
+    *,
+    overwrite: bool = False,
+) -> RunFolder:
+    """Claim `<root>/<experiment>/<hash12>/v<N>/` atomically and return it, its writer lock
+    held: it appears with the files `make_files(folder, N)` wrote (run.json first) or not at all.
+
+    N is one past the newest version; two processes started together get different versions.
+    With `overwrite`, the newest version is replaced (moved aside atomically, claimed again,
+    then its old tree deleted); a run whose writer still holds its lock is refused.
+    """
+    hash_dir = Path(root) / experiment / config_hash[:HASH_PREFIX_LEN]
+    make_dirs(hash_dir)
+    _remove_stale_claims(hash_dir)
+    existing = _versions(hash_dir)
+    if overwrite and existing:
+        newest = existing[-1]
+        folder = hash_dir / f"v{newest}"
+        RunFolder(folder).refuse_if_written()
+        trash = hash_dir / f".trash-v{newest}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(folder, trash)
+        except FileNotFoundError:  # another process moved it first: take a fresh version
+            return claim_run_folder(root, experiment, config_hash, make_files)
+        except OSError as exc:
+            raise RegistryError(f"cannot replace {folder} ({exc.strerror}); {FIX_HINT}") from exc
+        claimed = _claim(hash_dir, newest, make_files)
+        shutil.rmtree(trash, ignore_errors=True)
+        return claimed
+    return _claim(hash_dir, existing[-1] + 1 if existing else 1, make_files)
 
 
 def allocate_run_dir(
     root: str | os.PathLike[str], experiment: str, config_hash: str, *, overwrite: bool = False
 ) -> tuple[Path, int]:
-    """Claim `<root>/<experiment>/<hash12>/v<N>/` and return (folder, N).
-
-    N is one past the newest version; two processes started together get different versions.
-    With `overwrite`, the newest version is replaced (moved aside atomically, claimed again,
-    then its old tree deleted); a newest run that is still alive is refused.
-    """
-    hash_dir = Path(root) / experiment / config_hash[:HASH_PREFIX_LEN]
-    make_dirs(hash_dir)
-    existing = _versions(hash_dir)
-    if overwrite and existing:
-        newest = existing[-1]
-        folder = hash_dir / f"v{newest}"
-        _refuse_if_alive(folder)
-        trash = hash_dir / f".trash-v{newest}-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(folder, trash)
-        except FileNotFoundError:  # another process moved it first: take a fresh version
-            return allocate_run_dir(root, experiment, config_hash)
-        except OSError as exc:
-            raise RegistryError(f"cannot replace {folder} ({exc.strerror}); {FIX_HINT}") from exc
-        version = _claim(hash_dir, newest)
-        shutil.rmtree(trash, ignore_errors=True)
-        return hash_dir / f"v{version}", version
-    version = _claim(hash_dir, existing[-1] + 1 if existing else 1)
-    return hash_dir / f"v{version}", version
-
-
-def _refuse_if_alive(folder: Path) -> None:
-    try:
-        record = RunFolder(folder).read_record()
-    except RunFolderError:
-        return
-    if effective_status(record) == "running":
-        raise RegistryError(
-            f"cannot overwrite {record.run_id}: it is still running (pid {record.pid} on "
-            f"{record.hostname}); stop it first or run without --overwrite"
-        )
+    """Claim a run folder holding no run files yet (lock released); (folder, N)."""
+    folder = claim_run_folder(root, experiment, config_hash, overwrite=overwrite)
+    folder.release_lock()
+    return folder.path, version_of(folder.path)
 
 
 def iter_run_folders(root: str | os.PathLike[str], experiment: str | None = None) -> Iterator[Path]:

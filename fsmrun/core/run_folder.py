@@ -17,7 +17,12 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ValidationError
 
 from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
-from fsmrun.core.io import atomic_write_json, atomic_write_text, prev_path
+from fsmrun.core.io import (
+    atomic_write_json,
+    atomic_write_text,
+    prev_path,
+    remove_stale_temp_files,
+)
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import EnvInfo, Metrics, RunRecord, RunStatus
 
@@ -37,6 +42,7 @@ CheckpointName = Literal["last", "best"]
 HEARTBEAT_S = 10.0
 HEARTBEAT_TIMEOUT_S = 120.0
 STATUSES: tuple[str, ...] = get_args(RunStatus)
+LOCK_ATTEMPTS = 5
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -74,11 +80,21 @@ def pid_alive(pid: int) -> bool:
 
 
 def status_now(
-    status: str, pid: int | None, hostname: str, heartbeat: float, now: float | None = None
+    status: str,
+    pid: int | None,
+    hostname: str,
+    heartbeat: float,
+    now: float | None = None,
+    *,
+    writer: bool | None = None,
 ) -> str:
-    """`status`, but a running one with a dead pid here or a stale heartbeat is interrupted."""
+    """`status`, but a running one whose writer is gone is interrupted. `writer` is what the
+    folder's lock says (held or not); only where it cannot be probed (None) do a dead pid on
+    this host or a heartbeat older than HEARTBEAT_TIMEOUT_S decide."""
     if status != "running":
         return status
+    if writer is not None:
+        return "running" if writer else "interrupted"
     now = time.time() if now is None else now
     if now - heartbeat > HEARTBEAT_TIMEOUT_S:
         return "interrupted"
@@ -87,10 +103,37 @@ def status_now(
     return "running"
 
 
-def effective_status(record: RunRecord, *, now: float | None = None) -> str:
-    """The record's status, except that a 'running' run whose process is gone (pid dead on this
-    host, or no heartbeat for HEARTBEAT_TIMEOUT_S) is 'interrupted'."""
-    return status_now(record.status, record.pid, record.hostname, record.heartbeat, now)
+def lock_held(folder: str | os.PathLike[str]) -> bool | None:
+    """Whether a process holds the folder's writer lock: a non-blocking shared flock probe on
+    `.lock` (nothing is created). None where it cannot be probed (no lock file, no flock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock on this platform
+        return None
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock
+    return False
+
+
+def effective_status(
+    record: RunRecord, *, now: float | None = None, folder: str | os.PathLike[str] | None = None
+) -> str:
+    """The record's status, except that a 'running' run whose writer is gone is 'interrupted':
+    from the lock of `folder` when given and probeable, else from its pid and heartbeat."""
+    writer = lock_held(folder) if folder is not None and record.status == "running" else None
+    return status_now(
+        record.status, record.pid, record.hostname, record.heartbeat, now, writer=writer
+    )
 
 
 # ---------------------------------------------------------------------------- the folder
@@ -113,7 +156,7 @@ class RunInfo:
     @property
     def status(self) -> str:
         """Status now (see `effective_status`)."""
-        return effective_status(self.record)
+        return effective_status(self.record, folder=self.folder)
 
 
 class RunFolder:
@@ -191,6 +234,10 @@ class RunFolder:
 
     def is_run(self) -> bool:
         return self.run_json.is_file()
+
+    def status(self) -> str:
+        """The run's status now (see `effective_status`): liveness from the lock."""
+        return effective_status(self.read_record(), folder=self.path)
 
     # -- reading
     def read_record(self) -> RunRecord:
@@ -298,36 +345,89 @@ class RunFolder:
     def mark_interrupted_if_dead(self) -> RunRecord:
         """Persist 'interrupted' if the record says running but its process is gone."""
         record = self.read_record()
-        if record.status == "running" and effective_status(record) == "interrupted":
-            record = self.update_record(status="interrupted", updated=time.time(), pid=None)
+        if record.status == "running" and self.status() == "interrupted":
+            with self.lock():
+                record = self.update_record(status="interrupted", updated=time.time(), pid=None)
         return record
 
     # -- lock
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold an exclusive OS lock on the folder (one writing process at a time)."""
+    def acquire_lock(self, *, new_folder: bool = False) -> None:
+        """Take the folder's exclusive writer lock (kept until `release_lock` or the process
+        ends: a stopped process keeps it), then clear leftovers of killed writes.
+        RunFolderError naming the holder when another process has it. In a `new_folder` the
+        lock file appears already locked (made and locked aside, then renamed in), so no probe
+        ever finds it free."""
+        if self._lock_fd is not None:
+            return
         try:
             import fcntl
         except ImportError:  # pragma: no cover - no flock on this platform
-            yield
             return
         path = self.path / LOCK_FILE
+        aside = self.path / f"{LOCK_FILE}.new"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(
+                aside if new_folder else path,
+                os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                0o644,
+            )
         except OSError as exc:
             raise EnvironmentFailure.from_os_error(exc, path) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RunFolderError(
-                f"{self.path} is in use by another fsmrun process; wait for it or stop it"
-            ) from None
+        for attempt in range(LOCK_ATTEMPTS):  # a reader's probe holds it for microseconds
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt + 1 == LOCK_ATTEMPTS:
+                    os.close(fd)
+                    raise RunFolderError(self.in_use_message()) from None
+                time.sleep(0.02)
+        self._lock_fd = fd
+        if new_folder:
+            os.replace(aside, path)
+        self.remove_leftovers()
+
+    def release_lock(self) -> None:
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)  # closing the descriptor releases the flock
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the exclusive writer lock for the block (kept if it was held before)."""
+        held = self._lock_fd is not None
+        self.acquire_lock()
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            if not held:
+                self.release_lock()
+
+    def in_use_message(self) -> str:
+        """'run X is being written by process PID on HOST; ...' from run.json."""
+        try:
+            record = self.read_record()
+        except RunFolderError:
+            return f"{self.path} is being written by another process; wait for it or kill it"
+        return (
+            f"run {record.run_id} is being written by process {record.pid} on "
+            f"{record.hostname}; wait for it or kill it"
+        )
+
+    def refuse_if_written(self) -> None:
+        """RunFolderError if a process holds the writer lock (or, unprobeable, looks alive)."""
+        if self.is_run() and self.status() == "running":
+            raise RunFolderError(self.in_use_message())
+
+    def remove_leftovers(self) -> list[Path]:
+        """Temporary files of writes a killed process never finished (call under the lock)."""
+        removed = remove_stale_temp_files(self.path)
+        for name in ("last", "best"):
+            new = self.checkpoint(name).with_name(f".{name}.pt.new")
+            if new.exists():
+                new.unlink(missing_ok=True)
+                removed.append(new)
+        return removed
 
 
 # Module-level readers, for callers holding a folder path.

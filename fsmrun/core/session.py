@@ -29,7 +29,7 @@ from fsmrun.core.model import build_model
 from fsmrun.core.optim import optimizer_from_config
 from fsmrun.core.registry import RegistryError, check_writable, corpus_cache_dir, run_id_for
 from fsmrun.core.run_data import build_data
-from fsmrun.core.run_folder import RunFolder, effective_status
+from fsmrun.core.run_folder import RunFolder
 from fsmrun.core.step import StepRunner
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunHashes, RunRecord
@@ -66,43 +66,79 @@ def preflight(
     return torch_device, build_data(exp, torch_device, corpus_cache_dir(root))
 
 
-def check_resume(folder: RunFolder, epochs: int | None) -> tuple[RunRecord, ExperimentConfig]:
-    """The resume rules: an interrupted or failed run continues; a completed one only when
-    `epochs` raises its epoch limit; a running one, or one without config.json, does not.
+@dataclass(frozen=True)
+class StopRule:
+    """A new stopping rule for an extension: a higher epoch limit, a patience, or none."""
 
-    Returns the run's record and its config (with the new epoch limit). UserError otherwise.
+    epochs: int | None = None
+    patience: int | None = None
+    early_stop: bool = True
+
+    def changes(self) -> bool:
+        return self.epochs is not None or self.patience is not None or not self.early_stop
+
+    def apply(self, config: ExperimentConfig) -> ExperimentConfig:
+        update: dict[str, object] = {}
+        if self.epochs is not None:
+            update["epochs"] = self.epochs
+        if self.patience is not None:
+            update["patience"] = self.patience
+        if not self.early_stop:
+            update.update(patience=None, stop_threshold=None)
+        train = config.train.model_validate({**config.train.model_dump(), **update})
+        return config.model_copy(update={"train": train})
+
+
+def check_resume(
+    folder: RunFolder, epochs: int | None = None, rule: StopRule | None = None
+) -> tuple[RunRecord, ExperimentConfig, bool]:
+    """The resume rules: an interrupted or failed run continues in place, as it was; a
+    completed one is extended into a new child run, and only with a new stopping rule
+    (`epochs` above its limit, a patience, or no early stopping); a run whose writer holds its
+    lock, or one without config.json, does not. Nothing is written.
+
+    Returns the run's record, the config to train and whether it is an extension.
     """
+    rule = rule or StopRule()
+    if epochs is not None:
+        rule = StopRule(epochs, rule.patience, rule.early_stop)
     record = folder.read_record()
-    status = effective_status(record)
+    status = folder.status()
     config = folder.read_config()
+    if status == "running":
+        raise UserError(folder.in_use_message())
     if config is None:
         raise UserError(f"{record.run_id} has no config.json: it died during set-up; train anew")
-    if status == "running":
-        raise UserError(
-            f"{record.run_id} is still running (pid {record.pid} on {record.hostname}); "
-            "stop it first"
-        )
     limit = config.train.epochs
-    if epochs is not None and epochs < limit:
+    if rule.epochs is not None and rule.epochs < limit:
         raise UserError(
-            f"--epochs {epochs} is below the run's epoch limit ({limit}); "
+            f"--epochs {rule.epochs} is below the run's epoch limit ({limit}); "
             "resume can only extend a run"
         )
-    if status == "completed" and (epochs is None or epochs == limit):
+    extended = rule.apply(config) if rule.changes() else config
+    if status != "completed":
+        if extended != config:
+            raise UserError(
+                f"{record.run_id} is {status}: it resumes with its own stopping rule; resume "
+                "it without --epochs/--patience/--no-early-stop, then extend the completed run"
+            )
+        return record, config, False
+    if extended == config:
         raise UserError(
             f"{record.run_id} is completed ({limit} epochs); pass --epochs N with "
-            f"N > {limit} to extend it"
+            f"N > {limit}, --patience N or --no-early-stop to extend it into a new run"
         )
-    if epochs is not None and epochs != limit:
-        train = config.train.model_copy(update={"epochs": epochs})
-        config = config.model_copy(update={"train": train})
-    return record, config
+    return record, extended, True
 
 
 def new_record(
-    exp: ExperimentConfig, version: int, device: torch.device, command: list[str] | None
+    exp: ExperimentConfig,
+    version: int,
+    device: torch.device,
+    command: list[str] | None,
+    parent: tuple[str, int] | None = None,
 ) -> RunRecord:
-    """The record of a fresh run, status running."""
+    """The record of a fresh run, status running (`parent`: run id and step it extends)."""
     now = time.time()
     chash = config_hash(exp)
     return RunRecord(
@@ -120,11 +156,15 @@ def new_record(
         heartbeat=now,
         pid=os.getpid(),
         hostname=socket.gethostname(),
+        parent_run=parent[0] if parent else None,
+        parent_step=parent[1] if parent else None,
     )
 
 
-def resumed_record(old: RunRecord, device: torch.device, command: list[str] | None) -> RunRecord:
-    """`old`, running again in this process."""
+def resumed_record(
+    old: RunRecord, device: torch.device, command: list[str] | None, fallback: str | None = None
+) -> RunRecord:
+    """`old`, running again in this process (`fallback`: a damaged checkpoint skipped)."""
     now = time.time()
     return old.model_copy(
         update={
@@ -137,6 +177,7 @@ def resumed_record(old: RunRecord, device: torch.device, command: list[str] | No
             "hostname": socket.gethostname(),
             "times_resumed": old.times_resumed + 1,
             "error": None,
+            "checkpoint_fallbacks": old.checkpoint_fallbacks + ([fallback] if fallback else []),
         }
     )
 

@@ -13,9 +13,12 @@ import fsmrun
 from fsmrun.core import checkpoint as ckpt
 from fsmrun.core.dataset import batch_fingerprint
 from fsmrun.core.determinism import config_hash
-from fsmrun.core.errors import FsmrunError
+from fsmrun.core.errors import FsmrunError, UserError
 from fsmrun.core.evaluate import evaluate_checkpoint
-from fsmrun.core.run_folder import CheckpointName
+from fsmrun.core.faults import fault_point
+from fsmrun.core.history import read_history_lines
+from fsmrun.core.io import atomic_write_bytes
+from fsmrun.core.run_folder import CheckpointName, RunFolder
 from fsmrun.core.session import Session
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import (
@@ -26,6 +29,10 @@ from fsmrun.schemas.records import (
     Metrics,
     StopReason,
 )
+
+# Stops decided by the run's own rule: recorded in last.pt, so a resume after a kill that
+# came before 'completed' goes straight to finishing.
+RULE_STOPS = ("max_epochs", "patience", "threshold")
 
 
 class TrainingError(FsmrunError):
@@ -73,6 +80,7 @@ def save_state(
         fsmrun_version=fsmrun.__version__,
         wall_time_s=state.wall_time_s,
         val_metrics=val_metrics,
+        stop_reason=state.stop_reason if state.stop_reason in RULE_STOPS else None,
     )
     ckpt.save_ckpt(
         s.folder.checkpoint(name),
@@ -85,23 +93,44 @@ def save_state(
     )
 
 
-def restore_state(s: Session) -> TrainState:
-    """Continue from last.pt (or its .prev copy): weights, optimizer, RNG, position."""
-    loaded = ckpt.load_ckpt(
-        s.folder.checkpoint("last"), s.model, s.optimizer, scaler=s.scaler, restore_rng=True
-    )
+def verified_start(folder: RunFolder) -> ckpt.VerifiedCheckpoint | None:
+    """The checkpoint a resume of `folder` starts from, read and checked before anything in
+    the folder is touched: last.pt (or its .prev copy, with a warning), and a history.jsonl
+    holding every line it counted. None when the run died before its step-0 checkpoint (it
+    then starts over at step 0). UserError when it cannot continue exactly."""
+    if not folder.has_checkpoint("last"):
+        return None
+    verified = ckpt.verify_ckpt(folder.checkpoint("last"))
+    complete = len(read_history_lines(folder.history))
+    if complete < verified.meta.history_len:
+        raise UserError(
+            f"{folder.history} holds {complete} complete lines but the checkpoint at step "
+            f"{verified.meta.step} counted {verified.meta.history_len}: it was cut or damaged "
+            "after the save, so the run cannot continue exactly; train it anew"
+        )
+    return verified
+
+
+def restore_state(
+    s: Session, verified: ckpt.VerifiedCheckpoint, *, same_config: bool = True
+) -> TrainState:
+    """Continue from a verified checkpoint: weights, optimizer, RNG, position, stop decision.
+    `same_config`: the checkpoint must belong to this configuration (not so for a child run,
+    which starts from its parent's)."""
+    loaded = ckpt.apply_ckpt(verified, s.model, s.optimizer, scaler=s.scaler, restore_rng=True)
     meta = loaded.meta
     saved = ExperimentConfig.model_validate_json(loaded.config_json)
     extended = saved.model_copy(
         update={"train": saved.train.model_copy(update={"epochs": s.exp.train.epochs})}
     )
-    if config_hash(extended) != s.config_hash:
+    if same_config and config_hash(extended) != s.config_hash:
         raise TrainingError(
             f"{loaded.path}: checkpoint belongs to another configuration "
             f"({meta.config_hash[:12]} vs {s.config_hash[:12]})"
         )
     s.runner.load_running_state(loaded.running)
-    s.history.truncate(meta.history_len)
+    if same_config:
+        s.history.truncate(meta.history_len)
     if meta.batch_in_epoch < s.steps_per_epoch and meta.next_batch_fingerprint:
         index = s.epoch_order(meta.epoch)[meta.batch_in_epoch]
         if batch_fingerprint(index) != meta.next_batch_fingerprint:
@@ -116,7 +145,29 @@ def restore_state(s: Session) -> TrainState:
         meta.batch_in_epoch,
         meta.wall_time_s,
         meta.history_len,
+        stop_reason=meta.stop_reason if same_config else None,
     )
+
+
+def first_checkpoint(s: Session, state: TrainState) -> None:
+    """last.pt at step 0 (history emptied): from here on the run can always be resumed."""
+    s.history.truncate(0)
+    save_state(s, state, "last", s.epoch_order(0)[0], epoch_done=False)
+
+
+def adopt_parent(
+    s: Session, parent: RunFolder, verified: ckpt.VerifiedCheckpoint, state: TrainState
+) -> None:
+    """A child run's first moment, `state` restored from its parent's last.pt: the parent's
+    history up to that checkpoint, its best.pt, and last.pt under the child's configuration."""
+    s.history.rewrite(read_history_lines(parent.history)[: verified.meta.history_len])
+    if parent.has_checkpoint("best"):
+        best = ckpt.verify_ckpt(parent.checkpoint("best"))
+        atomic_write_bytes(s.folder.checkpoint("best"), best.path.read_bytes())
+    meta = verified.meta
+    going_on = meta.batch_in_epoch < s.steps_per_epoch
+    next_batch = s.epoch_order(meta.epoch)[meta.batch_in_epoch] if going_on else None
+    save_state(s, state, "last", next_batch, epoch_done=meta.epoch_done)
 
 
 def finish(s: Session, state: TrainState) -> Metrics | None:
@@ -131,6 +182,7 @@ def finish(s: Session, state: TrainState) -> Metrics | None:
         return CheckpointEval(step=meta.step, epoch=meta.epoch, **results)
 
     last = evaluated("last")
+    fault_point("final_eval")
     best = evaluated("best") if s.folder.checkpoint("best").exists() else last
     metrics = Metrics(
         run_id=s.record.run_id,

@@ -21,6 +21,10 @@ class EvalReport(_Doc):
     step: int = Field(description="Optimizer steps taken when the checkpoint was saved.")
     epoch: int = Field(description="Epochs completed when the checkpoint was saved.")
     splits: dict[str, SplitMetrics] = Field(description="Metrics per split (val, test, test_ood).")
+    fallback: str | None = Field(
+        default=None,
+        description="Set when the checkpoint was damaged and its .prev copy was evaluated: why.",
+    )
 
 
 CheckStatus = Literal["identical", "within_tolerance", "different"]

@@ -146,6 +146,11 @@ class CheckpointMeta(_Record):
     val_metrics: dict[str, float] | None = Field(
         default=None, description="Validation metrics at save time (flat)."
     )
+    stop_reason: StopReason | None = Field(
+        default=None,
+        description="Set when the run's own stopping rule ended training at this checkpoint: "
+        "a resume goes straight to finishing.",
+    )
 
 
 class EnvInfo(_Record):
@@ -203,3 +208,13 @@ class RunRecord(_Record):
         default=None, description="True once audit-determinism verified this config."
     )
     error: str | None = Field(default=None, description="Why the run failed, if it did.")
+    parent_run: str | None = Field(
+        default=None, description="Run id this run extends (it started from its last.pt)."
+    )
+    parent_step: int | None = Field(
+        default=None, description="Step of the parent's checkpoint this run started from."
+    )
+    checkpoint_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Damaged checkpoints skipped for their .prev copy when resuming.",
+    )

@@ -24,3 +24,19 @@ def test_eval_json_is_schema_valid_and_matches_metrics_json(cli, trained):
     report = EvalReport.model_validate_json(result.stdout)
     assert report.checkpoint == "last" and report.step == 8 and list(report.splits) == ["test"]
     assert report.splits["test"] == read_metrics(folder).last.test
+
+
+def test_a_damaged_checkpoint_is_evaluated_from_its_prev_copy_with_a_warning(cli, trained_copy):
+    last = trained_copy.folders[0] / "checkpoints" / "last.pt"
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    last.write_bytes(bytes(data))
+    result = cli("eval", trained_copy.run_ids[0], "--checkpoint", "last", "--json",
+                 "--results-dir", trained_copy.root, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = EvalReport.model_validate_json(result.stdout)
+    assert report.step == 4  # last.prev.pt: saved after the first epoch
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith(f"warning: {last}: ")
+    assert warning.endswith("using last.prev.pt (step 4) instead")
+    assert report.fallback == warning.removeprefix("warning: ")

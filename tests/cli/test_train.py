@@ -120,3 +120,31 @@ def test_two_processes_started_together_get_different_versions(tiny_toml, tmp_pa
     assert sorted(p.name for p in hash_dir.iterdir()) == ["v1", "v2"]
     for version in ("v1", "v2"):
         assert json.loads((hash_dir / version / "run.json").read_text())["status"] == "completed"
+
+
+FSIZE_LIMITED = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (32768, 32768))
+sys.argv = ["fsmrun", *sys.argv[1:]]
+runpy.run_module("fsmrun", run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs RLIMIT_FSIZE")
+def test_a_file_size_limit_exits_1_naming_the_checkpoint(tiny_toml, tmp_path):
+    # 32 KiB holds every file of the run but a checkpoint (about 70 KiB).
+    root = tmp_path / "results"
+    argv = ["train", str(tiny_toml), "--results-dir", str(root), "--device", "cpu"]
+    proc = subprocess.run(
+        [sys.executable, "-c", FSIZE_LIMITED, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    (folder,) = root.glob("tiny/*/v1")
+    assert proc.stderr.splitlines()[-1] == (
+        f"error: cannot write {folder / 'checkpoints' / 'last.pt'}: File too large"
+    )
+    assert "Traceback" not in proc.stderr
+    record = read_run_record(folder)
+    assert record.status == "failed" and "File too large" in (record.error or "")
+    assert [p.name for p in folder.rglob("*") if p.name.endswith((".tmp", ".new"))] == []

@@ -162,3 +162,19 @@ def test_mark_verified_marks_only_runs_of_the_config(run_dir, tmp_path):
     assert read_run_record(folder).audit_verified is None
     assert mark_verified(root, "tiny", chash) == [read_run_record(folder).run_id]
     assert read_run_record(folder).audit_verified is True
+
+
+def test_mark_verified_leaves_a_run_whose_writer_holds_its_lock(run_dir, tmp_path):
+    from fsmrun.core.run_folder import RunFolder
+
+    root = tmp_path / "results"
+    shutil.copytree(run_dir.parents[2], root)
+    chash = read_run_record(run_dir).config_hash
+    writer = RunFolder(root / run_dir.relative_to(run_dir.parents[2]))
+    writer.acquire_lock()
+    update_run_record(writer.path, status="running")  # as its writer would say
+    try:
+        assert mark_verified(root, "tiny", chash) == []
+        assert read_run_record(writer.path).audit_verified is None
+    finally:
+        writer.release_lock()

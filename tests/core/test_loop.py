@@ -3,6 +3,7 @@ early stopping, best vs last, non-finite losses, hook order, and equality with a
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -146,11 +147,44 @@ def test_resume_from_interruption_is_bit_identical_to_an_uninterrupted_run(tmp_p
     assert record.times_resumed == 1 and record.status == "completed"
 
 
-def test_resume_extends_a_finished_run(tmp_path):
-    run = _train(micro(epochs=2), tmp_path).run_dir
-    result = resume_run(run, epochs=3, device="cpu", progress=False)
-    assert result.status == "completed" and result.steps == 12
-    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 3
+def _file_hashes(folder) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_extending_a_finished_run_creates_a_child_run_and_leaves_the_parent_untouched(tmp_path):
+    parent = _train(micro(epochs=2), tmp_path)
+    before = _file_hashes(parent.run_dir)
+    result = resume_run(parent.run_dir, epochs=3, device="cpu", progress=False)
+    assert _file_hashes(parent.run_dir) == before
+    assert result.status == "completed" and result.steps == 12 and result.run_dir != parent.run_dir
+    child = RunRecord.model_validate_json((result.run_dir / "run.json").read_text())
+    assert (child.parent_run, child.parent_step) == (parent.run_id, 8)
+    assert (
+        child.config_hash
+        != RunRecord.model_validate_json((parent.run_dir / "run.json").read_text()).config_hash
+    )
+    assert json.loads((result.run_dir / "config.json").read_text())["train"]["epochs"] == 3
+    # The child's history continues the parent's: its first lines are the parent's up to
+    # the checkpoint (all but the parent's stop line).
+    assert (
+        _history(result.run_dir)[: len(_history(parent.run_dir)) - 1]
+        == _history(parent.run_dir)[:-1]
+    )
+
+
+def test_extension_can_change_the_stopping_rule(tmp_path):
+    # lr ~ 0: no improvement after epoch 1, so patience 1 stops the parent at epoch 2.
+    exp = micro(epochs=6, lr=1e-12, patience=1, warmup_steps=0, schedule="constant")
+    parent = _train(exp, tmp_path)
+    assert parent.stop_reason == "patience" and parent.steps == 8
+    child = resume_run(parent.run_dir, early_stop=False, device="cpu", progress=False)
+    assert child.stop_reason == "max_epochs" and child.steps == 24
+    longer = resume_run(parent.run_dir, patience=3, device="cpu", progress=False)
+    assert longer.stop_reason == "patience" and longer.steps == 16
 
 
 def test_early_stopping_on_patience_is_recorded(tmp_path):
@@ -274,3 +308,78 @@ def test_history_records_validate(tmp_path):
     run = _train(micro(epochs=1), tmp_path).run_dir
     for line in (run / "logs" / "history.jsonl").read_text().splitlines():
         HistoryRecord.model_validate_json(line)
+
+
+def _crash_at_step(n: int):
+    hooks = Hooks()
+
+    def crash(ctx):
+        if ctx.step == n:
+            raise RuntimeError("the machine went away")
+
+    hooks.add("on_step_end", crash)
+    return hooks
+
+
+def test_a_run_is_resumable_from_a_step_0_checkpoint(tmp_path):
+    full = _train(micro(), tmp_path / "full").run_dir
+    with pytest.raises(RuntimeError, match="went away"):
+        _train(micro(), tmp_path / "crashed", hooks=_crash_at_step(1))
+    (run_dir,) = (tmp_path / "crashed").glob("micro/*/v1")
+    assert read_ckpt(run_dir / "checkpoints" / "last.pt")[1]["meta"].count('"step":0') == 1
+    resumed = resume_run(run_dir, device="cpu", progress=False)
+    assert resumed.status == "completed" and resumed.steps == 12
+    _assert_same_weights(_weights(full), _weights(run_dir))
+    assert _history(run_dir) == _history(full)
+
+
+def test_the_final_last_checkpoint_records_the_stop_decision(tmp_path):
+    exp = micro(epochs=6, patience=1, min_delta=100.0)
+    result = _train(exp, tmp_path)
+    assert result.stop_reason == "patience" and result.steps == 8
+    meta = json.loads(read_ckpt(result.run_dir / "checkpoints" / "last.pt")[1]["meta"])
+    assert meta["stop_reason"] == "patience"
+    best = json.loads(read_ckpt(result.run_dir / "checkpoints" / "best.pt")[1]["meta"])
+    assert best["stop_reason"] is None
+
+
+def test_when_recording_a_failure_fails_too_the_run_reads_as_interrupted(tmp_path, monkeypatch):
+    from fsmrun.core.run_folder import RunFolder
+
+    real = RunFolder.set_status
+
+    def disk_full(self, record, status, **kw):
+        if status == "failed":
+            raise OSError(28, "No space left on device", str(self.run_json))
+        return real(self, record, status, **kw)
+
+    monkeypatch.setattr(RunFolder, "set_status", disk_full)
+    with pytest.raises(RuntimeError, match="went away"):  # the original error, not the second
+        _train(micro(), tmp_path, hooks=_crash_at_step(2))
+    (run_dir,) = tmp_path.glob("micro/*/v1")
+    folder = RunFolder(run_dir)
+    assert folder.read_record().status == "running"  # as written last
+    assert folder.status() == "interrupted"  # its writer's lock is gone
+
+
+def test_a_child_run_killed_before_its_first_checkpoint_restarts_from_its_parent(
+    tmp_path, monkeypatch
+):
+    import fsmrun.core.loop as loop_module
+
+    parent = _train(micro(epochs=2), tmp_path).run_dir
+    clean = resume_run(parent, epochs=3, device="cpu", progress=False)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed while adopting its parent")
+
+    with monkeypatch.context() as m:
+        m.setattr(loop_module, "adopt_parent", killed)
+        with pytest.raises(RuntimeError, match="adopting"):
+            resume_run(parent, epochs=3, device="cpu", progress=False)
+    (child,) = [p for p in clean.run_dir.parent.iterdir() if p != clean.run_dir]
+    assert not (child / "checkpoints" / "last.pt").exists()
+    result = resume_run(child, device="cpu", progress=False)
+    assert result.status == "completed" and result.steps == 12
+    _assert_same_weights(_weights(clean.run_dir), _weights(child))
+    assert _history(clean.run_dir) == _history(child)

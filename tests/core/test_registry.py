@@ -15,22 +15,26 @@ import pytest
 from fsmrun.core import index as index_module
 from fsmrun.core import registry
 from fsmrun.core.index import RegistryIndex
-from fsmrun.core.io import atomic_write_json
+from fsmrun.core.io import WriteError, atomic_write_json
 from fsmrun.core.registry import (
     AmbiguousRun,
     RegistryError,
     RunNotFound,
     allocate_run_dir,
+    claim_run_folder,
     default_results_root,
+    iter_run_folders,
     resolve_run,
     run_id_for,
     runs_of_config,
 )
 from fsmrun.core.run_folder import (
     HEARTBEAT_TIMEOUT_S,
+    RunFolder,
     RunFolderError,
     effective_status,
     load_run,
+    lock_held,
     mark_interrupted_if_dead,
     read_metrics,
     read_run_record,
@@ -203,7 +207,7 @@ def test_overwrite_replaces_the_newest_version_only(tmp_path):
     v2 = new_run(tmp_path)
     folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
     assert (folder, version) == (v2, 2)
-    assert list(v2.iterdir()) == []  # the old tree is gone
+    assert [p.name for p in v2.iterdir()] == [".lock"]  # the old tree is gone
     assert (v1 / "run.json").is_file()
     assert sorted(p.name for p in v2.parent.iterdir()) == ["v1", "v2"]  # no trash left
 
@@ -213,10 +217,14 @@ def test_overwrite_without_a_run_claims_v1(tmp_path):
     assert version == 1 and folder == tmp_path / "regex_a" / "a1b2c3d4e5f6" / "v1"
 
 
-def test_overwrite_refuses_a_run_that_is_still_running(tmp_path):
-    new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time())
-    with pytest.raises(RegistryError, match="still running"):
+def test_overwrite_refuses_a_run_whose_writer_holds_its_lock(tmp_path):
+    folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
+    with (
+        RunFolder(folder).lock(),  # a stopped writer keeps its lock past the heartbeat timeout
+        pytest.raises(RunFolderError, match=r"being written by process \d+ on .*; wait for it"),
+    ):
         allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
+    assert allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)[1] == 1
 
 
 def test_root_under_a_regular_file_gives_registry_error(tmp_path):
@@ -291,11 +299,14 @@ def test_running_record_is_interrupted_once_its_process_is_gone():
 def test_mark_interrupted_if_dead_persists_only_dead_runs(tmp_path):
     live = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time())
     dead = new_run(tmp_path, status="running", pid=dead_pid(), heartbeat=time.time())
+    writer = RunFolder(live)
+    writer.acquire_lock()
     assert mark_interrupted_if_dead(live).status == "running"
     assert mark_interrupted_if_dead(dead).status == "interrupted"
     assert read_run_record(dead).status == "interrupted"
     assert read_run_record(dead).pid is None
     assert read_run_record(live).status == "running"
+    writer.release_lock()
 
 
 # ---------------------------------------------------------------------------- lookup
@@ -446,10 +457,25 @@ def test_running_row_with_a_dead_process_is_listed_as_interrupted(tmp_path):
 def test_running_row_follows_the_heartbeat_in_run_json(tmp_path):
     index = RegistryIndex(tmp_path)
     folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
+    (folder / ".lock").unlink()  # no lock to probe (an older run): the heartbeat decides
     index.upsert_folder(folder)
     update_run_record(folder, heartbeat=time.time(), steps=99)  # the loop beats; no upsert
     (row,) = index.rows()
     assert (row.status, row.steps) == ("running", 99)
+
+
+def test_liveness_comes_from_the_lock_where_it_can_be_probed(tmp_path):
+    index = RegistryIndex(tmp_path)
+    # A stale heartbeat, but the writer holds the lock (a stopped process): running.
+    folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
+    index.upsert_folder(folder)
+    with RunFolder(folder).lock():
+        assert [row.status for row in index.rows()] == ["running"]
+        assert RunFolder(folder).status() == "running"
+    # A fresh heartbeat of a live pid, but nobody holds the lock: the writer is gone.
+    update_run_record(folder, heartbeat=time.time())
+    assert [row.status for row in index.rows()] == ["interrupted"]
+    assert RunFolder(folder).status() == "interrupted"
 
 
 def test_rows_of_deleted_folders_are_dropped(tmp_path):
@@ -479,3 +505,54 @@ def test_runs_of_config_lists_its_readable_versions_oldest_first(tmp_path):
         (third, 4, "completed"),
     ]
     assert runs_of_config(tmp_path, "regex_a", HASH_B) == []
+
+
+# ---------------------------------------------------------------------------- atomic claims
+
+
+def test_a_claim_appears_with_its_files_and_its_lock_held(tmp_path):
+    def files(folder, version):
+        write_run_record(folder.path, make_record("regex_a", HASH_A, version))
+
+    folder = claim_run_folder(tmp_path, "regex_a", HASH_A, files)
+    try:
+        assert folder.path == tmp_path / "regex_a" / "a1b2c3d4e5f6" / "v1"
+        assert read_run_record(folder.path).run_id == "regex_a-a1b2c3d4e5f6-v1"
+        assert lock_held(folder.path) is True  # this process holds the lock
+        second = claim_run_folder(tmp_path, "regex_a", HASH_A, files)
+        assert read_run_record(second.path).version == 2  # run.json rewritten for v2
+        second.release_lock()
+    finally:
+        folder.release_lock()
+    assert sorted(p.name for p in folder.path.parent.iterdir()) == ["v1", "v2"]
+
+
+def test_a_claim_killed_before_its_rename_leaves_nothing_visible(tmp_path):
+    hash_dir = tmp_path / "regex_a" / "a1b2c3d4e5f6"
+    hash_dir.mkdir(parents=True)
+    killed = hash_dir / ".claim-0123456789ab"  # what a kill during the claim leaves
+    killed.mkdir()
+    (killed / ".lock").touch()
+    write_run_record(killed, make_record("regex_a", HASH_A, 1))
+    assert list(iter_run_folders(tmp_path)) == []
+    with pytest.raises(RunNotFound):
+        resolve_run(tmp_path, "regex_a-a1b2c3d4e5f6-v1")
+    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A)
+    assert version == 1 and sorted(p.name for p in hash_dir.iterdir()) == ["v1"]
+
+
+def test_a_leftover_empty_version_folder_is_taken_by_the_next_claim(tmp_path, monkeypatch):
+    hash_dir = tmp_path / "regex_a" / "a1b2c3d4e5f6"
+    (hash_dir / "v1").mkdir(parents=True)  # left by an older fsmrun killed in its claim
+    monkeypatch.setattr(registry, "_versions", lambda hash_dir: [])
+    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A)
+    assert version == 1 and (folder / ".lock").is_file()
+
+
+def test_a_claim_whose_files_cannot_be_written_names_the_file_and_leaves_nothing(tmp_path):
+    def disk_full(folder, version):
+        raise WriteError(28, "No space left on device", str(folder.run_json))
+
+    with pytest.raises(WriteError, match="run.json: No space left on device"):
+        claim_run_folder(tmp_path, "regex_a", HASH_A, disk_full)
+    assert list((tmp_path / "regex_a" / "a1b2c3d4e5f6").iterdir()) == []

@@ -14,6 +14,7 @@ from fsmrun.core.run_folder import (
     RunFolder,
     RunFolderError,
     effective_status,
+    lock_held,
     status_now,
 )
 from fsmrun.experiments import load_experiment
@@ -167,9 +168,33 @@ def test_the_lock_admits_one_holder_at_a_time(tmp_path):
     folder = RunFolder(tmp_path)
     with (
         folder.lock(),
-        pytest.raises(RunFolderError, match="in use by another"),
+        pytest.raises(RunFolderError, match="being written by another process"),
         RunFolder(tmp_path).lock(),
     ):
         pass
     with folder.lock():  # released: taken again
         pass
+
+
+def test_taking_the_lock_clears_leftovers_of_killed_writes(tmp_path):
+    folder = RunFolder(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    leftovers = [
+        tmp_path / "checkpoints" / "..last.pt.new.0a1b2c3d.tmp",
+        tmp_path / ".run.json.deadbeef.tmp",
+        tmp_path / "checkpoints" / ".last.pt.new",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"kept")
+    with folder.lock():
+        assert not any(path.exists() for path in leftovers)
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"kept"
+
+
+def test_the_lock_is_probed_without_being_taken(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert lock_held(tmp_path) is None  # no lock file: cannot tell
+    with folder.lock():
+        assert lock_held(tmp_path) is True
+    assert lock_held(tmp_path) is False

@@ -12,7 +12,7 @@ from fsmrun.core.errors import UserError
 from fsmrun.core.fsm import RegexError
 from fsmrun.core.loop import resume_run, train_one_experiment
 from fsmrun.core.run_folder import RunFolder
-from fsmrun.core.session import check_resume, preflight
+from fsmrun.core.session import StopRule, check_resume, preflight
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunRecord
@@ -50,11 +50,11 @@ def folder_with(tmp_path, status: str, epochs: int = 3, pid: int | None = None) 
 
 def test_interrupted_and_failed_runs_resume_as_they_are(tmp_path):
     for status in ("interrupted", "failed"):
-        record, exp = check_resume(folder_with(tmp_path / status, status), None)
-        assert record.status == status and exp.train.epochs == 3
+        record, exp, extend = check_resume(folder_with(tmp_path / status, status), None)
+        assert record.status == status and exp.train.epochs == 3 and not extend
 
 
-def test_a_completed_run_resumes_only_with_more_epochs(tmp_path):
+def test_a_completed_run_is_extended_only_with_a_new_stopping_rule(tmp_path):
     folder = folder_with(tmp_path, "completed")
     with pytest.raises(UserError, match="pass --epochs N with N > 3"):
         check_resume(folder, None)
@@ -62,13 +62,25 @@ def test_a_completed_run_resumes_only_with_more_epochs(tmp_path):
         check_resume(folder, 3)
     with pytest.raises(UserError, match="below the run's epoch limit"):
         check_resume(folder, 2)
-    _, extended = check_resume(folder, 5)
-    assert extended.train.epochs == 5
+    _, extended, extend = check_resume(folder, 5)
+    assert extended.train.epochs == 5 and extend
+    _, no_stop, _ = check_resume(folder, rule=StopRule(early_stop=False))
+    assert (no_stop.train.patience, no_stop.train.stop_threshold) == (None, None)
+    _, patient, _ = check_resume(folder, rule=StopRule(patience=9))
+    assert patient.train.patience == 9 and patient.train.epochs == 3
+
+
+def test_an_interrupted_run_keeps_its_stopping_rule(tmp_path):
+    folder = folder_with(tmp_path, "interrupted")
+    with pytest.raises(UserError, match="resumes with its own stopping rule"):
+        check_resume(folder, 5)
+    with pytest.raises(UserError, match="resumes with its own stopping rule"):
+        check_resume(folder, rule=StopRule(patience=2))
 
 
 def test_a_live_run_is_not_resumed(tmp_path):
     folder = folder_with(tmp_path, "running", pid=os.getpid())
-    with pytest.raises(UserError, match="still running"):
+    with pytest.raises(UserError, match=f"being written by process {os.getpid()} on"):
         check_resume(folder, None)
 
 

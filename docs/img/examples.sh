@@ -9,7 +9,9 @@ img=docs/img
 # One run with a capture of attention maps and hidden states after epoch 3.
 fsmrun train regex_a --results-dir "$dir/one" --device cpu --set 'train.capture_epochs=[3]'
 fsmrun plot regex_a --results-dir "$dir/one" --string-index 1 >/dev/null
-for figure in learning_curves accuracy_by_length attention hidden_states; do
+for figure in learning_curves accuracy_by_length attention hidden_states automaton; do
+    # automaton.png exists only where Graphviz `dot` is installed
+    [ -f "$dir"/one/regex_a/*/v1/plots/$figure.png ] || continue
     cp "$dir"/one/regex_a/*/v1/plots/$figure.png "$img/run_$figure.png"
 done
 

@@ -35,7 +35,9 @@ def make_batch(rows: list[int] | None = None) -> Batch:
     if rows is None:
         return batch
     index = torch.tensor(rows)
-    return Batch(*(t.index_select(0, index) for t in batch.__dict__.values()))
+    return Batch(
+        **{k: None if t is None else t.index_select(0, index) for k, t in batch.__dict__.items()}
+    )
 
 
 def make_output(rows: list[int] | None = None) -> ModelOutput:

@@ -104,8 +104,11 @@ def test_monitor_outside_the_validation_metrics_is_rejected(monitor):
         TrainConfig(monitor=monitor)
 
 
-def test_monitor_names_are_the_keys_flat_metrics_gives_on_a_real_evaluation():
+@pytest.mark.parametrize("legal_next", [False, True])
+def test_monitor_names_are_the_keys_flat_metrics_gives_on_a_real_evaluation(legal_next):
     import torch
+
+    from fsmrun.schemas.config import CHAR_METRICS
 
     from fsmrun.core.dataset import Vocab, encode_split, legal_next_table
     from fsmrun.core.early_stop import flat_metrics
@@ -122,10 +125,13 @@ def test_monitor_names_are_the_keys_flat_metrics_gives_on_a_real_evaluation():
         vocab_size=5,
         num_states=3,
         generator=torch.Generator().manual_seed(0),
+        legal_next=legal_next,
     )
     metrics = evaluate(model, split, legal, TrainConfig(), batch_size=4, length_bins=None)
     keys = set(flat_metrics("val", metrics)) - {"val.n_strings"}  # a count, not a metric
-    assert keys == {f"val.{name}" for name in MONITOR_METRICS}
+    # The char_* metrics exist only with the legal-next head (task char_prediction).
+    expected = [m for m in MONITOR_METRICS if legal_next or m not in CHAR_METRICS]
+    assert keys == {f"val.{name}" for name in expected}
 
 
 def test_every_monitor_name_is_accepted():

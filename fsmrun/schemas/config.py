@@ -439,7 +439,7 @@ class TrainConfig(_Frozen):
         return self
 
     @model_serializer(mode="wrap")
-    def _drop_defaults_of_new_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Fields added after configs were hashed stay out of the dump at their defaults.
         doc = handler(self)
         for name, default in (("class_loss_on", "all"), ("lambda_legal", 1.0)):

@@ -17,60 +17,72 @@ from fsmrun.cli._common import (
     results_root,
     with_baseline,
 )
-from fsmrun.schemas.records import Metrics, SplitMetrics
+from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 
 if TYPE_CHECKING:
     from fsmrun.core.loop import RunResult
 
 
-def split_table(title: str, splits: dict[str, SplitMetrics]) -> Table:
-    """One row per split: every scalar metric, class accuracies beside their baselines."""
+def _has_char(rows: list[SplitMetrics] | list[BinMetrics]) -> bool:
+    return any(m.char_acc is not None for m in rows)
+
+
+def _metric_table(title: str, first: str, with_char: bool, extra: tuple[str, ...]) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column("split")
+    table.add_column(first)
     table.add_column("strings", justify="right")
+    if with_char:
+        table.add_column("char acc (baseline)", justify="right")
+        table.add_column("char pos acc (baseline)", justify="right")
     table.add_column("string acc (baseline)", justify="right")
+    table.add_column("string balanced", justify="right")
     table.add_column("class acc (baseline)", justify="right")
-    for name in ("token acc", "next valid", "state acc", "nll", "loss"):
+    table.add_column("class balanced", justify="right")
+    table.add_column("next valid (baseline)", justify="right")
+    for name in ("token acc", "state acc", *extra):
         table.add_column(name, justify="right")
+    return table
+
+
+def _metric_cells(m: SplitMetrics | BinMetrics, with_char: bool) -> list[str]:
+    cells = []
+    if with_char:
+        cells += [
+            with_baseline(m.char_acc, m.char_baseline),
+            with_baseline(m.char_pos_acc, m.char_pos_baseline),
+        ]
+    return cells + [
+        with_baseline(m.string_acc, m.string_baseline),
+        fmt(m.string_balanced_acc),
+        with_baseline(m.class_acc, m.class_baseline),
+        fmt(m.class_balanced_acc),
+        with_baseline(m.next_valid, m.next_valid_baseline),
+        fmt(m.token_acc),
+        fmt(m.state_acc),
+    ]
+
+
+def split_table(title: str, splits: dict[str, SplitMetrics]) -> Table:
+    """One row per split: every accuracy beside its baseline, balanced accuracies beside
+    class accuracies; the character-prediction columns when the run has them."""
+    with_char = _has_char(list(splits.values()))
+    table = _metric_table(title, "split", with_char, ("nll", "loss"))
     for name, m in splits.items():
-        table.add_row(
-            name,
-            str(m.n_strings),
-            with_baseline(m.string_acc, m.string_baseline),
-            with_baseline(m.class_acc, m.class_baseline),
-            fmt(m.token_acc),
-            fmt(m.next_valid),
-            fmt(m.state_acc),
-            fmt(m.nll),
-            fmt(m.loss),
-        )
+        table.add_row(name, str(m.n_strings), *_metric_cells(m, with_char), fmt(m.nll), fmt(m.loss))
     return table
 
 
 def bins_table(split: str, metrics: SplitMetrics) -> Table:
     """Length-binned metrics of one split."""
-    table = Table(title=f"{split} by string length", title_justify="left")
-    table.add_column("lengths")
-    table.add_column("strings", justify="right")
-    table.add_column("string acc (baseline)", justify="right")
-    table.add_column("class acc (baseline)", justify="right")
-    for name in ("token acc", "next valid", "state acc"):
-        table.add_column(name, justify="right")
+    with_char = _has_char(metrics.bins)
+    table = _metric_table(f"{split} by string length", "lengths", with_char, ())
     for b in metrics.bins:
-        table.add_row(
-            f"{b.lo}-{b.hi}",
-            str(b.n_strings),
-            with_baseline(b.string_acc, b.string_baseline),
-            with_baseline(b.class_acc, b.class_baseline),
-            fmt(b.token_acc),
-            fmt(b.next_valid),
-            fmt(b.state_acc),
-        )
+        table.add_row(f"{b.lo}-{b.hi}", str(b.n_strings), *_metric_cells(b, with_char))
     return table
 
 
 def metrics_lines(metrics: Metrics) -> list[str]:
-    """The short result summary: best validation value and whole-string accuracies."""
+    """The short result summary: best validation value and the task's accuracies."""
     es = metrics.early_stop
     lines = [
         f"stopped:   {metrics.stop_reason} after {metrics.steps} steps, {metrics.epochs} epochs "
@@ -80,12 +92,19 @@ def metrics_lines(metrics: Metrics) -> list[str]:
     ]
     best = metrics.best
     for name, split in (("test", best.test), ("test_ood", best.test_ood)):
-        if split is not None:
+        if split is None:
+            continue
+        if split.char_acc is not None:
             lines.append(
-                f"{name + ':':<10} string acc {split.string_acc:.4f} "
-                f"(baseline {split.string_baseline:.4f}), class acc {split.class_acc:.4f} "
-                f"(baseline {split.class_baseline:.4f})"
+                f"{name + ':':<10} char acc {with_baseline(split.char_acc, split.char_baseline)}"
+                f", per position {with_baseline(split.char_pos_acc, split.char_pos_baseline)}"
             )
+            continue
+        lines.append(
+            f"{name + ':':<10} string acc {fmt(split.string_acc)} "
+            f"(baseline {fmt(split.string_baseline)}, balanced {fmt(split.string_balanced_acc)})"
+            f", class acc {fmt(split.class_acc)} (baseline {fmt(split.class_baseline)})"
+        )
     return lines
 
 

@@ -17,7 +17,8 @@ def _half_up(x: float) -> int:
 
 
 def split_sizes(data_cfg: DataConfig) -> dict[str, tuple[int, int, int]]:
-    """(positives, near misses, negatives) per split."""
+    """(positives, near misses, negatives) per split; in modes `positives` and `uniform` the
+    whole split is counted in the first entry (uniform strings are not drawn by label)."""
     totals = {
         "train": data_cfg.n_train,
         "val": data_cfg.n_val,
@@ -26,6 +27,9 @@ def split_sizes(data_cfg: DataConfig) -> dict[str, tuple[int, int, int]]:
     }
     sizes = {}
     for name, n in totals.items():
+        if data_cfg.sampling != "balanced":
+            sizes[name] = (n, 0, 0)
+            continue
         n_pos = _half_up(n * data_cfg.positive_fraction)
         n_neg = n - n_pos
         sizes[name] = (n_pos, _half_up(n_neg * data_cfg.near_miss_fraction), n_neg)
@@ -66,10 +70,22 @@ def check_capacity(
     range_name = "ood_min_len..ood_max_len" if ood else "min_len..max_len"
     count_names = "n_test_ood" if ood else "n_train/n_val/n_test"
     num_symbols = len(dfa.alphabet)
+    all_avail = sum(num_symbols**n for n in range(lo, hi + 1))
     pos_avail = sum(accepted_by_length[n] for n in range(lo, hi + 1))
-    neg_avail = sum(num_symbols**n for n in range(lo, hi + 1)) - pos_avail
+    neg_avail = all_avail - pos_avail
     pos_need = sum(sizes[s][0] for s in splits)
     neg_need = sum(sizes[s][2] for s in splits)
+    if data_cfg.sampling == "uniform":
+        if pos_need > all_avail:
+            raise CorpusError(
+                f"cannot fill {'/'.join(splits)} with distinct strings: they need {pos_need} "
+                f"distinct strings of length {lo}..{hi}, but there are only {all_avail} strings "
+                f"of those lengths over {''.join(dfa.alphabet)!r}. Fix: lower {count_names} or "
+                f"widen {range_name}"
+            )
+        return
+    balanced = data_cfg.sampling == "balanced"
+    fraction_fix = "lower positive_fraction" if balanced else "use sampling = 'uniform'"
     if pos_need and pos_avail == 0:
         below, above = _accepted_lengths_near(dfa, lo, hi)
         near = [str(n) for n in (below, above) if n is not None]
@@ -82,7 +98,7 @@ def check_capacity(
         raise CorpusError(
             f"the language of {data_cfg.source_label} has no accepted strings with lengths "
             f"{lo}..{hi} ({range_name}); {hint}. Fix: change {range_name} "
-            f"(or set positive_fraction = 0)"
+            f"(or {'set positive_fraction = 0' if balanced else 'use sampling = uniform'})"
         )
     for label, need, avail, other in (
         ("positive", pos_need, pos_avail, neg_avail),
@@ -97,6 +113,7 @@ def check_capacity(
                 f"distinct {label} strings of length {lo}..{hi} ({detail}), but the language "
                 f"{data_cfg.source_label} has only {avail} {label} strings of those lengths "
                 f"(and {other} {'negative' if label == 'positive' else 'positive'}). Fix: lower "
-                f"{count_names} or {'raise' if label == 'negative' else 'lower'} "
-                f"positive_fraction, or widen {range_name}"
+                f"{count_names} or "
+                f"{'raise positive_fraction' if label == 'negative' else fraction_fix}, or "
+                f"widen {range_name}"
             )

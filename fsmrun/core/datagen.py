@@ -3,7 +3,12 @@
 `generate_corpus` builds the splits `train`, `val`, `test` and `test_ood` from one seed;
 `load_or_generate_corpus` caches them on disk as JSON keyed by (DFA, data config, seed).
 
-Sampling, per split:
+`data.sampling` picks the mode: `balanced` (below), `positives` (only the positives below, so
+every string is accepted) or `uniform` (a length uniform over the lengths of the range with
+strings still free, then a string uniform over all |alphabet|^n strings of that length,
+labelled by the machine: Deletang et al.'s sampling, made distinct by redrawing repeats).
+
+Sampling, per split, in mode `balanced`:
 - Positives: a length uniform over the lengths of the range that have accepted strings, then
   a string uniform among the accepted strings of that length (path counting on the DFA).
   Strings must be distinct within and across splits, so a draw already taken is rejected and
@@ -48,7 +53,7 @@ from fsmrun.schemas.config import DataConfig
 # Bump when the sampling algorithm changes: it is part of the cache key.
 GENERATOR_VERSION = 1
 
-_POSITIVES, _NEAR_MISSES, _UNIFORM_NEGATIVES, _SHUFFLE = range(4)
+_POSITIVES, _NEAR_MISSES, _UNIFORM_NEGATIVES, _SHUFFLE, _UNIFORM = range(5)
 _NEAR_MISS_DRY_ROUNDS = 3  # rounds in a row without a new near miss before giving up
 _MAX_ROUNDS = 10_000
 
@@ -185,6 +190,43 @@ def _sample_distinct(
     return out
 
 
+def _sample_uniform(
+    dfa: DFA, lo: int, hi: int, k: int, pool: _Pool, rng: np.random.Generator
+) -> tuple[list[str], list[bool]]:
+    """k new distinct strings, uniform length among the lengths with free strings, then uniform
+    over all strings of that length; with their membership labels."""
+    num_symbols = len(dfa.alphabet)
+    out: list[str] = []
+    labels: list[bool] = []
+    for _ in range(_MAX_ROUNDS):
+        if len(out) >= k:
+            break
+        open_lengths = [
+            n
+            for n in range(lo, hi + 1)
+            if num_symbols**n > pool.used[True][n] + pool.used[False][n]
+        ]
+        if not open_lengths:
+            break
+        draws = (k - len(out)) * 5 // 4 + 64
+        lengths_b = np.array(open_lengths, dtype=np.int64)[
+            rng.integers(len(open_lengths), size=draws)
+        ]
+        width = int(lengths_b.max())
+        symbols_bxw = rng.integers(num_symbols, size=(draws, width))
+        symbols_bxw[np.arange(width)[None, :] >= lengths_b[:, None]] = 0
+        accepted_b = dfa.accepting[_final_states(dfa, symbols_bxw, lengths_b)]
+        strings = _to_strings(dfa.alphabet, symbols_bxw, lengths_b)
+        for s, label in zip(strings, accepted_b.tolist(), strict=True):
+            if len(out) >= k:
+                break
+            if pool.add_new([s], label, out, k):
+                labels.append(label)
+    if len(out) < k:  # the capacity check up front makes this unreachable
+        raise CorpusError(f"could not draw {k} distinct strings of length {lo}..{hi}")
+    return out, labels
+
+
 def _near_misses(
     dfa: DFA,
     positives: _PathSampler,
@@ -286,6 +328,12 @@ def generate_corpus(dfa: DFA, data_cfg: DataConfig, seed: int) -> Corpus:
         for name in splits:
             index = SPLITS.index(name)
             n_pos, n_near, n_neg = sizes[name]
+            if data_cfg.sampling == "uniform":
+                strings, accepted = _sample_uniform(
+                    dfa, lo, hi, n_pos, pool, numpy_rng(seed, "data", index, _UNIFORM)
+                )
+                parts[name] = (strings, np.array(accepted, dtype=bool))
+                continue
             pos = _sample_distinct(
                 positives,
                 dfa.alphabet,

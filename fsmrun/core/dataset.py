@@ -83,14 +83,23 @@ class Batch:
 
     input_ids_bxt: torch.Tensor  # long [B, T]: BOS s1..sn, then PAD
     target_next_bxt: torch.Tensor  # long [B, T]: s(t+1), EOS at t = n, PAD after
-    target_class_bxt: torch.Tensor  # long [B, T]: 1 if the prefix s1..st is accepted, 0 at pads
+    target_class_bxt: torch.Tensor  # long [B, T]: class of the prefix s1..st (membership 0/1,
+    # or the output of its state with task final_output), 0 at pads
     target_state_bxt: torch.Tensor  # long [B, T]: DFA state after s1..st, 0 at pads
     loss_mask_bxt: torch.Tensor  # bool [B, T]: True at real positions t = 0..n
     lengths_b: torch.Tensor  # long [B]: string length n
     labels_b: torch.Tensor  # long [B]: 1 if the whole string is accepted
+    # bool [B, T, V]: legal next tokens after s1..st (legal_next_table at its state); needed
+    # only by the legal-next head (task char_prediction)
+    target_legal_bxtxv: torch.Tensor | None = None
 
     def to(self, device: Device) -> Batch:
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+        return replace(self, **moved)
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +111,7 @@ class SplitData:
     target_next_nxt: torch.Tensor
     target_class_nxt: torch.Tensor
     target_state_nxt: torch.Tensor
+    target_legal_nxtxv: torch.Tensor
     loss_mask_nxt: torch.Tensor
     lengths_n: torch.Tensor
     labels_n: torch.Tensor
@@ -135,6 +145,7 @@ class SplitData:
             target_next_bxt=take(self.target_next_nxt),
             target_class_bxt=take(self.target_class_nxt),
             target_state_bxt=take(self.target_state_nxt),
+            target_legal_bxtxv=take(self.target_legal_nxtxv),
             loss_mask_bxt=take(self.loss_mask_nxt),
             lengths_b=self.lengths_n.index_select(0, rows_b),
             labels_b=self.labels_n.index_select(0, rows_b),
@@ -185,9 +196,12 @@ def encode_split(
     dfa: DFA,
     vocab: Vocab,
     device: Device = "cpu",
+    task: str = "membership",
 ) -> SplitData:
     """Encode `strings` with every target and mask per DESIGN.md onto `device`.
 
+    The class target is prefix membership, or with `task` final_output the output class of
+    the prefix's state; the legal-next target is `legal_next_table` at the prefix's state.
     `labels` (the corpus memberships) are checked against the DFA: a mismatch is a bug
     upstream and raises ValueError. Pass None to take the labels from the DFA.
     """
@@ -211,8 +225,13 @@ def encode_split(
     state_txn[0] = dfa.start
     for t in range(1, width):
         state_txn[t] = step_flat[state_txn[t - 1] * vocab.size + input_ids_txn[t]]
-    class_txn = (dfa.accepting[state_txn] & mask_txn).astype(np.int64)
-    dfa_labels_n = class_txn[lengths_n, strings_n]
+    accepted_txn = dfa.accepting[state_txn] & mask_txn
+    dfa_labels_n = accepted_txn[lengths_n, strings_n].astype(np.int64)
+    if task == "final_output":
+        class_txn = np.where(mask_txn, dfa.outputs[state_txn], 0)
+    else:
+        class_txn = accepted_txn.astype(np.int64)
+    legal_txnxv = _legal_next_np(dfa, vocab)[state_txn] & mask_txn[:, :, None]
 
     if labels is None:
         labels_n = dfa_labels_n
@@ -237,6 +256,7 @@ def encode_split(
         target_next_nxt=to_nxt(target_next_txn),
         target_class_nxt=to_nxt(class_txn),
         target_state_nxt=to_nxt(state_txn),
+        target_legal_nxtxv=torch.from_numpy(legal_txnxv).to(device).transpose(0, 1).contiguous(),
         loss_mask_nxt=to_nxt(mask_txn),
         lengths_n=torch.from_numpy(lengths_n).to(device),
         labels_n=torch.from_numpy(labels_n).to(device),
@@ -350,32 +370,53 @@ def legal_next_table(dfa: DFA, vocab: Vocab, device: Device = "cpu") -> torch.Te
     A symbol is legal when the state it leads to is live (acceptance still reachable); EOS
     when q accepts; PAD and BOS never.
     """
+    return torch.from_numpy(_legal_next_np(dfa, vocab)).to(device)
+
+
+def _legal_next_np(dfa: DFA, vocab: Vocab) -> np.ndarray:
     if tuple(dfa.alphabet) != vocab.symbols:
         raise ValueError(f"vocab {vocab!r} does not match the DFA alphabet {dfa.alphabet}")
     legal_sxv = np.zeros((dfa.num_states, vocab.size), dtype=bool)
     legal_sxv[:, EOS] = dfa.accepting
     legal_sxv[:, NUM_SPECIAL:] = dfa.live[dfa.transitions]
-    return torch.from_numpy(legal_sxv).to(device)
+    return legal_sxv
+
+
+def num_classes_of(dfa: DFA, task: str) -> int:
+    """Width of the class head: the machine's outputs for final_output, else 2 (membership)."""
+    return dfa.num_outputs if task == "final_output" else 2
 
 
 @dataclass
 class RunData:
-    """Everything derived from the data config: automaton, vocabulary, encoded splits."""
+    """Everything derived from the data config: automaton, vocabulary, encoded splits, and
+    the task's head sizes (`num_classes`, `legal_next`: whether the legal-next head is used)."""
 
     dfa: DFA
     vocab: Vocab
     splits: dict[str, SplitData]
     legal_next_sxv: torch.Tensor
     corpus_hash: str
+    task: str = "membership"
+
+    @property
+    def num_classes(self) -> int:
+        return num_classes_of(self.dfa, self.task)
+
+    @property
+    def legal_next(self) -> bool:
+        return self.task == "char_prediction"
 
 
-def encode_corpus(corpus: Corpus, dfa: DFA, device: Device) -> RunData:
-    """Every split of `corpus` (test_ood when it has strings) encoded on `device`."""
+def encode_corpus(corpus: Corpus, dfa: DFA, device: Device, task: str = "membership") -> RunData:
+    """Every split of `corpus` (test_ood when it has strings) encoded on `device` for `task`."""
     vocab = Vocab(dfa.alphabet)
     names = ["train", "val", "test"] + (["test_ood"] if corpus.num_strings("test_ood") else [])
     splits = {
-        name: encode_split(name, corpus.strings(name), corpus.labels(name), dfa, vocab, device)
+        name: encode_split(
+            name, corpus.strings(name), corpus.labels(name), dfa, vocab, device, task
+        )
         for name in names
     }
     legal = legal_next_table(dfa, vocab).to(device)
-    return RunData(dfa, vocab, splits, legal, corpus.fingerprint())
+    return RunData(dfa, vocab, splits, legal, corpus.fingerprint(), task)

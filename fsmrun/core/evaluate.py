@@ -33,6 +33,7 @@ def evaluate(
     batch_size: int,
     length_bins: Sequence[int] | None,
     amp_dtype: torch.dtype | None = None,
+    num_classes: int = 2,
 ) -> SplitMetrics:
     """Metrics of `model` on `split` (see `MetricAccumulator` for their definitions).
 
@@ -45,7 +46,9 @@ def evaluate(
     model.eval()
     try:
         with torch.inference_mode():
-            metrics = MetricAccumulator(legal_next_sxv, cfg, length_bins, device)
+            metrics = MetricAccumulator(
+                legal_next_sxv, cfg, length_bins, device, num_classes=num_classes
+            )
             for batch in eval_batches(split, batch_size):
                 autocast = (
                     torch.autocast(device_type=device.type, dtype=amp_dtype)
@@ -78,6 +81,7 @@ def evaluate_splits(
             batch_size=max(exp.train.batch_size, 256),
             length_bins=bins,
             amp_dtype=amp_dtype,
+            num_classes=data.num_classes,
         )
         for split in splits
     }
@@ -93,7 +97,13 @@ def evaluate_checkpoint(
 ) -> tuple[CheckpointMeta, dict[str, SplitMetrics]]:
     """Load a checkpoint (with its .prev fallback, noted in `notes`) into a fresh model and
     evaluate it."""
-    model = build_model(exp.model, data.vocab.size, data.dfa.num_states)
+    model = build_model(
+        exp.model,
+        data.vocab.size,
+        data.dfa.num_states,
+        num_classes=data.num_classes,
+        legal_next=data.legal_next,
+    )
     loaded = ckpt.load_ckpt(path, model)
     if loaded.fallback and notes is not None:
         notes.append(loaded.fallback)

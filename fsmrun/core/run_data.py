@@ -26,4 +26,4 @@ def build_corpus(exp: ExperimentConfig, cache_dir: Path | None) -> tuple[DFA, Co
 def build_data(exp: ExperimentConfig, device: torch.device, cache_dir: Path | None) -> RunData:
     """DFA, corpus and every split encoded on `device`."""
     dfa, corpus = build_corpus(exp, cache_dir)
-    return encode_corpus(corpus, dfa, device)
+    return encode_corpus(corpus, dfa, device, exp.data.task)

@@ -247,7 +247,12 @@ def open_session(
     if data is None:
         data = build_data(exp, device, corpus_cache_dir(folder.results_root))
     model = build_model(
-        exp.model, data.vocab.size, data.dfa.num_states, generator=torch_generator(exp.seed, "init")
+        exp.model,
+        data.vocab.size,
+        data.dfa.num_states,
+        generator=torch_generator(exp.seed, "init"),
+        num_classes=data.num_classes,
+        legal_next=data.legal_next,
     ).to(device)
     optimizer = optimizer_from_config(model, cfg)
     amp_dtype = amp_dtype_for(device, cfg.amp)

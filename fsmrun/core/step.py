@@ -83,5 +83,9 @@ class StepRunner:
 
     def load_running_state(self, state: dict[str, torch.Tensor]) -> None:
         if state:
-            self.sums.copy_(state["sums"].to(self.sums.device))
+            sums = state["sums"].to(self.sums.device)
+            if len(sums) == len(STAT_KEYS) - 1:
+                # Saved before the legal loss existed: its sum was 0, before grad_norm.
+                sums = torch.cat([sums[:-1], sums.new_zeros(1), sums[-1:]])
+            self.sums.copy_(sums)
             self.count = int(state["count"])

@@ -29,12 +29,23 @@ MONITOR_METRICS = (
     "nll",
     "token_acc",
     "next_valid",
+    "next_valid_baseline",
     "class_acc",
     "class_baseline",
+    "class_balanced_acc",
     "string_acc",
     "string_baseline",
+    "string_balanced_acc",
     "state_acc",
+    "char_acc",
+    "char_baseline",
+    "char_pos_acc",
+    "char_pos_baseline",
 )
+# Metrics of the class head (membership / final output) and of the legal-next head.
+CLASS_METRICS = tuple(m for m in MONITOR_METRICS if m.startswith(("class_", "string_")))
+CHAR_METRICS = tuple(m for m in MONITOR_METRICS if m.startswith("char_"))
+
 
 # What the results root holds beside experiment folders: no experiment may be named so.
 # (registry.sqlite also stands for its -wal, -shm and -journal companions).
@@ -118,13 +129,32 @@ class RandomDfaConfig(_Frozen):
 
 
 class DataConfig(_Frozen):
-    """The language and the corpus drawn from it.
+    """The language, the task learned on it and the corpus drawn from it.
 
-    Exactly one language source: `regex`, `dfa`, `att` or `random_dfa`. Unset sources are left
-    out of the dump (and so of config_hash), so configs written before the other sources
-    existed keep their hash.
+    Exactly one language source: `regex`, `dfa`, `att` or `random_dfa`. Unset sources, and
+    `task` / `sampling` at their defaults, are left out of the dump (and so of config_hash),
+    so configs written before those fields existed keep their hash.
     """
 
+    task: Literal["membership", "final_output", "char_prediction"] = Field(
+        default="membership",
+        description=(
+            "What is learned and scored. membership: is each prefix (and the string) accepted; "
+            "final_output: the output class of the state a prefix ends in (a k-way head, k = the "
+            "machine's number of outputs; membership when k = 2); char_prediction: the set of "
+            "legal next symbols at every position (EOS when the prefix is accepted), multi-label, "
+            "a string correct only if every position's set is exactly right."
+        ),
+    )
+    sampling: Literal["balanced", "uniform", "positives"] = Field(
+        default="balanced",
+        description=(
+            "How strings are drawn. balanced: positive_fraction accepted strings, the rest "
+            "near misses and uniform rejected strings; uniform: a length uniform in the range, "
+            "then a string uniform over all strings of that length, labelled by the machine; "
+            "positives: accepted strings only (output != 0). Strings stay distinct in every mode."
+        ),
+    )
     regex: str | None = Field(
         default=None, description="Regular expression (full match) defining the language."
     )
@@ -224,6 +254,9 @@ class DataConfig(_Frozen):
         doc = handler(self)
         for name in (*LANGUAGE_SOURCES, "alphabet"):
             if doc.get(name, 0) is None:
+                del doc[name]
+        for name, default in (("task", "membership"), ("sampling", "balanced")):
+            if doc.get(name) == default:
                 del doc[name]
         return doc
 
@@ -325,6 +358,18 @@ class TrainConfig(_Frozen):
         default=False,
         description="Next-token loss on all strings (default: accepted strings only).",
     )
+    class_loss_on: Literal["all", "final"] = Field(
+        default="all",
+        description=(
+            "Positions of the class loss: every prefix (all) or only the whole string, "
+            "t = n (final, as in Deletang et al.'s sequence-to-output tasks)."
+        ),
+    )
+    lambda_legal: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Weight of the legal-next-set BCE loss (task char_prediction only).",
+    )
     monitor: str = Field(
         default="val.string_acc",
         description=(
@@ -393,6 +438,15 @@ class TrainConfig(_Frozen):
             raise ValueError("length_bins must be increasing")
         return self
 
+    @model_serializer(mode="wrap")
+    def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Fields added after configs were hashed stay out of the dump at their defaults.
+        doc = handler(self)
+        for name, default in (("class_loss_on", "all"), ("lambda_legal", 1.0)):
+            if doc.get(name) == default:
+                del doc[name]
+        return doc
+
 
 class ExperimentConfig(_Frozen):
     """One experiment: a language, a corpus, a model and how to train it."""
@@ -419,6 +473,22 @@ class ExperimentConfig(_Frozen):
             shown = repr(name) if len(name) <= 100 else f"a name of {len(name)} characters"
             raise ValueError(f"{shown} cannot be used: {NAME_RULE}")
         return name
+
+    @model_validator(mode="after")
+    def _check_task(self) -> ExperimentConfig:
+        metric = self.train.monitor.removeprefix("val.")
+        if self.data.task == "char_prediction" and metric in CLASS_METRICS:
+            raise ValueError(
+                f"task char_prediction is scored by the legal-next head, not the class head: set "
+                f"train.monitor to one of {', '.join('val.' + m for m in CHAR_METRICS)} "
+                f"(or val.loss)"
+            )
+        if self.data.task != "char_prediction" and metric in CHAR_METRICS:
+            raise ValueError(
+                f"train.monitor {self.train.monitor} needs data.task = 'char_prediction' "
+                f"(task is {self.data.task!r})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_lengths(self) -> ExperimentConfig:

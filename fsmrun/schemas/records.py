@@ -25,17 +25,53 @@ class BinMetrics(_Record):
     lo: int = Field(description="Shortest string length in the bin (inclusive).")
     hi: int = Field(description="Longest string length in the bin (inclusive).")
     n_strings: int = Field(description="Strings in the bin.")
-    string_acc: float | None = Field(description="Whole-string membership accuracy.")
+    string_acc: float | None = Field(
+        description="Whole-string accuracy of the class head (membership or final output)."
+    )
     string_baseline: float | None = Field(
         description="Majority-class baseline of whole-string accuracy in this bin."
     )
-    class_acc: float | None = Field(description="Prefix membership accuracy (every position).")
+    class_acc: float | None = Field(
+        description="Prefix accuracy of the class head (membership or output, every position)."
+    )
     class_baseline: float | None = Field(description="Majority-class baseline of class_acc.")
     token_acc: float | None = Field(description="Next-token accuracy on next-token positions.")
     next_valid: float | None = Field(
         description="Fraction of live positions whose predicted next token is legal in the DFA."
     )
     state_acc: float | None = Field(description="DFA state accuracy.")
+    string_balanced_acc: float | None = Field(
+        default=None,
+        description=(
+            "Balanced whole-string accuracy: mean recall over the classes present (membership "
+            "or final output); equal to string_acc when classes are balanced."
+        ),
+    )
+    class_balanced_acc: float | None = Field(
+        default=None, description="Balanced prefix accuracy: mean recall over the classes present."
+    )
+    next_valid_baseline: float | None = Field(
+        default=None,
+        description="next_valid of the best constant one-symbol predictor on the same positions.",
+    )
+    char_acc: float | None = Field(
+        default=None,
+        description=(
+            "char_prediction: fraction of strings whose predicted legal-next set (logit > 0) "
+            "equals the target set at every position (None for other tasks)."
+        ),
+    )
+    char_baseline: float | None = Field(
+        default=None,
+        description="char_acc of the best constant set predictor (one fixed set everywhere).",
+    )
+    char_pos_acc: float | None = Field(
+        default=None,
+        description="char_prediction: fraction of real positions whose predicted set is exact.",
+    )
+    char_pos_baseline: float | None = Field(
+        default=None, description="char_pos_acc of the best constant set predictor."
+    )
 
 
 class SplitMetrics(_Record):
@@ -55,12 +91,46 @@ class SplitMetrics(_Record):
         description="Fraction of live positions whose predicted next token is legal in the DFA."
     )
     class_acc: float | None = Field(
-        description="Prefix membership accuracy over every real position."
+        description="Prefix accuracy of the class head (membership or output) at real positions."
     )
     class_baseline: float | None = Field(description="Majority-class baseline of class_acc.")
-    string_acc: float | None = Field(description="Whole-string membership accuracy.")
+    string_acc: float | None = Field(
+        description="Whole-string accuracy of the class head (membership or final output)."
+    )
     string_baseline: float | None = Field(description="Majority-class baseline of string_acc.")
     state_acc: float | None = Field(description="DFA state accuracy over every real position.")
+    string_balanced_acc: float | None = Field(
+        default=None,
+        description=(
+            "Balanced whole-string accuracy: mean recall over the classes present (membership "
+            "or final output); equal to string_acc when classes are balanced."
+        ),
+    )
+    class_balanced_acc: float | None = Field(
+        default=None, description="Balanced prefix accuracy: mean recall over the classes present."
+    )
+    next_valid_baseline: float | None = Field(
+        default=None,
+        description="next_valid of the best constant one-symbol predictor on the same positions.",
+    )
+    char_acc: float | None = Field(
+        default=None,
+        description=(
+            "char_prediction: fraction of strings whose predicted legal-next set (logit > 0) "
+            "equals the target set at every position (None for other tasks)."
+        ),
+    )
+    char_baseline: float | None = Field(
+        default=None,
+        description="char_acc of the best constant set predictor (one fixed set everywhere).",
+    )
+    char_pos_acc: float | None = Field(
+        default=None,
+        description="char_prediction: fraction of real positions whose predicted set is exact.",
+    )
+    char_pos_baseline: float | None = Field(
+        default=None, description="char_pos_acc of the best constant set predictor."
+    )
     bins: list[BinMetrics] = Field(default_factory=list, description="Length-binned metrics.")
 
 

@@ -294,3 +294,80 @@ def test_corrupt_cache_file_is_regenerated(tmp_path: Path, damage, caplog) -> No
 def test_no_cache_dir_just_generates() -> None:
     data = cfg(**SMALL)
     assert load_or_generate_corpus(PARITY, data, 4, None) == generate_corpus(PARITY, data, 4)
+
+
+# --- sampling modes ----------------------------------------------------------------------
+
+
+def test_uniform_mode_labels_by_the_machine_and_keeps_strings_distinct() -> None:
+    c = cfg(sampling="uniform", min_len=1, max_len=8, n_train=300, n_val=50, n_test=50,
+            ood_min_len=9, ood_max_len=12, n_test_ood=100)  # fmt: skip
+    corpus = generate_corpus(NO_AA_ENDS_B, c, seed=0)
+    everything = [s for name in SPLITS for s in corpus.strings(name)]
+    assert len(everything) == len(set(everything)) == 500
+    for name in SPLITS:
+        labels = [NO_AA_ENDS_B.accepts(s) for s in corpus.strings(name)]
+        assert corpus.labels(name).tolist() == labels
+    lengths = {len(s) for s in corpus.strings("test_ood")}
+    assert lengths <= set(range(9, 13))
+    # Uniform strings of this language are mostly rejected (Fibonacci-many of 2^n accepted).
+    assert corpus.labels("train").mean() < 0.3
+
+
+def test_uniform_mode_draws_lengths_uniformly_where_strings_are_plentiful() -> None:
+    # 2^16 strings and more per length: repeats (redrawn) are rare.
+    c = cfg(sampling="uniform", min_len=16, max_len=19, n_train=4000, n_val=1, n_test=1,
+            n_test_ood=0)  # fmt: skip
+    lengths = np.array([len(s) for s in generate_corpus(PARITY, c, seed=1).strings("train")])
+    counts = np.bincount(lengths, minlength=20)[16:]
+    assert counts.sum() == 4000 and (abs(counts - 1000) < 120).all()  # about 5 sigma
+
+
+def test_uniform_mode_takes_every_string_of_short_lengths_then_moves_on() -> None:
+    # Lengths 1-3 hold 2 + 4 + 8 = 14 strings; ask for all of them.
+    c = cfg(sampling="uniform", min_len=1, max_len=3, n_train=10, n_val=2, n_test=2,
+            n_test_ood=0)  # fmt: skip
+    corpus = generate_corpus(PARITY, c, seed=0)
+    everything = sorted(s for name in SPLITS for s in corpus.strings(name))
+    assert everything == sorted(
+        "".join(p) for n in (1, 2, 3) for p in itertools.product("ab", repeat=n)
+    )
+
+
+def test_uniform_mode_too_many_strings_is_a_corpus_error() -> None:
+    c = cfg(sampling="uniform", min_len=1, max_len=3, n_train=12, n_val=2, n_test=1,
+            n_test_ood=0)  # fmt: skip
+    with pytest.raises(
+        CorpusError, match="need 15 distinct strings of length 1..3, but there are only 14"
+    ):
+        generate_corpus(PARITY, c, seed=0)
+
+
+def test_uniform_mode_over_long_lengths_is_easy() -> None:
+    c = cfg(sampling="uniform", min_len=30, max_len=40, n_train=50, n_val=5, n_test=5,
+            ood_min_len=400, ood_max_len=500, n_test_ood=5)  # fmt: skip
+    corpus = generate_corpus(PARITY, c, seed=0)
+    assert all(400 <= len(s) <= 500 for s in corpus.strings("test_ood"))
+
+
+def test_positives_mode_draws_accepted_strings_only() -> None:
+    c = cfg(sampling="positives", min_len=1, max_len=12, n_train=200, n_val=20, n_test=20,
+            ood_min_len=13, ood_max_len=16, n_test_ood=40)  # fmt: skip
+    corpus = generate_corpus(NO_AA_ENDS_B, c, seed=0)
+    for name in SPLITS:
+        assert corpus.labels(name).all()
+        assert all(NO_AA_ENDS_B.accepts(s) for s in corpus.strings(name))
+    everything = [s for name in SPLITS for s in corpus.strings(name)]
+    assert len(everything) == len(set(everything)) == 280
+
+
+def test_positives_mode_without_enough_accepted_strings_says_so() -> None:
+    # 1* has one string per length: lengths 1-5 hold 5.
+    c = cfg(alphabet="01", sampling="positives", min_len=1, max_len=5, n_train=4, n_val=1,
+            n_test=1, n_test_ood=0)  # fmt: skip
+    with pytest.raises(CorpusError, match="need 6 distinct positive strings.*only 5"):
+        generate_corpus(ONLY_ONES, c, seed=0)
+    c = cfg(alphabet="ab", sampling="positives", min_len=3, max_len=3, n_train=1, n_val=1,
+            n_test=1, n_test_ood=0)  # fmt: skip
+    with pytest.raises(CorpusError, match="no accepted strings.*use sampling = uniform"):
+        generate_corpus(AB_STAR, c, seed=0)

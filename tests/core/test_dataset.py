@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -291,3 +294,117 @@ def test_cuda_batches_match_cpu_and_never_sync_the_host():
     cpu_batches = list(iter_batches(cpu, 16, 0, 0, bucket_by_length=True))
     for a, b in zip(gpu_batches, cpu_batches, strict=True):
         assert_batch_equal(a.to("cpu"), b)
+
+
+# --- task targets: final outputs and legal-next sets ---------------------------------------
+
+
+def mod3_dfa() -> DFA:
+    """Moore machine over {a, b}: the number of a's mod 3 (b keeps the count)."""
+    return DFA("ab", [[1, 0], [2, 1], [0, 2]], outputs=[0, 1, 2], num_outputs=3)
+
+
+def test_final_output_targets_are_the_outputs_of_the_states_read():
+    split = encode_split(
+        "val", ["aab", "a", ""], None, mod3_dfa(), Vocab("ab"), "cpu", "final_output"
+    )
+    # 'aab': counts 0 1 2 2; 'a': 0 1 (then PAD 0); '': 0.
+    assert split.target_class_nxt.tolist() == [[0, 1, 2, 2], [0, 1, 0, 0], [0, 0, 0, 0]]
+    # Labels stay membership (output != 0): 'aab' 2 -> accepted, 'a' 1 -> accepted, '' 0 -> not.
+    assert split.labels_np.tolist() == [1, 1, 0]
+
+
+def test_membership_targets_of_a_moore_machine_are_output_not_zero():
+    split = encode_split("val", ["aab"], None, mod3_dfa(), Vocab("ab"), "cpu", "membership")
+    assert split.target_class_nxt.tolist() == [[0, 1, 1, 1]]
+
+
+def test_char_prediction_targets_of_ab_star_written_out_by_hand():
+    split = encode_split(
+        "val", ["ab", "a", "b"], None, ab_star_dfa(), Vocab("ab"), "cpu", "char_prediction"
+    )
+    #           PAD BOS EOS  a  b
+    start = [F, F, T, T, F]  # accepted: EOS; 'a' may follow
+    after_a = [F, F, F, F, T]  # only 'b'
+    dead = [F, F, F, F, F]
+    pad = [F, F, F, F, F]
+    assert split.target_legal_nxtxv.tolist() == [
+        [start, after_a, start],  # 'ab'
+        [start, after_a, pad],  # 'a'
+        [start, dead, pad],  # 'b' leads to the dead state: nothing is legal
+    ]
+
+
+def _reference_targets(strings, accepts, output_of, alphabet, horizon):
+    """Per position: class (output) and legal set [EOS, symbols...] by brute force: a symbol
+    is legal when some completion of at most `horizon` symbols is accepted."""
+    suffixes = [""] + [
+        "".join(p) for n in range(1, horizon + 1) for p in itertools.product(alphabet, repeat=n)
+    ]
+    live = {}
+
+    def is_live(prefix):
+        if prefix not in live:
+            live[prefix] = any(accepts(prefix + w) for w in suffixes)
+        return live[prefix]
+
+    classes, legal = [], []
+    for s in strings:
+        prefixes = [s[:t] for t in range(len(s) + 1)]
+        classes.append([output_of(p) for p in prefixes])
+        legal.append([[accepts(p)] + [is_live(p + a) for a in alphabet] for p in prefixes])
+    return classes, legal
+
+
+ATT_NO_YY = "0 0 x\n0 1 y\n1 0 x\n0\n1\n"  # over {x, y}: no 'yy'
+
+
+@pytest.mark.parametrize("source", ["regex", "dfa", "att", "random_dfa"])
+def test_targets_of_every_short_string_agree_with_a_brute_force_reference(source, tmp_path):
+    from fsmrun.core.languages import build_dfa
+    from fsmrun.schemas.config import DataConfig
+
+    if source == "regex":
+        data = DataConfig(regex="(ab|ba)*c?", alphabet="abc")
+        accepts = lambda s: re.fullmatch("(ab|ba)*c?", s) is not None  # noqa: E731
+        output_of = lambda s: int(accepts(s))  # noqa: E731
+    elif source == "dfa":  # the number of a's mod 3 as a Moore machine
+        table = {
+            "q0": {"a": "q1", "b": "q0"},
+            "q1": {"a": "q2", "b": "q1"},
+            "q2": {"a": "q0", "b": "q2"},
+        }
+        data = DataConfig(
+            dfa={"states": ["q0", "q1", "q2"], "start": "q0", "transitions": table,
+                 "outputs": {"q0": 0, "q1": 1, "q2": 2}},
+        )  # fmt: skip
+        output_of = lambda s: s.count("a") % 3  # noqa: E731
+        accepts = lambda s: output_of(s) != 0  # noqa: E731
+    elif source == "att":
+        path = tmp_path / "no_yy.att"
+        path.write_text(ATT_NO_YY)
+        data = DataConfig(att={"path": str(path)})
+        accepts = lambda s: "yy" not in s  # noqa: E731
+        output_of = lambda s: int(accepts(s))  # noqa: E731
+    else:
+        data = DataConfig(alphabet="ab", random_dfa={"num_states": 5, "seed": 4})
+        table = build_dfa(data)  # the reference walks the transition table itself
+
+        def accepts(s):
+            q = table.start
+            for c in s:
+                q = int(table.transitions[q, "ab".index(c)])
+            return bool(table.accepting[q])
+
+        output_of = lambda s: int(accepts(s))  # noqa: E731
+    dfa = build_dfa(data)
+    alphabet = "".join(dfa.alphabet)
+    strings = ["".join(p) for n in range(5) for p in itertools.product(alphabet, repeat=n)]
+    classes, legal = _reference_targets(strings, accepts, output_of, alphabet, dfa.num_states)
+    vocab = Vocab(alphabet)
+    split = encode_split("all", strings, None, dfa, vocab, "cpu", "final_output")
+    for i, s in enumerate(strings):
+        n = len(s)
+        assert split.target_class_nxt[i, : n + 1].tolist() == classes[i], s
+        assert split.target_legal_nxtxv[i, : n + 1, 2:].tolist() == legal[i], s
+        assert split.labels_np[i] == int(accepts(s)), s

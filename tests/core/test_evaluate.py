@@ -138,3 +138,66 @@ def test_cuda_evaluation_matches_cpu() -> None:
                        length_bins=[1, 3, 7], amp_dtype=torch.bfloat16)  # fmt: skip
     assert on_cuda.n_strings == on_cpu.n_strings
     assert on_cuda.nll == pytest.approx(on_cpu.nll, rel=0.05)
+
+
+# --- every task end to end -------------------------------------------------------------
+
+CYCLE3 = {  # a 3-cycle: '+' is not an alphabet symbol, so r steps right and l left
+    "states": ["p0", "p1", "p2"],
+    "start": "p0",
+    "outputs": {"p0": 0, "p1": 1, "p2": 2},
+    "transitions": {
+        "p0": {"s": "p0", "r": "p1", "l": "p2"},
+        "p1": {"s": "p1", "r": "p2", "l": "p0"},
+        "p2": {"s": "p2", "r": "p0", "l": "p1"},
+    },
+}
+TASK_DATA = {
+    "membership": {"regex": "b*(ab*ab*)*", "alphabet": "ab", "sampling": "uniform"},
+    "final_output": {"dfa": CYCLE3, "task": "final_output", "sampling": "uniform"},
+    "char_prediction": {
+        "regex": "(a|b)*b",
+        "alphabet": "ab",
+        "task": "char_prediction",
+        "sampling": "positives",
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", list(TASK_DATA))
+def test_each_task_trains_end_to_end_into_a_schema_valid_metrics_json(task, tmp_path) -> None:
+    from fsmrun.core.loop import train_one_experiment
+    from fsmrun.schemas.config import ExperimentConfig
+    from fsmrun.schemas.records import Metrics
+
+    lengths = {"min_len": 1, "max_len": 7, "ood_min_len": 8, "ood_max_len": 9}
+    sizes = {"n_train": 48, "n_val": 16, "n_test": 16, "n_test_ood": 16}
+    train = {"epochs": 2, "batch_size": 16, "warmup_steps": 1, "patience": None}
+    if task == "char_prediction":
+        train.update(monitor="val.char_acc", lambda_class=0.0, lambda_state=0.0)
+    if task == "final_output":
+        train["class_loss_on"] = "final"
+    exp = ExperimentConfig.model_validate(
+        {
+            "name": f"micro_{task}",
+            "data": {**TASK_DATA[task], **lengths, **sizes},
+            "model": {"arch": "gru", "d_model": 8, "n_layers": 1},
+            "train": train,
+        }
+    )
+    result = train_one_experiment(exp, device="cpu", results_root=tmp_path, progress=False)
+    assert result.status == "completed"
+    metrics = Metrics.model_validate_json((result.run_dir / "metrics.json").read_text())
+    for split in (metrics.best.test, metrics.best.test_ood):
+        assert split is not None and split.bins
+        assert split.string_baseline is not None and split.next_valid_baseline is not None
+        if task == "char_prediction":
+            assert split.char_acc is not None and split.char_baseline is not None
+            assert split.char_pos_acc is not None and split.char_pos_baseline is not None
+            assert all(b.char_acc is not None for b in split.bins)
+        else:
+            assert split.char_acc is None
+            assert split.string_balanced_acc is not None and split.class_balanced_acc is not None
+    if task == "final_output":  # a 3-way head: three classes can appear as string labels
+        assert metrics.best.test.string_baseline < 1.0

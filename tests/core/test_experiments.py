@@ -9,6 +9,7 @@ import pytest
 
 from fsmrun.core.datagen import generate_corpus
 from fsmrun.core.fsm import compile_regex
+from fsmrun.core.languages import build_dfa
 from fsmrun.experiments import (
     ExperimentFileError,
     ExperimentNotFound,
@@ -18,11 +19,13 @@ from fsmrun.experiments import (
 from fsmrun.schemas.config import ExperimentConfig
 
 EXPECTED = [
+    "cycle_navigation",
     "even_pairs",
+    "modular_arithmetic",
     "parity",
     "regex_a",
     "regex_b",
-    *[f"tomita{i}" for i in range(1, 8)],
+    *[name for i in range(1, 8) for name in (f"tomita{i}", f"tomita{i}_cp")],
 ]
 
 
@@ -37,11 +40,46 @@ def test_builtin_loads_compiles_and_generates_its_corpus(name: str) -> None:
     exp = load_experiment(name)
     assert isinstance(exp, ExperimentConfig)
     assert exp.name == name and exp.description
-    dfa = compile_regex(exp.data.regex, exp.data.alphabet, max_states=exp.data.max_states)
+    dfa = build_dfa(exp.data)
     corpus = generate_corpus(dfa, exp.data, exp.seed)
     assert corpus.num_strings("train") == exp.data.n_train
     assert corpus.num_strings("test_ood") == exp.data.n_test_ood
-    assert 0 < corpus.labels("train").sum() < exp.data.n_train
+    if exp.data.sampling == "positives":
+        assert corpus.labels("train").all() and corpus.labels("test_ood").all()
+    else:
+        assert 0 < corpus.labels("train").sum() < exp.data.n_train
+
+
+def test_deletang_builtins_follow_the_protocol() -> None:
+    """Train lengths 1-40, OOD from 41, the LSTM, only the class loss, no early stop."""
+    for name in ("parity", "even_pairs", "cycle_navigation", "modular_arithmetic"):
+        exp = load_experiment(name)
+        d, t = exp.data, exp.train
+        assert (d.min_len, d.max_len, d.ood_min_len, d.ood_max_len) == (1, 40, 41, 100)
+        assert d.sampling == ("positives" if name == "modular_arithmetic" else "uniform")
+        assert exp.model.arch == "lstm"
+        assert (t.lambda_next, t.lambda_state) == (0.0, 0.0)
+        assert t.patience is not None and t.patience >= t.epochs  # cannot fire before the end
+    assert load_experiment("cycle_navigation").data.task == "final_output"
+
+
+def test_cycle_navigation_and_modular_arithmetic_label_as_the_papers() -> None:
+    cycle = build_dfa(load_experiment("cycle_navigation").data)
+    # start at 0: >>> -> 3, < -> 4, >0<< -> 4, five steps right -> 0
+    for actions, position in ((">>>", 3), ("<", 4), (">0<<", 4), (">>>>>", 0), ("", 0)):
+        assert cycle.output_names[cycle.output_of(actions)] == str(position)
+    arith = build_dfa(load_experiment("modular_arithmetic").data)
+    cases = {"3p4t2m1": "0", "4t4t4": "4", "2m3": "4", "1p2t3t4": "0", "3p": "invalid"}
+    for expression, value in cases.items():  # 3+4*2-1 = 10, 64, -1, 1+24 = 25
+        assert arith.output_names[arith.output_of(expression)] == value
+
+
+def test_tomita_character_prediction_builtins_score_the_legal_sets() -> None:
+    for i in range(1, 8):
+        exp = load_experiment(f"tomita{i}_cp")
+        assert exp.data.task == "char_prediction" and exp.data.sampling == "positives"
+        assert exp.data.regex == load_experiment(f"tomita{i}").data.regex
+        assert exp.train.monitor == "val.char_acc"
 
 
 def test_builtins_cover_contrasting_languages() -> None:

@@ -156,3 +156,71 @@ def test_low_precision_logits_are_reduced_in_float32() -> None:
     # L = 3 and 0 are exact in bfloat16, so float32 reduction reproduces the float32 values.
     assert losses["total"].dtype == torch.float32
     assert losses["next"].item() == pytest.approx(NEXT, rel=1e-6)
+
+
+# --- class loss position and the legal-next head -----------------------------------------
+
+# legal[q, tok] of a*b over PAD BOS EOS a b: from 0 a and b, from 1 only EOS, from 2 nothing.
+LEGAL_SXV = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
+
+
+def with_legal_targets(batch: Batch) -> Batch:
+    legal_bxtxv = LEGAL_SXV[batch.target_state_bxt] & batch.loss_mask_bxt.unsqueeze(-1)
+    return replace(batch, target_legal_bxtxv=legal_bxtxv)
+
+
+def test_final_class_loss_is_taken_on_the_last_position_only() -> None:
+    losses = compute_losses(make_output(), make_batch(), TrainConfig(class_loss_on="final"))
+    # t = n: 'ab' predicts 1 (right), 'ba' 0 (right), 'b' 0 where 1 is due (wrong).
+    expected = (2 * ce(2, True) + ce(2, False)) / 3
+    assert losses["class"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_final_class_loss_ignores_every_earlier_prefix() -> None:
+    out = make_output()
+    out.logits_class[:, 0] = torch.tensor([50.0, -50.0])  # t = 0 badly wrong nowhere final
+    cfg = TrainConfig(class_loss_on="final")
+    assert torch.equal(
+        compute_losses(out, make_batch(), cfg)["class"],
+        compute_losses(make_output(), make_batch(), cfg)["class"],
+    )
+
+
+def legal_output(pad_value: float = 0.0) -> ModelOutput:
+    out = make_output()
+    logits_bxtxv = torch.zeros(3, 3, V)
+    logits_bxtxv[1, 2, 4] = L  # 'ba' at t = 2 is dead: b predicted legal, wrongly
+    logits_bxtxv[2, 2] = pad_value  # the PAD position of 'b'
+    out.legal_next_logits_bxtxv = logits_bxtxv
+    return out
+
+
+def test_legal_bce_is_summed_over_eos_and_symbols_and_meaned_over_real_positions() -> None:
+    cfg = TrainConfig(lambda_next=0.0, lambda_class=0.0, lambda_state=0.0, lambda_legal=2.0)
+    losses = compute_losses(legal_output(), with_legal_targets(make_batch()), cfg)
+    # 8 real positions x 3 columns (EOS a b): logit 0 costs log 2 whatever the target, except
+    # one element with logit L and target 0, which costs log(1 + e^L). PAD and BOS columns
+    # carry nothing.
+    expected = (23 * math.log(2) + math.log1p(math.exp(L))) / 8
+    assert losses["legal"].item() == pytest.approx(expected, rel=1e-6)
+    assert losses["total"].item() == pytest.approx(2.0 * expected, rel=1e-6)
+
+
+def test_legal_bce_ignores_pad_positions_and_pad_bos_columns() -> None:
+    batch, cfg = with_legal_targets(make_batch()), TrainConfig()
+    reference = compute_losses(legal_output(), batch, cfg)["legal"]
+    for garbage in (math.inf, -math.inf, math.nan):
+        out = legal_output(garbage)
+        out.legal_next_logits_bxtxv[:, :, :2] = 99.0  # PAD and BOS columns: no signal
+        out.legal_next_logits_bxtxv.requires_grad_(True)
+        losses = compute_losses(out, batch, cfg)
+        assert torch.equal(losses["legal"], reference)
+        losses["total"].backward()
+        grad = out.legal_next_logits_bxtxv.grad
+        assert torch.isfinite(grad).all() and (grad[2, 2] == 0).all() and (grad[..., :2] == 0).all()
+
+
+def test_without_a_legal_head_the_legal_loss_is_zero_and_not_in_the_total() -> None:
+    losses = compute_losses(make_output(), make_batch(), TrainConfig(lambda_legal=5.0))
+    assert losses["legal"].item() == 0.0
+    assert losses["total"].item() == pytest.approx(NEXT + CLASS + 0.5 * STATE, rel=1e-6)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
-from fsmrun.core.dataset import Batch
+from fsmrun.core.dataset import Batch, Vocab, encode_split, legal_next_table
+from fsmrun.core.fsm import compile_regex
 from fsmrun.core.metrics import MetricAccumulator, default_length_bins
 from fsmrun.core.model import ModelOutput
 from fsmrun.schemas.config import DataConfig, TrainConfig
@@ -35,7 +38,9 @@ def make_batch(rows: list[int] | None = None) -> Batch:
     if rows is None:
         return batch
     index = torch.tensor(rows)
-    return Batch(*(t.index_select(0, index) for t in batch.__dict__.values()))
+    return Batch(
+        **{k: None if t is None else t.index_select(0, index) for k, t in batch.__dict__.items()}
+    )
 
 
 def make_output(rows: list[int] | None = None) -> ModelOutput:
@@ -156,3 +161,100 @@ def test_default_length_bins() -> None:
     assert default_length_bins(gap) == [2, 12, 13, 30, 34]
     no_ood = DataConfig(**data, min_len=1, max_len=40, n_test_ood=0)
     assert default_length_bins(no_ood) == [1, 11, 21, 31, 41]
+
+
+# --- balanced accuracy, baselines, k-way classes, character prediction -------------------
+
+
+def test_balanced_accuracies_and_the_next_valid_baseline_match_hand_computed_values() -> None:
+    m = accumulate(TrainConfig(), None)
+    # strings at t = n: label 1 -> 'ab' right, 'b' wrong (recall 1/2); label 0 -> 'ba' right.
+    assert m.string_balanced_acc == pytest.approx((1 / 2 + 1) / 2)
+    # prefixes: class 0 at 5 positions, all right; class 1 at 3, one right.
+    assert m.class_balanced_acc == pytest.approx((1 + 1 / 3) / 2)
+    # 7 live positions, 4 in state 0 (a and b legal), 3 in state 1 (EOS legal): best 4/7.
+    assert m.next_valid_baseline == pytest.approx(4 / 7)
+    assert m.char_acc is None and m.char_baseline is None  # no legal-next head
+
+
+def test_balanced_accuracy_per_bin_uses_the_classes_present_in_the_bin() -> None:
+    short, long = accumulate(TrainConfig(), [1, 2, 3]).bins
+    assert short.string_balanced_acc == 0.0  # 'b' alone, label 1, wrong
+    assert long.string_balanced_acc == 1.0  # 'ab' and 'ba', both right
+    assert short.next_valid_baseline == 0.5 and long.next_valid_baseline == pytest.approx(3 / 5)
+
+
+def test_three_way_classes_give_accuracy_majority_and_balanced_by_hand() -> None:
+    batch = replace(make_batch(), target_class_bxt=torch.tensor([[0, 2, 1], [0, 1, 2], [0, 2, 0]]))
+    out = make_output()
+    pred_bxt = torch.tensor([[0, 2, 1], [0, 1, 1], [0, 2, 0]])
+    out.logits_class = L * torch.nn.functional.one_hot(pred_bxt, 3).float()
+    acc = MetricAccumulator(LEGAL_SXV, TrainConfig(), None, "cpu", num_classes=3)
+    acc.update(out, batch)
+    m = acc.compute()
+    # strings (t = n): labels 1, 2, 2; 'ab' right, 'ba' wrong, 'b' right.
+    assert m.string_acc == pytest.approx(2 / 3) and m.string_baseline == pytest.approx(2 / 3)
+    assert m.string_balanced_acc == pytest.approx((1 + 1 / 2) / 2)
+    # prefixes: class 0 x3 all right, class 1 x2 all right, class 2 x3 with one wrong.
+    assert m.class_acc == pytest.approx(7 / 8) and m.class_baseline == pytest.approx(3 / 8)
+    assert m.class_balanced_acc == pytest.approx((1 + 1 + 2 / 3) / 3)
+
+
+def legal_logits(batch: Batch, wrong: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """+L where a token is legal, -L elsewhere; `wrong` = (b, t, v) flips one entry."""
+    legal_bxtxv = LEGAL_SXV[batch.target_state_bxt]
+    logits_bxtxv = torch.where(legal_bxtxv, L, -L)
+    if wrong is not None:
+        logits_bxtxv[wrong] = -logits_bxtxv[wrong]
+    logits_bxtxv[2, 2] = math.nan  # PAD of 'b'
+    return logits_bxtxv
+
+
+def test_char_prediction_counts_a_string_only_when_every_set_is_exact() -> None:
+    batch = make_batch()
+    batch = replace(batch, target_legal_bxtxv=LEGAL_SXV[batch.target_state_bxt])
+    out = make_output()
+    out.legal_next_logits_bxtxv = legal_logits(batch, wrong=(1, 1, 3))  # 'ba' t=1: {EOS, a}
+    acc = MetricAccumulator(LEGAL_SXV, TrainConfig(), [1, 2, 3], "cpu")
+    acc.update(out, batch)
+    m = acc.compute()
+    assert m.char_pos_acc == pytest.approx(7 / 8)
+    assert m.char_acc == pytest.approx(2 / 3)  # 'ab' and 'b' right, 'ba' wrong at t=1
+    # Constant sets: {a, b} is the target at 4 of 8 positions, {EOS} at 3, {} at 1; no string
+    # has one set at every position.
+    assert m.char_pos_baseline == pytest.approx(4 / 8)
+    assert m.char_baseline == 0.0
+    short, long = m.bins
+    assert (short.char_acc, short.char_pos_acc, short.char_pos_baseline) == (1.0, 1.0, 0.5)
+    assert long.char_acc == 0.5 and long.char_pos_acc == pytest.approx(5 / 6)
+
+
+def test_pad_and_bos_columns_do_not_count_in_character_prediction() -> None:
+    batch = make_batch()
+    batch = replace(batch, target_legal_bxtxv=LEGAL_SXV[batch.target_state_bxt])
+    out = make_output()
+    out.legal_next_logits_bxtxv = legal_logits(batch)
+    out.legal_next_logits_bxtxv[..., :2] = 10.0  # PAD and BOS "predicted legal"
+    acc = MetricAccumulator(LEGAL_SXV, TrainConfig(), None, "cpu")
+    acc.update(out, batch)
+    m = acc.compute()
+    assert m.char_acc == 1.0 and m.char_pos_acc == 1.0
+
+
+def test_a_constant_set_predictor_scores_one_on_tomita1() -> None:
+    """On 1* every prefix is accepted and may go on with 1: the target is {EOS, 1} throughout,
+    so one fixed set is right everywhere and the baselines are 1."""
+    dfa, vocab = compile_regex("1*", "01"), Vocab("01")
+    split = encode_split("val", ["1", "11", "1111"], None, dfa, vocab, "cpu", "char_prediction")
+    batch = split.batch(np.arange(3))
+    v = vocab.size
+    out = ModelOutput(
+        torch.zeros(3, 5, v), torch.zeros(3, 5, 2), torch.zeros(3, 5, dfa.num_states),
+        legal_next_logits_bxtxv=torch.full((3, 5, v), -1.0),
+    )  # fmt: skip
+    acc = MetricAccumulator(legal_next_table(dfa, vocab), TrainConfig(), None, "cpu")
+    acc.update(out, batch)
+    m = acc.compute()
+    assert m.char_baseline == 1.0 and m.char_pos_baseline == 1.0
+    assert m.char_acc == 0.0 and m.char_pos_acc == 0.0  # predicting the empty set everywhere
+    assert m.next_valid_baseline == 1.0  # '1' is always legal: the issue's constant predictor

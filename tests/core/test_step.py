@@ -38,8 +38,17 @@ def setup():
 
 
 def test_stat_keys_are_the_losses_then_the_gradient_norm():
-    assert STAT_KEYS == ("total", "next", "class", "state", "l1_u", "grad_norm")
+    assert STAT_KEYS == ("total", "next", "class", "state", "l1_u", "legal", "grad_norm")
     assert STAT_KEYS[:-1] == LOSS_KEYS
+
+
+def test_running_sums_saved_before_the_legal_loss_load_with_it_as_zero(setup):
+    exp, _, model = setup
+    runner = StepRunner(model, torch.optim.AdamW(model.parameters()), exp.train, 10)
+    old = torch.tensor([6.0, 1.0, 2.0, 3.0, 0.5, 4.0])  # total next class state l1_u grad_norm
+    runner.load_running_state({"sums": old, "count": torch.tensor(2)})
+    assert runner.sums.tolist() == [6.0, 1.0, 2.0, 3.0, 0.5, 0.0, 4.0]
+    assert runner.count == 2
 
 
 def test_drain_gives_the_mean_of_the_losses_of_the_steps_taken(setup):

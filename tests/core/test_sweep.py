@@ -96,7 +96,7 @@ def test_seed_ranges_and_bad_keys():
 
 def test_builtin_suites_have_the_promised_sizes():
     assert spec_size(load_spec("tomita")) == 7 * 2 * 3
-    assert spec_size(load_spec("deletang_regular")) == 2 * 5 * 3
+    assert spec_size(load_spec("deletang_regular")) == 4 * 6 * 3
 
 
 def test_a_second_run_skips_every_done_cell_and_a_deleted_run_reruns_alone(tiny, tmp_path):

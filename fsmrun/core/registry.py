@@ -16,7 +16,8 @@ from pathlib import Path
 from fsmrun.core.errors import UserError
 from fsmrun.core.faults import fault_point
 from fsmrun.core.io import WriteError
-from fsmrun.core.run_folder import RUN_FILE, RunFolder, RunFolderError, lock_held
+from fsmrun.core.run_folder import RUN_FILE, RunFolder, RunFolderError
+from fsmrun.core.run_lock import lock_held
 from fsmrun.schemas.records import RunRecord
 
 RESULTS_ENV_VAR = "FSMRUN_RESULTS_DIR"

@@ -34,13 +34,13 @@ from fsmrun.core.run_folder import (
     RunFolderError,
     effective_status,
     load_run,
-    lock_held,
     mark_interrupted_if_dead,
     read_metrics,
     read_run_record,
     update_run_record,
     write_run_record,
 )
+from fsmrun.core.run_lock import lock_held
 from fsmrun.schemas.config import DataConfig, ExperimentConfig
 from fsmrun.schemas.records import (
     CheckpointEval,

@@ -10,7 +10,6 @@ from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import DeviceOption, ProgressOption, ResultsDirOption, RunArg
 from fsmrun.cli._render import finish_run
 from fsmrun.core.registry import resolve_run
-from fsmrun.core.run_folder import RunFolder
 
 
 def resume(
@@ -44,17 +43,9 @@ def resume(
     Example:  fsmrun resume regex_a-3f9c2a --epochs 30
     """
     from fsmrun.core import loop
-    from fsmrun.core.session import StopRule, check_resume
 
     root = results_root(results_dir)
     folder = resolve_run(root, run)
-    rule = StopRule(epochs, patience, early_stop)
-    record, _, extend = check_resume(RunFolder(folder), rule=rule)  # fails before any set-up
-    if extend:
-        console.print(f"extending {record.run_id} into a new run from {folder}", markup=False)
-    else:
-        status = RunFolder(folder).status()
-        console.print(f"resuming {record.run_id} ({status}) from {folder}", markup=False)
     result = loop.resume_run(
         folder,
         epochs=epochs,

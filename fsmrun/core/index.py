@@ -15,13 +15,8 @@ from pydantic import ValidationError
 
 from fsmrun.core.faults import fault_point
 from fsmrun.core.registry import FIX_HINT, RegistryError, iter_run_folders, make_dirs
-from fsmrun.core.run_folder import (
-    STATUSES,
-    RunFolder,
-    RunFolderError,
-    lock_held,
-    status_now,
-)
+from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError, status_now
+from fsmrun.core.run_lock import lock_held
 from fsmrun.schemas.registry import RunRow
 
 log = logging.getLogger(__name__)

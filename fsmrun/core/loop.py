@@ -348,6 +348,9 @@ def resume_run(
     if start.checkpoint is None and start.parent is not None:
         raise ckpt.CheckpointError(f"{start.parent.path} has no last.pt to extend")
     torch_device, data = preflight(exp, device, root)
+    if controls.console is not None:  # every check passed: say what happens now
+        what = "extending {} into a new run" if extend else f"resuming {{}} ({folder.status()})"
+        controls.console.print(f"{what.format(old.run_id)} from {folder.path}", markup=False)
     if extend:
         return _new_run(exp, root, torch_device, controls, data, command, start, False)
     with folder.lock():

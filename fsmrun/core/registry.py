@@ -16,7 +16,8 @@ from pathlib import Path
 from fsmrun.core.errors import UserError
 from fsmrun.core.faults import fault_point
 from fsmrun.core.io import WriteError
-from fsmrun.core.run_folder import RUN_FILE, RunFolder, RunFolderError, lock_held
+from fsmrun.core.run_folder import RUN_FILE, RunFolder, RunFolderError
+from fsmrun.core.run_lock import lock_held
 from fsmrun.schemas.records import RunRecord
 
 RESULTS_ENV_VAR = "FSMRUN_RESULTS_DIR"
@@ -63,18 +64,25 @@ def corpus_cache_dir(root: str | os.PathLike[str]) -> Path:
 
 
 def check_writable(root: str | os.PathLike[str]) -> Path:
-    """The results folder exists (created if needed) and can be written; its path."""
+    """The results folder can be written: a writable folder, or, where it does not exist yet,
+    its nearest existing parent is one (it is made later, by the first write). Creates
+    nothing, so a run refused afterwards leaves no folder behind. Its path."""
     root = Path(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = "not a folder" if existing.exists() else "a broken link"
         raise RegistryError(
-            f"cannot create the results folder {root} ({err.strerror}); choose another with "
-            f"--results-dir or {RESULTS_ENV_VAR}"
-        ) from None
-    if not os.access(root, os.W_OK | os.X_OK):
+            f"cannot create the results folder {root} ({existing} is {reason}); choose another "
+            f"with --results-dir or {RESULTS_ENV_VAR}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "results folder" if existing == root else f"parent folder {existing} of"
         raise RegistryError(
-            f"the results folder {root} is not writable; choose another with --results-dir "
+            f"the {what} {root} is not writable; choose another with --results-dir "
             f"or {RESULTS_ENV_VAR}"
         )
     return root

@@ -16,13 +16,9 @@ from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
-from fsmrun.core.io import (
-    atomic_write_json,
-    atomic_write_text,
-    prev_path,
-    remove_stale_temp_files,
-)
+from fsmrun.core.errors import UserError, describe_validation_error
+from fsmrun.core.io import atomic_write_json, atomic_write_text, prev_path
+from fsmrun.core.run_lock import FolderLock, lock_held, pid_alive, remove_leftovers
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import EnvInfo, Metrics, RunRecord, RunStatus
 
@@ -35,14 +31,12 @@ RUN_FILE, CONFIG_FILE, ENV_FILE, METRICS_FILE = (
 FSM_JSON_FILE, FSM_DOT_FILE = "fsm.json", "fsm.dot"
 HISTORY_FILE = "logs/history.jsonl"
 CHECKPOINTS_DIR, CAPTURES_DIR, PLOTS_DIR = "checkpoints", "captures", "plots"
-LOCK_FILE = ".lock"
 _CAPTURE_RE = re.compile(r"^epoch_([0-9]+)\.pt$")
 CheckpointName = Literal["last", "best"]
 # The loop beats every HEARTBEAT_S; a record silent for HEARTBEAT_TIMEOUT_S is of a dead process.
 HEARTBEAT_S = 10.0
 HEARTBEAT_TIMEOUT_S = 120.0
 STATUSES: tuple[str, ...] = get_args(RunStatus)
-LOCK_ATTEMPTS = 5
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -62,21 +56,6 @@ def _read_model(path: Path, model: type[_M]) -> _M:
 
 
 # ---------------------------------------------------------------------------- liveness
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host."""
-    if pid <= 0 or os.name == "nt":  # os.kill(pid, 0) would kill on Windows; rely on heartbeat
-        return pid > 0
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def status_now(
@@ -101,28 +80,6 @@ def status_now(
     if pid is not None and hostname == socket.gethostname() and not pid_alive(pid):
         return "interrupted"
     return "running"
-
-
-def lock_held(folder: str | os.PathLike[str]) -> bool | None:
-    """Whether a process holds the folder's writer lock: a non-blocking shared flock probe on
-    `.lock` (nothing is created). None where it cannot be probed (no lock file, no flock)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - no flock on this platform
-        return None
-    try:
-        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    finally:
-        os.close(fd)  # closing drops the probe's shared lock
-    return False
 
 
 def effective_status(
@@ -164,7 +121,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._lock_fd: int | None = None
+        self._lock = FolderLock(self.path)
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -350,52 +307,23 @@ class RunFolder:
                 record = self.update_record(status="interrupted", updated=time.time(), pid=None)
         return record
 
-    # -- lock
+    # -- lock (see run_lock)
     def acquire_lock(self, *, new_folder: bool = False) -> None:
-        """Take the folder's exclusive writer lock (kept until `release_lock` or the process
-        ends: a stopped process keeps it), then clear leftovers of killed writes.
-        RunFolderError naming the holder when another process has it. In a `new_folder` the
-        lock file appears already locked (made and locked aside, then renamed in), so no probe
-        ever finds it free."""
-        if self._lock_fd is not None:
+        """Take the folder's exclusive writer lock (see `FolderLock.acquire`), then clear
+        leftovers of killed writes. RunFolderError naming the holder if another process has it."""
+        if self._lock.held:
             return
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - no flock on this platform
-            return
-        path = self.path / LOCK_FILE
-        aside = self.path / f"{LOCK_FILE}.new"
-        try:
-            fd = os.open(
-                aside if new_folder else path,
-                os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                0o644,
-            )
-        except OSError as exc:
-            raise EnvironmentFailure.from_os_error(exc, path) from exc
-        for attempt in range(LOCK_ATTEMPTS):  # a reader's probe holds it for microseconds
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if attempt + 1 == LOCK_ATTEMPTS:
-                    os.close(fd)
-                    raise RunFolderError(self.in_use_message()) from None
-                time.sleep(0.02)
-        self._lock_fd = fd
-        if new_folder:
-            os.replace(aside, path)
+        if not self._lock.acquire(new_folder=new_folder):
+            raise RunFolderError(self.in_use_message())
         self.remove_leftovers()
 
     def release_lock(self) -> None:
-        if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
-            os.close(fd)  # closing the descriptor releases the flock
+        self._lock.release()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the exclusive writer lock for the block (kept if it was held before)."""
-        held = self._lock_fd is not None
+        held = self._lock.held
         self.acquire_lock()
         try:
             yield
@@ -421,13 +349,8 @@ class RunFolder:
 
     def remove_leftovers(self) -> list[Path]:
         """Temporary files of writes a killed process never finished (call under the lock)."""
-        removed = remove_stale_temp_files(self.path)
-        for name in ("last", "best"):
-            new = self.checkpoint(name).with_name(f".{name}.pt.new")
-            if new.exists():
-                new.unlink(missing_ok=True)
-                removed.append(new)
-        return removed
+        partial = [self.checkpoint(n).with_name(f".{n}.pt.new") for n in ("last", "best")]
+        return remove_leftovers(self.path, partial)
 
 
 # Module-level readers, for callers holding a folder path.

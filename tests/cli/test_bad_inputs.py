@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,8 +147,8 @@ CASES = [
     Case("set-betas-out-of-range", train("--set", "train.betas=[2,3]"), "betas"),
     Case("set-unknown-monitor", train("--set", "train.monitor=val.nothing"), "monitor"),
     Case("set-state-cap", train("--set", "data.max_states=2"), "data.max_states"),
-    # Left out: `--set data.regex=(ab)*` (too few strings) fails correctly but leaves an empty
-    # results folder behind: session.preflight creates it before the corpus check.
+    Case("set-regex-corpus-cannot-be-filled", train("--set", "data.regex=(ab)*"),
+         "cannot fill"),
     # -- train: flags
     Case("train-epochs-0", train("--epochs", "0"), "train.epochs"),
     Case("train-epochs-text", train("--epochs", "ten"), "--epochs"),
@@ -183,8 +185,24 @@ CASES = [
     Case("resume-run-json-garbage", damaged("resume", "run.json", GARBAGE), "run.json"),
     Case("resume-run-json-wrong-schema", damaged("resume", "run.json", RUN_JSON_WRONG_SCHEMA),
          "run.json"),
-    # Left out: `resume RUN --epochs 3 --device tpu` prints "resuming ..." before its error
-    # (cli/resume.py resolves the device after the status line).
+    Case("resume-extension-bad-device", on_run("resume", "--epochs", "3", "--device", "tpu"),
+         "tpu"),
+    Case("resume-every-checkpoint-damaged",
+         lambda e: ["resume", _interrupted(_truncate_pt(_truncate_pt(e.folders[0], "last"),
+                                                        "last.prev")),
+                    "--results-dir", e.root, "--device", "cpu"], "last"),
+    Case("resume-history-cut-below-checkpoint",
+         lambda e: ["resume", _interrupted(_cut_history(e.folders[0])), "--results-dir", e.root,
+                    "--device", "cpu"], "history.jsonl"),
+    Case("resume-interrupted-with-patience",
+         lambda e: ["resume", _interrupted(e.folders[0]), "--patience", "3", "--results-dir",
+                    e.root, "--device", "cpu"], "own stopping rule"),
+    Case("resume-lock-held-by-another-process",
+         lambda e: ["resume", _held_by_another_process(e.folders[0]), "--results-dir", e.root,
+                    "--device", "cpu"], "being written by process"),
+    Case("train-overwrite-lock-held-by-another-process",
+         lambda e: ["train", e.toml, "--results-dir", _held_by_another_process(e.folders[0])
+                    .parents[2], "--overwrite", "--device", "cpu"], "being written by process"),
     Case("resume-results-dir-is-a-file",
          lambda e: ["resume", "tiny", "--results-dir", e.file("f", "x")], "not a folder"),
     Case("show-results-dir-is-a-file",
@@ -355,6 +373,42 @@ def _read_only(path: Path) -> Path:
     return path
 
 
+def _interrupted(folder: Path, status: str = "interrupted", pid: int | None = None) -> Path:
+    """Mark the run `status` in its run.json (a run killed mid-way); its folder."""
+    record = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**record, "status": status, "pid": pid}))
+    return folder
+
+
+def _cut_history(folder: Path) -> Path:
+    """Keep only the first line of history.jsonl: fewer than last.pt (and .prev) counted."""
+    path = folder / "logs" / "history.jsonl"
+    path.write_text(path.read_text().splitlines(keepends=True)[0])
+    return folder
+
+
+_HOLDERS: list[subprocess.Popen] = []  # processes holding a run's lock, ended after each case
+
+
+def _held_by_another_process(folder: Path) -> Path:
+    """A running run whose `.lock` another live process holds (its pid in run.json); the folder."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+            str(folder / ".lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    _HOLDERS.append(holder)
+    assert holder.stdout.readline() == "held\n"
+    return _interrupted(folder, "running", holder.pid)
+
+
 def tree(*roots: Path) -> dict[str, tuple[int, int]]:
     """Every path under `roots` with its size and mtime (folders: 0 and mtime)."""
     found = {}
@@ -387,6 +441,9 @@ def test_bad_input_is_one_error_line_and_writes_nothing(case: Case, env: Env, tm
     try:
         result = cli(*args)
     finally:
+        while _HOLDERS:
+            holder = _HOLDERS.pop()
+            holder.communicate("")
         for path in tmp_path.rglob("*"):  # undo chmod so that pytest can clean up
             if not path.is_symlink():
                 path.chmod(0o700 if path.is_dir() else 0o600)

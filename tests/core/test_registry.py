@@ -34,13 +34,13 @@ from fsmrun.core.run_folder import (
     RunFolderError,
     effective_status,
     load_run,
-    lock_held,
     mark_interrupted_if_dead,
     read_metrics,
     read_run_record,
     update_run_record,
     write_run_record,
 )
+from fsmrun.core.run_lock import lock_held
 from fsmrun.schemas.config import DataConfig, ExperimentConfig
 from fsmrun.schemas.records import (
     CheckpointEval,
@@ -556,3 +556,14 @@ def test_a_claim_whose_files_cannot_be_written_names_the_file_and_leaves_nothing
     with pytest.raises(WriteError, match="run.json: No space left on device"):
         claim_run_folder(tmp_path, "regex_a", HASH_A, disk_full)
     assert list((tmp_path / "regex_a" / "a1b2c3d4e5f6").iterdir()) == []
+
+
+def test_check_writable_creates_nothing_and_names_what_blocks(tmp_path):
+    assert registry.check_writable(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert list(tmp_path.iterdir()) == []  # checked through the nearest existing parent
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RegistryError, match=r"cannot create .* \(.*file is not a folder\)"):
+        registry.check_writable(tmp_path / "file" / "results")
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(RegistryError, match=r"\(.*link is a broken link\)"):
+        registry.check_writable(tmp_path / "link" / "results")

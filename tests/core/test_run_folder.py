@@ -14,7 +14,6 @@ from fsmrun.core.run_folder import (
     RunFolder,
     RunFolderError,
     effective_status,
-    lock_held,
     status_now,
 )
 from fsmrun.experiments import load_experiment
@@ -190,11 +189,3 @@ def test_taking_the_lock_clears_leftovers_of_killed_writes(tmp_path):
     with folder.lock():
         assert not any(path.exists() for path in leftovers)
     assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"kept"
-
-
-def test_the_lock_is_probed_without_being_taken(tmp_path):
-    folder = RunFolder(tmp_path)
-    assert lock_held(tmp_path) is None  # no lock file: cannot tell
-    with folder.lock():
-        assert lock_held(tmp_path) is True
-    assert lock_held(tmp_path) is False

@@ -111,6 +111,27 @@ def test_train_from_python_refuses_a_bad_language_before_claiming_a_folder(tmp_p
     assert not (tmp_path / "tiny").exists()
 
 
+def test_preflight_refusing_the_data_leaves_no_results_folder_behind(tmp_path):
+    for bad in (tiny(regex="a(b"), tiny(regex="(ab)*")):  # bad regex; corpus cannot be filled
+        with pytest.raises(UserError):
+            preflight(bad, "cpu", tmp_path / "new" / "results")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preflight_refuses_a_results_folder_under_a_read_only_one_creating_nothing(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("root writes anywhere")
+        with pytest.raises(UserError, match=f"parent folder {locked} of .* is not writable"):
+            preflight(tiny(), "cpu", locked / "a" / "results")
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
 def test_train_from_python_refuses_a_results_folder_under_a_file(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="cannot create the results folder"):

@@ -104,18 +104,17 @@ def compute_losses(
     )
     zero = torch.zeros((), dtype=torch.float32, device=next_loss.device)
     l1_u = zero if l1_u is None else l1_u.float()
-    legal_loss = zero
-    if out.legal_next_logits_bxtxv is not None:
-        legal_loss = masked_mean(
-            legal_bce(out.legal_next_logits_bxtxv, batch.target_legal_bxtxv, real_bxt), real_bxt
-        )
     total = (
         cfg.lambda_next * next_loss
         + cfg.lambda_class * class_loss
         + cfg.lambda_state * state_loss
         + cfg.lambda_l1_u * l1_u
     )
-    if out.legal_next_logits_bxtxv is not None:
+    legal_loss = zero
+    if out.legal_next_logits_bxtxv is not None:  # only the char_prediction head has it
+        legal_loss = masked_mean(
+            legal_bce(out.legal_next_logits_bxtxv, batch.target_legal_bxtxv, real_bxt), real_bxt
+        )
         total = total + cfg.lambda_legal * legal_loss
     return {
         "next": next_loss,

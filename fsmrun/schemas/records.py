@@ -5,7 +5,7 @@ Each is a Pydantic model; `registry/*.schema.json` are generated from these.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,61 @@ StopReason = Literal[
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Task metrics of a split and of a length bin alike (defaults None: metrics.json files written
+# before they existed still validate).
+StringBalancedAcc = Annotated[
+    float | None,
+    Field(
+        default=None,
+        description=(
+            "Balanced whole-string accuracy: mean recall over the classes present (membership "
+            "or final output); equal to string_acc when classes are balanced."
+        ),
+    ),
+]
+ClassBalancedAcc = Annotated[
+    float | None,
+    Field(
+        default=None, description="Balanced prefix accuracy: mean recall over the classes present."
+    ),
+]
+NextValidBaseline = Annotated[
+    float | None,
+    Field(
+        default=None,
+        description="next_valid of the best constant one-symbol predictor on the same positions.",
+    ),
+]
+CharAcc = Annotated[
+    float | None,
+    Field(
+        default=None,
+        description=(
+            "char_prediction: fraction of strings whose predicted legal-next set (logit > 0) "
+            "equals the target set at every position (None for other tasks)."
+        ),
+    ),
+]
+CharBaseline = Annotated[
+    float | None,
+    Field(
+        default=None,
+        description="char_acc of the best constant set predictor (one fixed set everywhere).",
+    ),
+]
+CharPosAcc = Annotated[
+    float | None,
+    Field(
+        default=None,
+        description="char_prediction: fraction of real positions whose predicted set is exact.",
+    ),
+]
+CharPosBaseline = Annotated[
+    float | None,
+    Field(default=None, description="char_pos_acc of the best constant set predictor."),
+]
 
 
 class BinMetrics(_Record):
@@ -40,38 +95,13 @@ class BinMetrics(_Record):
         description="Fraction of live positions whose predicted next token is legal in the DFA."
     )
     state_acc: float | None = Field(description="DFA state accuracy.")
-    string_balanced_acc: float | None = Field(
-        default=None,
-        description=(
-            "Balanced whole-string accuracy: mean recall over the classes present (membership "
-            "or final output); equal to string_acc when classes are balanced."
-        ),
-    )
-    class_balanced_acc: float | None = Field(
-        default=None, description="Balanced prefix accuracy: mean recall over the classes present."
-    )
-    next_valid_baseline: float | None = Field(
-        default=None,
-        description="next_valid of the best constant one-symbol predictor on the same positions.",
-    )
-    char_acc: float | None = Field(
-        default=None,
-        description=(
-            "char_prediction: fraction of strings whose predicted legal-next set (logit > 0) "
-            "equals the target set at every position (None for other tasks)."
-        ),
-    )
-    char_baseline: float | None = Field(
-        default=None,
-        description="char_acc of the best constant set predictor (one fixed set everywhere).",
-    )
-    char_pos_acc: float | None = Field(
-        default=None,
-        description="char_prediction: fraction of real positions whose predicted set is exact.",
-    )
-    char_pos_baseline: float | None = Field(
-        default=None, description="char_pos_acc of the best constant set predictor."
-    )
+    string_balanced_acc: StringBalancedAcc
+    class_balanced_acc: ClassBalancedAcc
+    next_valid_baseline: NextValidBaseline
+    char_acc: CharAcc
+    char_baseline: CharBaseline
+    char_pos_acc: CharPosAcc
+    char_pos_baseline: CharPosBaseline
 
 
 class SplitMetrics(_Record):
@@ -99,38 +129,13 @@ class SplitMetrics(_Record):
     )
     string_baseline: float | None = Field(description="Majority-class baseline of string_acc.")
     state_acc: float | None = Field(description="DFA state accuracy over every real position.")
-    string_balanced_acc: float | None = Field(
-        default=None,
-        description=(
-            "Balanced whole-string accuracy: mean recall over the classes present (membership "
-            "or final output); equal to string_acc when classes are balanced."
-        ),
-    )
-    class_balanced_acc: float | None = Field(
-        default=None, description="Balanced prefix accuracy: mean recall over the classes present."
-    )
-    next_valid_baseline: float | None = Field(
-        default=None,
-        description="next_valid of the best constant one-symbol predictor on the same positions.",
-    )
-    char_acc: float | None = Field(
-        default=None,
-        description=(
-            "char_prediction: fraction of strings whose predicted legal-next set (logit > 0) "
-            "equals the target set at every position (None for other tasks)."
-        ),
-    )
-    char_baseline: float | None = Field(
-        default=None,
-        description="char_acc of the best constant set predictor (one fixed set everywhere).",
-    )
-    char_pos_acc: float | None = Field(
-        default=None,
-        description="char_prediction: fraction of real positions whose predicted set is exact.",
-    )
-    char_pos_baseline: float | None = Field(
-        default=None, description="char_pos_acc of the best constant set predictor."
-    )
+    string_balanced_acc: StringBalancedAcc
+    class_balanced_acc: ClassBalancedAcc
+    next_valid_baseline: NextValidBaseline
+    char_acc: CharAcc
+    char_baseline: CharBaseline
+    char_pos_acc: CharPosAcc
+    char_pos_baseline: CharPosBaseline
     bins: list[BinMetrics] = Field(default_factory=list, description="Length-binned metrics.")
 
 

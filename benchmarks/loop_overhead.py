@@ -19,7 +19,7 @@ import time
 import torch
 from rich.console import Console
 
-from fsmrun.core.dataset import iter_batches, steps_per_epoch
+from fsmrun.core.batching import iter_batches, steps_per_epoch
 from fsmrun.core.determinism import torch_generator
 from fsmrun.core.env import resolve_device
 from fsmrun.core.hooks import Hooks

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 import fsmrun
+from fsmrun.core.batching import steps_per_epoch
 from fsmrun.core.checkpoint import KEY_MODEL, read_ckpt
-from fsmrun.core.dataset import steps_per_epoch
 from fsmrun.core.determinism import config_hash
 from fsmrun.core.env import resolve_device
 from fsmrun.core.errors import UserError

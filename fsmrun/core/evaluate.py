@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from fsmrun.core import checkpoint as ckpt
-from fsmrun.core.dataset import RunData, SplitData, eval_batches
+from fsmrun.core.batching import eval_batches
+from fsmrun.core.dataset import RunData, SplitData
 from fsmrun.core.env import amp_dtype_for, resolve_device
 from fsmrun.core.errors import UserError
 from fsmrun.core.metrics import MetricAccumulator, default_length_bins

@@ -13,7 +13,8 @@ import torch
 from rich.console import Console
 
 from fsmrun.core import checkpoint as ckpt
-from fsmrun.core.dataset import RunData, iter_batches
+from fsmrun.core.batching import iter_batches
+from fsmrun.core.dataset import RunData
 from fsmrun.core.determinism import config_hash
 from fsmrun.core.early_stop import decide_stop, flat_metrics, update_early_stop
 from fsmrun.core.evaluate import evaluate_splits

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from fsmrun.core.batching import batch_order_hash, epoch_batches, steps_per_epoch
 from fsmrun.core.console import ConsoleReporter
-from fsmrun.core.dataset import RunData, batch_order_hash, epoch_batches, steps_per_epoch
+from fsmrun.core.dataset import RunData
 from fsmrun.core.determinism import config_hash, hash_state_dict, set_seed, torch_generator
 from fsmrun.core.env import amp_dtype_for, collect_env, resolve_device
 from fsmrun.core.errors import UserError

@@ -11,7 +11,7 @@ import numpy as np
 
 import fsmrun
 from fsmrun.core import checkpoint as ckpt
-from fsmrun.core.dataset import batch_fingerprint
+from fsmrun.core.batching import batch_fingerprint
 from fsmrun.core.determinism import config_hash
 from fsmrun.core.errors import FsmrunError, UserError
 from fsmrun.core.evaluate import evaluate_checkpoint

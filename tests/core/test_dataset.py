@@ -9,21 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from fsmrun.core.dataset import (
-    BOS,
-    EOS,
-    PAD,
-    Batch,
-    Vocab,
+from fsmrun.core.batching import (
     batch_fingerprint,
     batch_order_hash,
-    encode_split,
     epoch_batches,
     eval_batches,
     iter_batches,
-    legal_next_table,
     steps_per_epoch,
 )
+from fsmrun.core.dataset import BOS, EOS, PAD, Batch, Vocab, encode_split, legal_next_table
 from fsmrun.core.fsm import DFA
 
 T, F = True, False

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
+from fsmrun.core.batching import iter_batches
 from fsmrun.core.checkpoint import read_ckpt
-from fsmrun.core.dataset import iter_batches
 from fsmrun.core.determinism import set_seed, torch_generator
 from fsmrun.core.early_stop import EarlyStopper
 from fsmrun.core.history import read_history

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from fsmrun.core.dataset import iter_batches
+from fsmrun.core.batching import iter_batches
 from fsmrun.core.determinism import torch_generator
 from fsmrun.core.losses import LOSS_KEYS, compute_losses
 from fsmrun.core.model import build_model

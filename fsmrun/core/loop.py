@@ -20,7 +20,7 @@ from fsmrun.core.early_stop import decide_stop, flat_metrics, update_early_stop
 from fsmrun.core.evaluate import evaluate_splits
 from fsmrun.core.faults import fault_point
 from fsmrun.core.hooks import HookContext, Hooks
-from fsmrun.core.registry import claim_run_folder, default_results_root, resolve_run
+from fsmrun.core.registry import claim_run_folder, default_results_root
 from fsmrun.core.run_folder import HEARTBEAT_S, RunFolder
 from fsmrun.core.session import (
     Session,
@@ -28,14 +28,15 @@ from fsmrun.core.session import (
     StopRule,
     StopSignals,
     check_resume,
-    index_quietly,
     new_record,
     open_session,
     preflight,
+    record_failure,
     resumed_record,
     write_static_files,
 )
 from fsmrun.core.train_state import (
+    Start,
     TrainingError,
     TrainState,
     adopt_parent,
@@ -45,8 +46,8 @@ from fsmrun.core.train_state import (
     log_history,
     log_train,
     restore_state,
+    resume_start,
     save_state,
-    verified_start,
 )
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import (
@@ -195,27 +196,6 @@ def train(s: Session, state: TrainState) -> TrainState:
 # ---------------------------------------------------------------------------- finish
 
 
-def _set_status(s: Session, state: TrainState, status: str, error: str | None = None) -> None:
-    s.record = s.folder.set_status(
-        s.record, status, steps=state.step, epochs=state.epoch, error=error
-    )
-    s.update_index()
-
-
-def _record_failure(
-    folder: RunFolder, record: RunRecord, status: str, error: str, *, index: bool = True
-) -> None:
-    """Best effort: when even this write fails (disk full), run.json says running and the
-    released lock makes it read as interrupted; the original error is what gets raised."""
-    try:
-        folder.set_status(record, status, steps=record.steps, epochs=record.epochs, error=error)
-    except OSError as err:
-        log.warning("could not record the run as %s in run.json (%s)", status, err)
-        return
-    if index:
-        index_quietly(folder)
-
-
 def run_session(s: Session, start: Start) -> RunResult:
     """Train (from the start's checkpoint, or a step-0 one), then finish; statuses honest."""
     cfg = s.exp.train
@@ -239,7 +219,7 @@ def run_session(s: Session, start: Start) -> RunResult:
             metrics = finish(s, state)
         except ckpt.CheckpointError:
             metrics = None
-        _set_status(s, state, "failed", error=str(err))
+        s.set_status(state, "failed", error=str(err))
         return RunResult(
             s.record.run_id, s.folder.path, "failed", state.stop_reason, metrics, state.step
         )
@@ -247,7 +227,7 @@ def run_session(s: Session, start: Start) -> RunResult:
         s.reporter.end_epoch("")
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         s.record = s.record.model_copy(update={"steps": state.step, "epochs": state.epoch})
-        _record_failure(
+        record_failure(
             s.folder, s.record, status, f"{type(err).__name__}: {err}", index=s.controls.index
         )
         raise
@@ -258,13 +238,13 @@ def run_session(s: Session, start: Start) -> RunResult:
             log.warning("%s", err)
     log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
     if state.stop_reason == "interrupted":
-        _set_status(s, state, "interrupted")
+        s.set_status(state, "interrupted")
         return RunResult(
             s.record.run_id, s.folder.path, "interrupted", "interrupted", None, state.step
         )
     metrics = finish(s, state)
     fault_point("metrics_written")
-    _set_status(s, state, "completed")
+    s.set_status(state, "completed")
     s.history.close()
     return RunResult(
         s.record.run_id, s.folder.path, "completed", state.stop_reason, metrics, state.step
@@ -272,15 +252,6 @@ def run_session(s: Session, start: Start) -> RunResult:
 
 
 # ---------------------------------------------------------------------------- entry points
-
-
-@dataclass(frozen=True)
-class Start:
-    """Where a session starts: a verified checkpoint (None: step 0), and for a child run the
-    parent folder it came from."""
-
-    checkpoint: ckpt.VerifiedCheckpoint | None = None
-    parent: RunFolder | None = None
 
 
 def train_one_experiment(
@@ -341,13 +312,7 @@ def resume_run(
     folder = RunFolder(run_dir)
     old, exp, extend = check_resume(folder, rule=StopRule(epochs, patience, early_stop))
     root = Path(results_root) if results_root is not None else folder.results_root
-    start = Start(verified_start(folder), folder if extend else None)
-    if not extend and start.checkpoint is None and old.parent_run is not None:
-        # A child killed before its first last.pt starts again from its parent's.
-        parent = RunFolder(resolve_run(root, old.parent_run))
-        start = Start(verified_start(parent), parent)
-    if start.checkpoint is None and start.parent is not None:
-        raise ckpt.CheckpointError(f"{start.parent.path} has no last.pt to extend")
+    start = resume_start(folder, old, root, extend=extend)
     torch_device, data = preflight(exp, device, root)
     if controls.console is not None:  # every check passed: say what happens now
         what = "extending {} into a new run" if extend else f"resuming {{}} ({folder.status()})"
@@ -404,7 +369,7 @@ def _launch(
             if start.checkpoint is None or start.parent is not None:
                 write_static_files(s)
         except BaseException as err:
-            _record_failure(
+            record_failure(
                 folder, record, "failed", f"{type(err).__name__}: {err}", index=controls.index
             )
             raise

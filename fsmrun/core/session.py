@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from fsmrun.core.run_folder import RunFolder
 from fsmrun.core.step import StepRunner
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunHashes, RunRecord
+
+if TYPE_CHECKING:
+    from fsmrun.core.train_state import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +228,27 @@ class Session:
         controls leave the index to the caller."""
         if self.controls.index:
             index_quietly(self.folder)
+
+    def set_status(self, state: TrainState, status: str, error: str | None = None) -> None:
+        """run.json's status (with the steps and epochs of `state`), then the index."""
+        self.record = self.folder.set_status(
+            self.record, status, steps=state.step, epochs=state.epoch, error=error
+        )
+        self.update_index()
+
+
+def record_failure(
+    folder: RunFolder, record: RunRecord, status: str, error: str, *, index: bool = True
+) -> None:
+    """Best effort: when even this write fails (disk full), run.json says running and the
+    released lock makes it read as interrupted; the original error is what gets raised."""
+    try:
+        folder.set_status(record, status, steps=record.steps, epochs=record.epochs, error=error)
+    except OSError as err:
+        log.warning("could not record the run as %s in run.json (%s)", status, err)
+        return
+    if index:
+        index_quietly(folder)
 
 
 def index_quietly(folder: RunFolder) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from fsmrun.core.evaluate import evaluate_checkpoint
 from fsmrun.core.faults import fault_point
 from fsmrun.core.history import read_history_lines
 from fsmrun.core.io import atomic_write_bytes
+from fsmrun.core.registry import resolve_run
 from fsmrun.core.run_folder import CheckpointName, RunFolder
 from fsmrun.core.session import Session
 from fsmrun.schemas.config import ExperimentConfig
@@ -27,6 +29,7 @@ from fsmrun.schemas.records import (
     EarlyStopState,
     HistoryRecord,
     Metrics,
+    RunRecord,
     StopReason,
 )
 
@@ -91,6 +94,29 @@ def save_state(
         scaler=s.scaler,
         running=s.runner.running_state(),
     )
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a session starts: a verified checkpoint (None: step 0), and for a child run the
+    parent folder it came from."""
+
+    checkpoint: ckpt.VerifiedCheckpoint | None = None
+    parent: RunFolder | None = None
+
+
+def resume_start(folder: RunFolder, record: RunRecord, root: Path, *, extend: bool) -> Start:
+    """Where a resume of `folder` starts: its own last checkpoint, in place; for an extension,
+    the same checkpoint as the parent of a new run; a child killed before its first last.pt
+    starts again from its parent's. CheckpointError when an extension has nothing to start from.
+    """
+    start = Start(verified_start(folder), folder if extend else None)
+    if not extend and start.checkpoint is None and record.parent_run is not None:
+        parent = RunFolder(resolve_run(root, record.parent_run))
+        start = Start(verified_start(parent), parent)
+    if start.checkpoint is None and start.parent is not None:
+        raise ckpt.CheckpointError(f"{start.parent.path} has no last.pt to extend")
+    return start
 
 
 def verified_start(folder: RunFolder) -> ckpt.VerifiedCheckpoint | None:

@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU build of torch where no NVIDIA GPU is present (fast, local here); override with
-# `make TORCH_SPEC='torch>=2.3,<2.15' ...` (or any pip requirement) to choose another build.
+# `make TORCH_SPEC='torch>=2.4,<2.15' ...` (or any pip requirement) to choose another build.
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 ifeq ($(HAS_GPU),yes)
-TORCH_SPEC ?= torch>=2.3,<2.15
+TORCH_SPEC ?= torch>=2.4,<2.15
 else
 TORCH_SPEC ?= torch==2.13.0
 endif

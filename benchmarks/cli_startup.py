@@ -31,8 +31,8 @@ sys.stderr.write("TORCH=%s\\n" % ("torch" in sys.modules))
 
 def make_run(root: Path) -> str:
     """A results folder with one (fake, finished) run for `ls` and `show`; its id."""
-    from fsmrun.core.run_folder import RunFolder
     from fsmrun.experiments import load_experiment
+    from fsmrun.runs.run_folder import RunFolder
     from fsmrun.schemas.records import RunRecord
 
     exp = load_experiment("regex_a")
@@ -61,7 +61,7 @@ def make_run(root: Path) -> str:
 
 def make_sweep(root: Path) -> str:
     """The record of a small sweep of regex_a (its cells to do); its name."""
-    from fsmrun.core import sweep
+    from fsmrun.sweeps import coordinator as sweep
 
     spec = sweep.inline_spec(["regex_a"], {"model.arch": ["transformer", "lstm"]}, [0, 1], {}, None)
     sweep.write_record(root, sweep.sweep_status(root, spec, sweep.expand(spec), None))

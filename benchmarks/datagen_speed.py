@@ -9,8 +9,8 @@ import argparse
 import statistics
 import time
 
-from fsmrun.core.datagen import generate_corpus
-from fsmrun.core.fsm import compile_regex
+from fsmrun.data.sampling import generate_corpus
+from fsmrun.lang.fsm import compile_regex
 from fsmrun.schemas.config import DataConfig
 
 LANGUAGES = {

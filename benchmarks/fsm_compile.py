@@ -12,7 +12,7 @@ import statistics
 import time
 import tracemalloc
 
-from fsmrun.core.fsm import StateLimitError, compile_regex
+from fsmrun.lang.fsm import StateLimitError, compile_regex
 
 # (label, pattern, alphabet, max_states, target seconds or None)
 CASES = [

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from fsmrun.core.checkpoint import CheckpointError, read_ckpt
-from fsmrun.core.history import read_history
-from fsmrun.core.registry import iter_run_folders
-from fsmrun.core.run_folder import RunFolder
+from fsmrun.runs.layout import iter_run_folders
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.records import TIMING_FIELDS
+from fsmrun.train.checkpoint import CheckpointError, read_ckpt
+from fsmrun.train.history import read_history
 
 TOML = """\
 name = "soak"

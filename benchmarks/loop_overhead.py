@@ -19,16 +19,16 @@ import time
 import torch
 from rich.console import Console
 
-from fsmrun.core.batching import iter_batches, steps_per_epoch
-from fsmrun.core.determinism import torch_generator
-from fsmrun.core.env import resolve_device
-from fsmrun.core.hooks import Hooks
-from fsmrun.core.loop import train_one_experiment
-from fsmrun.core.losses import compute_losses
-from fsmrun.core.model import build_model
-from fsmrun.core.optim import clip_gradients, lr_at, optimizer_from_config, set_lr
-from fsmrun.core.run_data import build_data
+from fsmrun.base.env import resolve_device
+from fsmrun.base.seeding import torch_generator
+from fsmrun.data.batching import iter_batches, steps_per_epoch
+from fsmrun.data.prepare import build_data
 from fsmrun.experiments import load_experiment
+from fsmrun.nn.losses import compute_losses
+from fsmrun.nn.model import build_model
+from fsmrun.train.hooks import Hooks
+from fsmrun.train.loop import train_one_experiment
+from fsmrun.train.optim import clip_gradients, lr_at, optimizer_from_config, set_lr
 
 
 def bare_epoch(model, optimizer, split, cfg, seed, epoch, first_step, total_steps) -> int:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from fsmrun.core.executors import LocalExecutor, SerialExecutor, threads_per_worker
-from fsmrun.core.sweep import run_sweep
 from fsmrun.schemas.sweep import SweepSpec
+from fsmrun.sweeps.coordinator import run_sweep
+from fsmrun.sweeps.executors import LocalExecutor, SerialExecutor, threads_per_worker
 
 SPEC = SweepSpec(
     name="bench",

@@ -1,4 +1,4 @@
-"""The Typer app: every command under its name. Commands import heavy `fsmrun.core` machinery
+"""The Typer app: every command under its name. Commands import heavy stage-package machinery
 inside the command function, so help, ls, show, experiments, fsm and plot (of a run without
 captures), report, diff and `sweep status` never load torch."""
 

@@ -19,9 +19,9 @@ try:  # typer >= 0.20 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on click
     from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
 
-from fsmrun.core.errors import EnvironmentFailure, UserError, describe_validation_error
-from fsmrun.core.io import WriteError
-from fsmrun.core.registry import RESULTS_ENV_VAR, default_results_root
+from fsmrun.base.errors import EnvironmentFailure, UserError, describe_validation_error
+from fsmrun.base.io import WriteError
+from fsmrun.runs.layout import RESULTS_ENV_VAR, default_results_root
 
 EXIT_USER_ERROR = 2
 EXIT_ENVIRONMENT = 1
@@ -63,7 +63,7 @@ def results_root(value: Path | None) -> Path:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     # Imported when an error is being mapped, not at start-up.
-    from fsmrun.core.fsm import RegexError, StateLimitError
+    from fsmrun.lang.fsm import RegexError, StateLimitError
 
     return (UserError, RegexError, StateLimitError)
 

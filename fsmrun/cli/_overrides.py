@@ -1,13 +1,13 @@
 """Command-line overrides of an experiment config: `--set key.path=value` and the flags.
 
-The pure functions live in `fsmrun.core.overrides` (sweeps use them too); re-exported here.
+The pure functions live in `fsmrun.base.overrides` (sweeps use them too); re-exported here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fsmrun.core.overrides import apply_overrides, parse_assignment, parse_value
+from fsmrun.base.overrides import apply_overrides, parse_assignment, parse_value
 
 __all__ = ["apply_overrides", "collect_overrides", "parse_assignment", "parse_value"]
 

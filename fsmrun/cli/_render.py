@@ -20,7 +20,7 @@ from fsmrun.cli._common import (
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 
 if TYPE_CHECKING:
-    from fsmrun.core.loop import RunResult
+    from fsmrun.train.loop import RunResult
 
 
 def _has_char(rows: list[SplitMetrics] | list[BinMetrics]) -> bool:

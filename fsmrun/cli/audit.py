@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.base.errors import UserError
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import (
     DeviceOption,
@@ -17,9 +18,8 @@ from fsmrun.cli._options import (
     SetOption,
 )
 from fsmrun.cli._overrides import apply_overrides, collect_overrides
-from fsmrun.core.errors import UserError
-from fsmrun.core.registry import check_writable
 from fsmrun.experiments import load_experiment
+from fsmrun.runs.layout import check_writable
 from fsmrun.schemas.cli import AuditReport
 
 _STYLE = {"identical": "green", "within_tolerance": "yellow", "different": "bold red"}
@@ -69,9 +69,14 @@ def audit_determinism(
 
     Example:  fsmrun audit-determinism regex_a --runs 2 --resume-check
     """
-    from fsmrun.core.audit import audit_experiment, default_max_steps, mark_verified, write_report
-    from fsmrun.core.determinism import config_hash
-    from fsmrun.core.env import resolve_device
+    from fsmrun.analysis.audit import (
+        audit_experiment,
+        default_max_steps,
+        mark_verified,
+        write_report,
+    )
+    from fsmrun.base.env import resolve_device
+    from fsmrun.base.seeding import config_hash
 
     if runs < 2 and not resume_check:
         raise UserError("--runs must be at least 2 (or 1 with --resume-check)")

@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.base.overrides import flatten
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import JsonOption, ResultsDirOption
-from fsmrun.core.overrides import flatten
-from fsmrun.core.registry import resolve_run
-from fsmrun.core.run_folder import RunFolder, RunFolderError
+from fsmrun.runs.layout import resolve_run
+from fsmrun.runs.run_folder import RunFolder, RunFolderError
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

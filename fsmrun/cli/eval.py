@@ -11,7 +11,7 @@ from fsmrun.cli._common import data_console, echo_json
 from fsmrun.cli._common import results_root as resolve_root
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, RunArg
 from fsmrun.cli._render import bins_table, split_table
-from fsmrun.core.registry import resolve_run
+from fsmrun.runs.layout import resolve_run
 
 
 class Checkpoint(str, Enum):
@@ -42,7 +42,7 @@ def eval_run(
 
     Example:  fsmrun eval regex_a-3f9c2a --checkpoint last --split test_ood
     """
-    from fsmrun.core.evaluate import evaluate_run
+    from fsmrun.train.evaluate import evaluate_run
 
     root = resolve_root(results_dir)
     report = evaluate_run(

@@ -20,7 +20,7 @@ def experiments() -> None:
     Example:  fsmrun experiments
     """
     from fsmrun.cli.sweep import suites_table
-    from fsmrun.core.languages import build_dfa
+    from fsmrun.lang.build import build_dfa
 
     table = Table()
     table.add_column("name", no_wrap=True)

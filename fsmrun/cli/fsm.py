@@ -11,11 +11,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.base.errors import UserError
 from fsmrun.cli._common import data_console
-from fsmrun.core.errors import UserError
 
 if TYPE_CHECKING:
-    from fsmrun.core.fsm import DFA
+    from fsmrun.lang.fsm import DFA
     from fsmrun.schemas.config import DataConfig
 
 MAX_COUNT_LEN = 1000  # --max-len cap: the count tables stay small and quick to build
@@ -198,7 +198,7 @@ def _build(
     """The DFA of the one given source and a short label for the summary line. Every source
     goes through the checks of an experiment's [data] table and through `build_dfa`."""
     # numpy and the compiler load here, not at start-up (`fsmrun --help` stays light).
-    from fsmrun.core.languages import build_dfa
+    from fsmrun.lang.build import build_dfa
 
     if source is not None and source.endswith(".toml"):
         from fsmrun.experiments import load_experiment
@@ -227,7 +227,7 @@ def _data_config(what: str, **fields: Any) -> DataConfig:
     """A [data] table holding one language source; UserError naming the bad field."""
     from pydantic import ValidationError
 
-    from fsmrun.core.errors import describe_validation_error
+    from fsmrun.base.errors import describe_validation_error
     from fsmrun.schemas.config import DataConfig
 
     try:
@@ -240,9 +240,9 @@ def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
     """The DFA of a TOML file holding the fields of a [data.dfa] table at its top level."""
     from pydantic import ValidationError
 
-    from fsmrun.core.languages import build_dfa
-    from fsmrun.core.sources import SourceError
     from fsmrun.experiments import _parse_toml
+    from fsmrun.lang.build import build_dfa
+    from fsmrun.lang.sources import SourceError
     from fsmrun.schemas.config import DataConfig
 
     try:

@@ -14,14 +14,14 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.base.errors import UserError
+from fsmrun.base.overrides import check_key, flatten
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
-from fsmrun.core.errors import UserError
-from fsmrun.core.index import RegistryIndex, check_filters, is_plain_name
-from fsmrun.core.overrides import check_key, flatten
-from fsmrun.core.registry import HASH_PREFIX_LEN
-from fsmrun.core.run_folder import STATUSES, RunFolder, RunFolderError
-from fsmrun.schemas.registry import RunRow
+from fsmrun.runs.index import RunIndex, check_filters, is_plain_name
+from fsmrun.runs.layout import HASH_PREFIX_LEN
+from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError
+from fsmrun.schemas.run_row import RunRow
 
 # Columns from most to least important: narrow terminals drop them from the end of this list.
 PRIORITY = (
@@ -185,7 +185,7 @@ def ls(
     if not root.is_dir():  # nothing to list; do not create the folder just to say so
         console.print(f"no runs: {root} does not exist (set --results-dir?)", markup=False)
         return
-    index = RegistryIndex(root)
+    index = RunIndex(root)
     if reindex:
         count = index.reindex()
         console.print(f"reindexed {count} run(s) from the folders under {root}", markup=False)

@@ -12,12 +12,12 @@ from typing import Annotated
 
 import typer
 
+from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, PlotReport
+from fsmrun.base.errors import UserError
 from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import ResultsDirOption
-from fsmrun.core.errors import UserError
-from fsmrun.core.plots.report import DEFAULT_GROUP_BY, PlotReport
-from fsmrun.core.registry import AmbiguousRun, RunNotFound, iter_run_folders, resolve_run
-from fsmrun.core.sweep import SweepError, find_sweep
+from fsmrun.runs.layout import AmbiguousRun, RunNotFound, iter_run_folders, resolve_run
+from fsmrun.sweeps.coordinator import SweepError, find_sweep
 
 SET_PLOTS_DIR = "plots"  # under the results folder, beside the experiments (not in a run)
 
@@ -110,9 +110,9 @@ def plot(
                fsmrun plot -e parity -e even_pairs --by experiment,arch --out figures/
                fsmrun plot --sweep tomita        # into <results-dir>/sweeps/<id>/plots/
     """
-    from fsmrun.core import (
-        plots,
-    )  # matplotlib loads when a figure is drawn, torch only for captures
+    from fsmrun.analysis import (
+        plots,  # matplotlib loads when a figure is drawn, torch only for captures
+    )
 
     root = results_root(results_dir)
     refs, experiments = runs or [], experiment or []

@@ -9,9 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.cli._common import console, data_console, echo_json, results_root
-from fsmrun.cli._options import ResultsDirOption
-from fsmrun.core.report import (
+from fsmrun.analysis.report import (
     DEFAULT_BY,
     DEFAULT_METRICS,
     ReportError,
@@ -22,6 +20,8 @@ from fsmrun.core.report import (
     to_csv,
     to_markdown,
 )
+from fsmrun.cli._common import console, data_console, echo_json, results_root
+from fsmrun.cli._options import ResultsDirOption
 from fsmrun.schemas.sweep import Report
 
 

@@ -9,7 +9,7 @@ import typer
 from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import DeviceOption, ProgressOption, ResultsDirOption, RunArg
 from fsmrun.cli._render import finish_run
-from fsmrun.core.registry import resolve_run
+from fsmrun.runs.layout import resolve_run
 
 
 def resume(
@@ -42,7 +42,7 @@ def resume(
 
     Example:  fsmrun resume regex_a-3f9c2a --epochs 30
     """
-    from fsmrun.core import loop
+    from fsmrun.train import loop
 
     root = results_root(results_dir)
     folder = resolve_run(root, run)

@@ -13,8 +13,8 @@ from rich.text import Text
 from fsmrun.cli._common import data_console, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption, RunArg
 from fsmrun.cli._render import split_table
-from fsmrun.core.registry import resolve_run
-from fsmrun.core.run_folder import RunFolder
+from fsmrun.runs.layout import resolve_run
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.records import Metrics
 
 

@@ -12,10 +12,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.base.overrides import parse_assignment
 from fsmrun.cli._common import EXIT_INTERRUPTED, console, data_console, echo_json, results_root
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
-from fsmrun.core.overrides import parse_assignment
-from fsmrun.core.sweep import (
+from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
+from fsmrun.sweeps.coordinator import (
     SweepError,
     describe_overrides,
     expand,
@@ -32,7 +33,6 @@ from fsmrun.core.sweep import (
     sweep_id_for,
     sweep_status,
 )
-from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
 
 EXIT_FAILED_CELLS = 1
 
@@ -292,7 +292,12 @@ def run(
 def _executor(
     backend: str, workers: int | None, address: str | None, cpus_per_task: int | None
 ) -> Any:
-    from fsmrun.core.executors import LocalExecutor, RayExecutor, SerialExecutor, threads_per_worker
+    from fsmrun.sweeps.executors import (
+        LocalExecutor,
+        RayExecutor,
+        SerialExecutor,
+        threads_per_worker,
+    )
 
     cores = os.cpu_count() or 1
     workers = workers or cores

@@ -60,7 +60,7 @@ def train(
 
     Example:  fsmrun train regex_a --epochs 5 --set model.d_model=32 --device cpu
     """
-    from fsmrun.core import loop
+    from fsmrun.train import loop
 
     exp = load_experiment(experiment)
     flags = {

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from fsmrun.core.errors import UserError, describe_validation_error
+from fsmrun.base.errors import UserError, describe_validation_error
 from fsmrun.schemas.config import ExperimentConfig
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Experiment configuration: frozen Pydantic models validated once at the edge.
 
 `ExperimentConfig` composes `DataConfig`, `ModelConfig` and `TrainConfig`; every field that
-changes the numbers is part of `config_hash` (see `fsmrun.core.determinism`).
+changes the numbers is part of `config_hash` (see `fsmrun.base.seeding`).
 """
 
 from __future__ import annotations

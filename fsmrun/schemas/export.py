@@ -14,11 +14,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from fsmrun.core.io import atomic_write_text
+from fsmrun.base.io import atomic_write_text
 from fsmrun.schemas.cli import AuditReport, EvalReport
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import CheckpointMeta, EnvInfo, HistoryRecord, Metrics, RunRecord
-from fsmrun.schemas.registry import RunRow
+from fsmrun.schemas.run_row import RunRow
 from fsmrun.schemas.sweep import Report, SweepRecord, SweepSpec
 
 # Every model whose JSON fsmrun writes or prints. Append new ones here (one file each).

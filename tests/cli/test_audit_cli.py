@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fsmrun.core.run_folder import read_run_record
+from fsmrun.runs.run_folder import read_run_record
 from fsmrun.schemas.cli import AuditReport
 
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-import fsmrun.core.loop as loop
-from fsmrun.core.loop import RunResult
+import fsmrun.train.loop as loop
+from fsmrun.train.loop import RunResult
 
 
 def assert_user_error(result, *fragments: str) -> str:
@@ -141,7 +141,7 @@ def test_disk_full_is_one_line_naming_the_file_and_exit_1(cli, tmp_path, monkeyp
     def full(root):
         raise OSError(errno.ENOSPC, "No space left on device", str(root / "registry.sqlite"))
 
-    monkeypatch.setattr(ls_cmd, "RegistryIndex", full)
+    monkeypatch.setattr(ls_cmd, "RunIndex", full)
     result = cli("ls", "--results-dir", tmp_path)
     assert result.exit_code == 1, result.output
     assert result.stderr == (
@@ -155,7 +155,7 @@ def test_a_bug_is_not_disguised_as_a_user_error(cli, tmp_path, monkeypatch):
     def bug(root):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr(ls_cmd, "RegistryIndex", bug)
+    monkeypatch.setattr(ls_cmd, "RunIndex", bug)
     result = cli("ls", "--results-dir", tmp_path)
     assert result.exit_code == 1
     assert isinstance(result.exception, ValueError)  # propagates: the traceback is shown
@@ -168,7 +168,7 @@ def test_ctrl_c_in_a_light_command_exits_130_without_traceback(cli, tmp_path, mo
     def interrupted(root):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ls_cmd, "RegistryIndex", interrupted)
+    monkeypatch.setattr(ls_cmd, "RunIndex", interrupted)
     result = cli("ls", "--results-dir", tmp_path)
     assert result.exit_code == 130 and "Traceback" not in result.output
 
@@ -188,7 +188,7 @@ def test_ctrl_c_during_start_up_exits_130(monkeypatch, capsys):
 
 
 def test_a_failed_audit_run_is_a_user_error(cli, tiny_toml, tmp_path, monkeypatch):
-    import fsmrun.core.audit as audit
+    import fsmrun.analysis.audit as audit
 
     def failed(*args, **kwargs):
         raise audit.AuditError("run 1 ended failed (non-finite loss); lower train.lr")

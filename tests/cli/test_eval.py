@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fsmrun.core.run_folder import read_metrics
+from fsmrun.runs.run_folder import read_metrics
 from fsmrun.schemas.cli import EvalReport
 
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from fsmrun.core.fsm import compile_regex
-from fsmrun.core.sources import random_dfa
+from fsmrun.lang.fsm import compile_regex
+from fsmrun.lang.sources import random_dfa
 
 CYCLE_TABLE = """\
 states = ["p0", "p1", "p2", "p3", "p4"]
@@ -94,7 +94,7 @@ def test_fsm_source_errors_are_one_line_and_exit_2(cli, tmp_path, args, message)
 
 
 def test_language_sources_load_without_torch():
-    code = "import sys, fsmrun.core.sources, fsmrun.experiments; print('torch' in sys.modules)"
+    code = "import sys, fsmrun.lang.sources, fsmrun.experiments; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from fsmrun.schemas.registry import RunRow
+from fsmrun.schemas.run_row import RunRow
 
 
 def rows_of(result) -> list[RunRow]:
@@ -95,9 +95,9 @@ def test_ls_at_80_columns_drops_columns_instead_of_eliding(trained):
     from rich.console import Console
 
     from fsmrun.cli.ls import _configs, runs_table
-    from fsmrun.core.index import RegistryIndex
+    from fsmrun.runs.index import RunIndex
 
-    rows = RegistryIndex(trained.root).rows()
+    rows = RunIndex(trained.root).rows()
     console = Console(width=80, record=True)
     console.print(runs_table(rows, _configs(trained.root, rows), [], 80))
     text = console.export_text()
@@ -189,7 +189,7 @@ def test_ls_drops_a_run_whose_folder_was_deleted_without_writing_the_index(cli, 
 def test_ls_opens_the_index_read_only(cli, trained_copy, monkeypatch):
     import sqlite3
 
-    import fsmrun.core.index as index_module
+    import fsmrun.runs.index as index_module
 
     opened, connect = [], sqlite3.connect
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from fsmrun.core import sweep
-from fsmrun.core.plots import run_figures
+from fsmrun.analysis.plots import run_figures
+from fsmrun.sweeps import coordinator as sweep
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from fsmrun.core.audit import final_state_dict
-from fsmrun.core.loop import train_one_experiment
-from fsmrun.core.run_folder import RunFolder, read_run_record
+from fsmrun.analysis.audit import final_state_dict
 from fsmrun.experiments import load_experiment
+from fsmrun.runs.run_folder import RunFolder, read_run_record
+from fsmrun.train.loop import train_one_experiment
 
 
 def test_resume_of_a_run_stopped_mid_epoch_matches_the_uninterrupted_run(cli, trained, tmp_path):
@@ -134,12 +134,12 @@ def test_a_torn_trailing_history_line_is_dropped_on_resume(cli, trained, tmp_pat
 
 HOLD_LOCK = """
 import sys, time
-from fsmrun.core.index import RegistryIndex
-from fsmrun.core.run_folder import RunFolder
+from fsmrun.runs.index import RunIndex
+from fsmrun.runs.run_folder import RunFolder
 folder = RunFolder(sys.argv[1])
 folder.acquire_lock()
 folder.update_record(status="running", pid=__import__("os").getpid(), heartbeat=0.0)
-RegistryIndex(folder.results_root).upsert_folder(folder.path)
+RunIndex(folder.results_root).upsert_folder(folder.path)
 print("locked", flush=True)
 time.sleep(120)
 """

@@ -31,7 +31,7 @@ def swept(trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("swept") / "results"
     shutil.copytree(trained.root, root)
     code = (
-        "import sys; from pathlib import Path; from fsmrun.core import sweep as s\n"
+        "import sys; from pathlib import Path; from fsmrun.sweeps import coordinator as s\n"
         "spec = s.inline_spec([sys.argv[2]], {}, [0, 1], {}, 'tiny')\n"
         "s.write_record(Path(sys.argv[1]), s.sweep_status(Path(sys.argv[1]), spec, "
         "s.expand(spec), None))\n"

@@ -99,13 +99,14 @@ def test_a_sweep_with_failed_cells_exits_1_after_running_them_all(cli, tiny_toml
 
 
 def test_a_second_coordinator_exits_2_naming_the_first(cli, tiny_toml, tmp_path):
-    from fsmrun.core.sweep import expand, inline_spec, sweep_id_for
+    from fsmrun.sweeps.coordinator import expand, inline_spec, sweep_id_for
 
     spec = inline_spec([str(tiny_toml)], {}, [0], {}, None)
     sweep_id = sweep_id_for(spec, expand(spec))
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from fsmrun.core.sweep import sweep_lock\n"
+         "import sys, time; from pathlib import Path\n"
+         "from fsmrun.sweeps.coordinator import sweep_lock\n"
          "with sweep_lock(Path(sys.argv[1]), sys.argv[2]):\n"
          "    print('locked', flush=True); time.sleep(60)",
          str(tmp_path), sweep_id],

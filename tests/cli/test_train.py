@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from fsmrun.cli._overrides import apply_overrides, collect_overrides
-from fsmrun.core.checkpoint import KEY_MODEL, read_ckpt
-from fsmrun.core.fsm import DFA
-from fsmrun.core.run_folder import read_run_record
 from fsmrun.experiments import load_experiment
+from fsmrun.lang.fsm import DFA
+from fsmrun.runs.run_folder import read_run_record
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import EnvInfo, HistoryRecord, Metrics, RunRecord
+from fsmrun.train.checkpoint import KEY_MODEL, read_ckpt
 
 RUN_FILES = [
     "config.json",

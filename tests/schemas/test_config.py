@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from fsmrun.core.determinism import config_hash
+from fsmrun.base.seeding import config_hash
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.config import (
     MONITOR_METRICS,
@@ -108,12 +108,12 @@ def test_monitor_outside_the_validation_metrics_is_rejected(monitor):
 def test_monitor_names_are_the_keys_flat_metrics_gives_on_a_real_evaluation(legal_next):
     import torch
 
-    from fsmrun.core.dataset import Vocab, encode_split, legal_next_table
-    from fsmrun.core.early_stop import flat_metrics
-    from fsmrun.core.evaluate import evaluate
-    from fsmrun.core.fsm import compile_regex
-    from fsmrun.core.model import build_model
+    from fsmrun.data.encoding import Vocab, encode_split, legal_next_table
+    from fsmrun.lang.fsm import compile_regex
+    from fsmrun.nn.model import build_model
     from fsmrun.schemas.config import CHAR_METRICS, ModelConfig
+    from fsmrun.train.early_stop import flat_metrics
+    from fsmrun.train.evaluate import evaluate
 
     dfa, vocab = compile_regex("a*b", "ab"), Vocab("ab")
     split = encode_split("val", ["ab", "ba", "b", "aab"], None, dfa, vocab, "cpu")

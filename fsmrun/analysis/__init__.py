@@ -1,0 +1,1 @@
+"""Looking at runs: determinism audits, reports over seeds, plots."""

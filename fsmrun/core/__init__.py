@@ -1,1 +1,0 @@
-"""The machinery of fsmrun, one concern a module."""

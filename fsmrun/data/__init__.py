@@ -1,0 +1,2 @@
+"""A run's data: corpus sampling and its cache, capacity checks, encoding into tensors,
+batch order."""

@@ -1,0 +1,29 @@
+"""A run's data stage: language -> minimal DFA (`languages`) -> corpus (`datagen`, cached) ->
+tensors on the device (`dataset`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fsmrun.data.encoding import RunData, encode_corpus
+from fsmrun.data.sampling import Corpus, load_or_generate_corpus
+from fsmrun.lang.build import build_dfa
+from fsmrun.lang.fsm import DFA
+from fsmrun.schemas.config import ExperimentConfig
+
+
+def build_corpus(exp: ExperimentConfig, cache_dir: Path | None) -> tuple[DFA, Corpus]:
+    """The experiment's DFA and corpus (read from or written to `cache_dir`; None: no cache).
+
+    Raises the user errors of a language that cannot be built or a corpus that cannot be filled.
+    """
+    dfa = build_dfa(exp.data)
+    return dfa, load_or_generate_corpus(dfa, exp.data, exp.seed, cache_dir)
+
+
+def build_data(exp: ExperimentConfig, device: torch.device, cache_dir: Path | None) -> RunData:
+    """DFA, corpus and every split encoded on `device`."""
+    dfa, corpus = build_corpus(exp, cache_dir)
+    return encode_corpus(corpus, dfa, device, exp.data.task)

@@ -1,0 +1,1 @@
+"""The networks: backbones (transformer, LSTM, GRU, RNN), shared heads, losses."""

@@ -1,0 +1,318 @@
+"""The architectures under the model's heads: a pre-LN causal transformer (with its positional
+encodings, learned | sinusoidal | rope | alibi | none) and stacked LSTM, GRU or tanh-RNN cells.
+
+Each backbone maps token embeddings to hidden states and owns its initialisation. Shapes: B
+batch, T time, C = d_model, H heads, hd head width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fsmrun.schemas.config import ModelConfig
+
+INIT_STD = 0.02  # GPT-2 initialisation for linear and embedding weights
+
+
+def init_linear_(linear: nn.Linear, std: float, generator: torch.Generator | None) -> None:
+    """Weight N(0, std), bias 0."""
+    nn.init.normal_(linear.weight, 0.0, std, generator=generator)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+def init_layer_norm_(norm: nn.LayerNorm) -> None:
+    """Weight 1, bias 0."""
+    nn.init.ones_(norm.weight)
+    if norm.bias is not None:
+        nn.init.zeros_(norm.bias)
+
+
+# --------------------------------------------------------------------------- positions
+
+
+def sinusoid_table(length: int, dim: int, device: torch.device | None = None) -> Tensor:
+    """The (length, dim) sinusoidal table of Vaswani et al.: sin on even, cos on odd columns."""
+    pos_t = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    inv_freq = torch.exp(
+        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
+    )
+    table_txc = torch.zeros(length, dim, device=device)
+    table_txc[:, 0::2] = torch.sin(pos_t * inv_freq)
+    table_txc[:, 1::2] = torch.cos(pos_t * inv_freq[: dim // 2])
+    return table_txc
+
+
+def rope_tables(length: int, head_dim: int, device: torch.device | None = None) -> Tensor:
+    """cos and sin of the rotary angles, stacked: (2, length, head_dim) in rotate-half layout."""
+    inv_freq = 1.0 / (
+        10000.0 ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    )
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)  # (T, hd)
+    return torch.stack([angles.cos(), angles.sin()])
+
+
+def apply_rope(x_bxhxtxd: Tensor, cos_txd: Tensor, sin_txd: Tensor) -> Tensor:
+    """Rotate each (first half, second half) pair of channels by its position's angle."""
+    x1, x2 = x_bxhxtxd.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return x_bxhxtxd * cos_txd.to(x_bxhxtxd.dtype) + rotated * sin_txd.to(x_bxhxtxd.dtype)
+
+
+def alibi_slopes(n_heads: int) -> list[float]:
+    """ALiBi head slopes (Press et al.): 2^(-8/n * (h+1)) for n a power of two; otherwise the
+    slopes of the next lower power of two, then every other slope of twice that many."""
+    if math.log2(n_heads).is_integer():
+        return [2.0 ** (-8.0 / n_heads * (h + 1)) for h in range(n_heads)]
+    lower = 2 ** math.floor(math.log2(n_heads))
+    return alibi_slopes(lower) + alibi_slopes(2 * lower)[0::2][: n_heads - lower]
+
+
+def alibi_causal_bias(slopes_h: Tensor, length: int) -> Tensor:
+    """(H, T, T) additive attention bias: -m_h * (i - j) at and below the diagonal, -inf above."""
+    pos_t = torch.arange(length, device=slopes_h.device)
+    distance_txt = (pos_t[:, None] - pos_t[None, :]).float()  # i - j
+    bias_hxtxt = -slopes_h[:, None, None] * distance_txt
+    return bias_hxtxt.masked_fill(distance_txt < 0, float("-inf"))
+
+
+# --------------------------------------------------------------------------- transformer
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x_bxtxc: Tensor, rope_2xtxd: Tensor | None, bias_hxtxt: Tensor | None, capture: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """`bias_hxtxt`: an additive score bias that already holds the causal mask (ALiBi);
+        None means a plain causal mask."""
+        B, T, C = x_bxtxc.shape
+        q, k, v = self.qkv(x_bxtxc).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        if rope_2xtxd is not None:  # (B, H, T, hd)
+            q = apply_rope(q, rope_2xtxd[0], rope_2xtxd[1])
+            k = apply_rope(k, rope_2xtxd[0], rope_2xtxd[1])
+        dropout_p = self.dropout if self.training else 0.0
+        att_bxhxtxt = None
+        if capture:
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, T)
+            if bias_hxtxt is None:
+                causal_txt = torch.ones(T, T, dtype=torch.bool, device=x_bxtxc.device).tril()
+                scores = scores.masked_fill(~causal_txt, float("-inf"))
+            else:
+                scores = scores + bias_hxtxt.to(scores.dtype)
+            att_bxhxtxt = scores.softmax(dim=-1)
+            y = F.dropout(att_bxhxtxt, dropout_p, self.training) @ v  # (B, H, T, hd)
+        elif bias_hxtxt is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        else:  # a float mask must match the query dtype (bfloat16/float16 under autocast)
+            mask = bias_hxtxt.to(q.dtype)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.proj(y)), att_bxhxtxt
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x_bxtxc: Tensor) -> Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x_bxtxc))))
+
+
+class Block(nn.Module):
+    """Pre-LN block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def init_weights(self, generator: torch.Generator | None, resid_std: float) -> None:
+        """Norms 1/0; qkv and fc N(0, 0.02); the residual projections N(0, resid_std) (GPT-2)."""
+        init_layer_norm_(self.ln_1)
+        init_linear_(self.attn.qkv, INIT_STD, generator)
+        init_linear_(self.attn.proj, resid_std, generator)
+        init_layer_norm_(self.ln_2)
+        init_linear_(self.mlp.fc, INIT_STD, generator)
+        init_linear_(self.mlp.proj, resid_std, generator)
+
+    def forward(
+        self, x_bxtxc: Tensor, rope_2xtxd: Tensor | None, bias_hxtxt: Tensor | None, capture: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        attn_out, att_bxhxtxt = self.attn(self.ln_1(x_bxtxc), rope_2xtxd, bias_hxtxt, capture)
+        x_bxtxc = x_bxtxc + attn_out
+        x_bxtxc = x_bxtxc + self.mlp(self.ln_2(x_bxtxc))
+        return x_bxtxc, att_bxhxtxt
+
+
+# --------------------------------------------------------------------------- backbones
+# A backbone maps token embeddings (B, T, C) to the last layer's hidden states (B, T, C) and,
+# with capture, the hidden state after the embedding and after each layer (+ attention maps).
+
+BackboneOutput = tuple[Tensor, list[Tensor] | None, list[Tensor] | None]
+
+
+class TransformerBackbone(nn.Module):
+    """Positional encoding, then pre-LN causal blocks; SDPA, or an explicit path on capture."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pos_encoding = cfg.pos_encoding
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.pos_encoding == "learned":
+            self.pos_embed = nn.Embedding(cfg.max_len, cfg.d_model)
+        elif cfg.pos_encoding == "sinusoidal":
+            table = sinusoid_table(cfg.max_len, cfg.d_model)
+            self.register_buffer("sinusoid_txc", table, persistent=False)
+        elif cfg.pos_encoding == "rope":
+            table = rope_tables(cfg.max_len, cfg.d_model // cfg.n_heads)
+            self.register_buffer("rope_2xtxd", table, persistent=False)
+        elif cfg.pos_encoding == "alibi":
+            slopes_h = torch.tensor(alibi_slopes(cfg.n_heads))
+            self.register_buffer("alibi_slopes_h", slopes_h, persistent=False)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+
+    def init_weights(self, generator: torch.Generator | None) -> None:
+        """Learned positions N(0, 0.02), then each block (residual projections / sqrt(2L))."""
+        if self.pos_encoding == "learned":
+            nn.init.normal_(self.pos_embed.weight, 0.0, INIT_STD, generator=generator)
+        resid_std = INIT_STD / math.sqrt(2 * self.cfg.n_layers)
+        for block in self.blocks:
+            block.init_weights(generator, resid_std)
+
+    def summary(self) -> str:
+        cfg = self.cfg
+        return (
+            f"{cfg.arch} d_model={cfg.d_model} n_layers={cfg.n_layers} n_heads={cfg.n_heads} "
+            f"d_ff={cfg.d_ff} pos={cfg.pos_encoding}"
+        )
+
+    def _positions(self, x_bxtxc: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Absolute positions added to x; or the rope tables; or the ALiBi bias (with the mask)."""
+        n_pos = x_bxtxc.shape[1]  # a shape, so checking it never syncs
+        if self.pos_encoding == "learned":
+            if n_pos > self.cfg.max_len:
+                raise ValueError(
+                    f"input length {n_pos} exceeds max_len {self.cfg.max_len} of the learned "
+                    "positional encoding; raise model.max_len or use sinusoidal, rope, alibi "
+                    "or none"
+                )
+            return x_bxtxc + self.pos_embed.weight[:n_pos], None, None
+        if self.pos_encoding == "sinusoidal":
+            table = self.sinusoid_txc
+            if n_pos > table.shape[0]:  # longer than max_len: compute the table afresh
+                table = sinusoid_table(n_pos, self.cfg.d_model, device=table.device)
+            return x_bxtxc + table[:n_pos], None, None
+        if self.pos_encoding == "rope":
+            rope_2xtxd = self.rope_2xtxd
+            if n_pos > rope_2xtxd.shape[1]:
+                rope_2xtxd = rope_tables(n_pos, rope_2xtxd.shape[2], device=rope_2xtxd.device)
+            return x_bxtxc, rope_2xtxd[:, :n_pos], None
+        if self.pos_encoding == "alibi":
+            return x_bxtxc, None, alibi_causal_bias(self.alibi_slopes_h, n_pos)
+        return x_bxtxc, None, None
+
+    def forward(self, x_bxtxc: Tensor, capture: bool) -> BackboneOutput:
+        x_bxtxc, rope_2xtxd, bias_hxtxt = self._positions(x_bxtxc)
+        x_bxtxc = self.drop(x_bxtxc)
+        hidden_states = [x_bxtxc] if capture else None
+        attentions = [] if capture else None
+        for block in self.blocks:
+            x_bxtxc, att_bxhxtxt = block(x_bxtxc, rope_2xtxd, bias_hxtxt, capture)
+            if capture:
+                attentions.append(att_bxhxtxt)
+                hidden_states.append(x_bxtxc)
+        return x_bxtxc, hidden_states, attentions
+
+
+class RecurrentBackbone(nn.Module):
+    """Stacked single-layer recurrent cells (order-aware by themselves: no positions)."""
+
+    cell: type[nn.RNNBase]  # nn.LSTM, nn.GRU or nn.RNN (tanh)
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.drop = nn.Dropout(cfg.dropout)
+        # One single-layer cell per layer so capture can return every layer's output. The list
+        # is named after the cell (lstms, grus, rnns): those are the names in checkpoints.
+        cells = nn.ModuleList(
+            self.cell(cfg.d_model, cfg.d_model, batch_first=True) for _ in range(cfg.n_layers)
+        )
+        self.add_module(self.layers_name(), cells)
+
+    @classmethod
+    def layers_name(cls) -> str:
+        return cls.cell.__name__.lower() + "s"
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return getattr(self, self.layers_name())
+
+    def init_weights(self, generator: torch.Generator | None) -> None:
+        """Every weight and bias U(-1/sqrt(C), 1/sqrt(C)), as torch does."""
+        for layer in self.layers:
+            bound = 1.0 / math.sqrt(layer.hidden_size)
+            for param in layer.parameters():
+                nn.init.uniform_(param, -bound, bound, generator=generator)
+
+    def summary(self) -> str:
+        return f"{self.cfg.arch} d_model={self.cfg.d_model} n_layers={self.cfg.n_layers}"
+
+    def forward(self, x_bxtxc: Tensor, capture: bool) -> BackboneOutput:
+        x_bxtxc = self.drop(x_bxtxc)
+        hidden_states = [x_bxtxc] if capture else None
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x_bxtxc = self.drop(x_bxtxc)  # dropout between layers, as nn.LSTM does
+            if x_bxtxc.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+                # CPU autocast sends the cell to oneDNN in bfloat16, which CPUs without bf16
+                # support cannot run ("could not create a primitive descriptor"): the
+                # recurrence runs in float32 there, the heads stay under autocast.
+                with torch.autocast("cpu", enabled=False):
+                    x_bxtxc, _ = layer(x_bxtxc.float())
+            else:
+                x_bxtxc, _ = layer(x_bxtxc)
+            if capture:
+                hidden_states.append(x_bxtxc)
+        return x_bxtxc, hidden_states, None
+
+
+class LSTMBackbone(RecurrentBackbone):
+    cell = nn.LSTM
+
+
+class GRUBackbone(RecurrentBackbone):
+    cell = nn.GRU
+
+
+class RNNBackbone(RecurrentBackbone):
+    cell = nn.RNN  # tanh
+
+
+BACKBONES: dict[str, type[TransformerBackbone | RecurrentBackbone]] = {
+    "transformer": TransformerBackbone,
+    "lstm": LSTMBackbone,
+    "gru": GRUBackbone,
+    "rnn": RNNBackbone,
+}

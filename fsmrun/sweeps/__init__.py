@@ -1,0 +1,1 @@
+"""Sweeps: specs and suites, the coordinator, executors (in process, local pool, Ray)."""

@@ -1,0 +1,351 @@
+"""Sweeps: cells' state read from the run folders, the sweep record (sweep.json), and an
+idempotent run: done cells skipped, interrupted ones resumed, failed ones retried only when
+asked. Only this (coordinating) process writes sweep.json and the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from fsmrun.base.errors import EnvironmentFailure
+from fsmrun.base.io import atomic_write_json
+from fsmrun.runs.index import RunIndex
+from fsmrun.runs.layout import HASH_PREFIX_LEN, RegistryError, runs_of_config
+from fsmrun.runs.run_folder import RunFolder, effective_status
+from fsmrun.schemas.sweep import CELL_STATUSES, SweepCell, SweepRecord, SweepSpec
+from fsmrun.sweeps.executors import CellOutcome, CellTask, Executor
+from fsmrun.sweeps.spec import (
+    Cell,
+    SweepError,
+    describe_overrides,
+    expand,
+    inline_spec,
+    list_suites,
+    load_spec,
+    parse_seeds,
+    parse_spec,
+    spec_size,
+    sweep_hash,
+)
+
+__all__ = [
+    "Cell",
+    "SweepBusy",
+    "SweepError",
+    "describe_overrides",
+    "expand",
+    "completed_runs",
+    "find_sweep",
+    "inline_spec",
+    "list_suites",
+    "load_spec",
+    "parse_seeds",
+    "parse_spec",
+    "read_record",
+    "refresh",
+    "run_sweep",
+    "spec_size",
+    "sweep_hash",
+    "sweep_id_for",
+    "sweep_lock",
+    "sweep_status",
+]
+
+SWEEPS_DIR = "sweeps"
+RECORD_FILE = "sweep.json"
+LOCK_FILE = ".lock"
+_RUN_TO_CELL = {"completed": "done", "running": "running", "interrupted": "interrupted"}
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def sweeps_root(root: Path) -> Path:
+    return Path(root) / SWEEPS_DIR
+
+
+def record_path(root: Path, sweep_id: str) -> Path:
+    return sweeps_root(root) / sweep_id / RECORD_FILE
+
+
+def read_record(path: Path) -> SweepRecord:
+    try:
+        return SweepRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as err:
+        raise SweepError(f"cannot read sweep record {path}: {err}") from None
+
+
+def find_sweep(root: Path, ref: str) -> Path:
+    """sweep.json of a sweep named by its id, a unique prefix of it, or its name (newest)."""
+    folder = sweeps_root(root)
+    ids = sorted(p.parent.name for p in folder.glob(f"*/{RECORD_FILE}")) if folder.is_dir() else []
+    if ref in ids:
+        return record_path(root, ref)
+    named = [i for i in ids if i.rsplit("-", 1)[0] == ref] or [i for i in ids if i.startswith(ref)]
+    if not named:
+        known = f"; sweeps: {', '.join(ids)}" if ids else f"; no sweeps under {folder}"
+        raise SweepError(f"no sweep {ref!r}{known}")
+    paths = [record_path(root, i) for i in named]
+    return max(paths, key=lambda p: read_record(p).updated)
+
+
+def _cell_record(cell: Cell, status: str, run_id: str | None, error: str | None) -> SweepCell:
+    return SweepCell(
+        index=cell.index,
+        source=cell.experiment,
+        experiment=cell.config.name,
+        overrides=cell.overrides,
+        config_hash=cell.config_hash,
+        run_id=run_id,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+    )
+
+
+def count_statuses(cells: list[SweepCell]) -> dict[str, int]:
+    counts = Counter(c.status for c in cells)
+    return {status: counts.get(status, 0) for status in CELL_STATUSES}
+
+
+def write_record(root: Path, record: SweepRecord) -> Path:
+    record = record.model_copy(
+        update={"updated": time.time(), "counts": count_statuses(record.cells)}
+    )
+    path = record_path(root, record.sweep_id)
+    atomic_write_json(path, record)
+    return path
+
+
+# ---------------------------------------------------------------------------- cell state
+
+
+@dataclass(frozen=True)
+class CellState:
+    """Where a cell stands according to its run folders."""
+
+    status: str
+    folder: Path | None
+    run_id: str | None
+    error: str | None = None
+
+
+def cell_state(root: Path, experiment: str, chash: str, previous: SweepCell | None) -> CellState:
+    """done if any run of the config completed; else the newest run's status; else todo
+    (or failed, if the last attempt failed before it had a run folder)."""
+    runs = runs_of_config(root, experiment, chash)
+    for folder, record in runs:
+        if record.status == "completed":
+            return CellState("done", folder.path, record.run_id)
+    if runs:
+        folder, record = runs[-1]
+        status = _RUN_TO_CELL.get(effective_status(record), "failed")
+        return CellState(status, folder.path, record.run_id, record.error)
+    if previous is not None and previous.status == "failed" and previous.run_id is None:
+        return CellState("failed", None, None, previous.error)
+    return CellState("todo", None, None)
+
+
+def completed_runs(root: Path, record: SweepRecord) -> tuple[list[Path], dict[str, int]]:
+    """The run folders of the cells done now (read from the run folders, in cell order) and
+    the count of cells per status."""
+    folders, statuses = [], []
+    for cell in record.cells:
+        state = cell_state(root, cell.experiment, cell.config_hash, cell)
+        statuses.append(state.status)
+        if state.status == "done" and state.folder is not None:
+            folders.append(state.folder)
+    counts = Counter(statuses)
+    return folders, {status: counts.get(status, 0) for status in CELL_STATUSES}
+
+
+def _resumable(folder: Path) -> bool:
+    return RunFolder(folder).has_checkpoint("last")
+
+
+# ---------------------------------------------------------------------------- lock
+
+
+class SweepBusy(SweepError):
+    """Another coordinator holds the sweep's lock."""
+
+
+@contextlib.contextmanager
+def sweep_lock(root: Path, sweep_id: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking OS lock on `<sweeps>/<sweep_id>/.lock` (SweepBusy,
+    naming the holder's pid, if another coordinator runs the sweep). The lock file holds the
+    holder's pid; it is written in place, since replacing it would drop the lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock on this platform
+        yield
+        return
+    path = sweeps_root(root) / sweep_id / LOCK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise EnvironmentFailure.from_os_error(exc, path) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise SweepBusy(
+            f"sweep {sweep_id} is being run by process {holder}; wait or stop it"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- running
+
+
+@dataclass
+class SweepResult:
+    """What one invocation did; `record` is the sweep.json written last."""
+
+    record: SweepRecord
+    path: Path
+    started: int
+    skipped: int
+
+
+def sweep_status(
+    root: Path, spec: SweepSpec, cells: list[Cell], record: SweepRecord | None
+) -> SweepRecord:
+    """The record of `cells` with every status read from the run folders now."""
+    previous = {c.index: c for c in record.cells} if record else {}
+    now = time.time()
+    digest = sweep_hash(cells)
+    rows = []
+    for cell in cells:
+        state = cell_state(root, cell.config.name, cell.config_hash, previous.get(cell.index))
+        rows.append(_cell_record(cell, state.status, state.run_id, state.error))
+    return SweepRecord(
+        sweep_id=sweep_id_for(spec, cells),
+        sweep_hash=digest,
+        spec=spec,
+        created=record.created if record else now,
+        updated=now,
+        counts=count_statuses(rows),
+        cells=rows,
+    )
+
+
+def run_sweep(
+    spec: SweepSpec,
+    executor: Executor,
+    *,
+    results_root: Path,
+    device: str = "cpu",
+    retry_failed: bool = False,
+    command: list[str] | None = None,
+    on_outcome: Callable[[SweepCell, CellOutcome], None] | None = None,
+) -> SweepResult:
+    """Run the cells of `spec` that are not done, in the one registry under `results_root`.
+
+    todo cells are trained, interrupted ones resumed from last.pt, failed ones trained anew
+    only with `retry_failed`; running ones (another process) are left alone. After each cell
+    the coordinator indexes its run folder and rewrites sweep.json. KeyboardInterrupt stops
+    the workers cleanly (their runs stay resumable), writes the record and propagates.
+    Another coordinator on the same sweep is refused (SweepBusy).
+    """
+    root = Path(results_root)
+    cells = expand(spec)
+    with sweep_lock(root, sweep_id_for(spec, cells)):
+        return _run_locked(spec, cells, executor, root, device, retry_failed, command, on_outcome)
+
+
+def sweep_id_for(spec: SweepSpec, cells: list[Cell]) -> str:
+    """'<name>-<hash12>': the sweep's folder under `<root>/sweeps/`."""
+    return f"{spec.name}-{sweep_hash(cells)[:HASH_PREFIX_LEN]}"
+
+
+def _run_locked(
+    spec: SweepSpec,
+    cells: list[Cell],
+    executor: Executor,
+    root: Path,
+    device: str,
+    retry_failed: bool,
+    command: list[str] | None,
+    on_outcome: Callable[[SweepCell, CellOutcome], None] | None,
+) -> SweepResult:
+    path = record_path(root, sweep_id_for(spec, cells))
+    record = sweep_status(root, spec, cells, read_record(path) if path.is_file() else None)
+    write_record(root, record)
+    tasks = []
+    for cell, row in zip(cells, record.cells, strict=True):
+        if row.status == "todo" or (row.status == "failed" and retry_failed):
+            tasks.append(_task(cell, root, device, command, resume=None))
+        elif row.status == "interrupted":
+            folder = cell_state(root, cell.config.name, cell.config_hash, row).folder
+            resume = folder if folder is not None and _resumable(folder) else None
+            tasks.append(_task(cell, root, device, command, resume=resume))
+    index = RunIndex(root)  # only the coordinator writes it
+    by_index = {c.index: c for c in cells}
+    cell_rows = list(record.cells)
+
+    def finished(outcome: CellOutcome) -> None:
+        nonlocal record
+        cell = by_index[outcome.index]
+        state = cell_state(root, cell.config.name, cell.config_hash, None)
+        if state.folder is not None:
+            # the index is a cache; `fsmrun ls --reindex` rebuilds it
+            with contextlib.suppress(RegistryError):
+                index.upsert_folder(state.folder)
+        if state.status == "todo" and outcome.status == "failed":
+            state = CellState("failed", None, None, outcome.error)
+        row = _cell_record(cell, state.status, state.run_id, state.error or outcome.error)
+        cell_rows[cell.index] = row
+        record = record.model_copy(update={"cells": list(cell_rows)})
+        write_record(root, record)
+        if on_outcome is not None:
+            on_outcome(row, outcome)
+
+    try:
+        executor.run(tasks, finished)
+    finally:
+        write_record(root, record)
+    return SweepResult(read_record(path), path, len(tasks), len(cells) - len(tasks))
+
+
+def _task(
+    cell: Cell, root: Path, device: str, command: list[str] | None, resume: Path | None
+) -> CellTask:
+    return CellTask(
+        index=cell.index,
+        config_json=cell.config.model_dump_json(),
+        results_root=str(root),
+        device=device,
+        resume_dir=str(resume) if resume is not None else None,
+        command=list(command or []),
+    )
+
+
+def refresh(root: Path, record: SweepRecord) -> SweepRecord:
+    """`record` with every cell's status read from the run folders now (nothing written)."""
+    cells = []
+    for cell in record.cells:
+        state = cell_state(root, cell.experiment, cell.config_hash, cell)
+        cells.append(
+            cell.model_copy(
+                update={"status": state.status, "run_id": state.run_id, "error": state.error}
+            )
+        )
+    return record.model_copy(update={"cells": cells, "counts": count_statuses(cells)})

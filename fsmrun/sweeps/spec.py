@@ -1,0 +1,177 @@
+"""Sweep specs: TOML files and built-in suites, inline grids, and their expansion into cells
+(experiments x cases x grid values x seeds), each an ExperimentConfig named by its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fsmrun.base.errors import UserError
+from fsmrun.base.hashing import config_hash
+from fsmrun.base.overrides import OverrideError, apply_overrides, check_key
+from fsmrun.experiments import load_experiment
+from fsmrun.schemas.config import ExperimentConfig
+from fsmrun.schemas.sweep import SweepSpec
+
+SUITES = resources.files("fsmrun.experiments").joinpath("suites")
+
+
+class SweepError(UserError):
+    """A sweep spec, name or grid a user can fix."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One expanded cell: the experiment as given, its overrides and the resulting config."""
+
+    index: int
+    experiment: str
+    overrides: dict[str, Any]
+    config: ExperimentConfig
+    config_hash: str
+
+
+# ---------------------------------------------------------------------------- specs
+
+
+def list_suites() -> list[str]:
+    """Names of the built-in suites (fsmrun/experiments/suites/*.toml), sorted."""
+    return sorted(
+        e.name.removesuffix(".toml") for e in SUITES.iterdir() if e.name.endswith(".toml")
+    )
+
+
+def parse_spec(text: str, source: str, default_name: str) -> SweepSpec:
+    """Validate TOML text as a SweepSpec (SweepError naming `source` and the field)."""
+    if sys.version_info < (3, 11):  # pragma: no cover
+        raise SweepError("reading sweep specs needs Python 3.11+ (tomllib)")
+    import tomllib
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SweepError(f"{source}: malformed TOML: {err}") from None
+    doc.setdefault("name", default_name)
+    try:
+        spec = SweepSpec.model_validate(doc)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise SweepError(f"{source}: invalid sweep spec: {where}: {first['msg']}") from None
+    check_spec_keys(spec)
+    return spec
+
+
+def load_spec(ref: str) -> SweepSpec:
+    """A sweep spec from a TOML path or a built-in suite name."""
+    if ref.endswith(".toml") or os.sep in ref or "/" in ref:
+        path = Path(ref)
+        if not path.is_file():
+            raise SweepError(f"no sweep spec file {ref!r}")
+        return parse_spec(path.read_text(encoding="utf-8"), str(path), path.stem)
+    if ref not in list_suites():
+        raise SweepError(
+            f"no built-in suite {ref!r} (suites: {', '.join(list_suites())}; "
+            "or give a path to a sweep .toml file)"
+        )
+    text = SUITES.joinpath(f"{ref}.toml").read_text(encoding="utf-8")
+    return parse_spec(text, f"suite {ref}", ref)
+
+
+def check_spec_keys(spec: SweepSpec) -> None:
+    """Every override key names a config value (SweepError otherwise)."""
+    keys = list(spec.set) + [k for case in spec.cases for k in case] + list(spec.grid)
+    for key in keys:
+        if key == "seed":
+            raise SweepError("set seeds with `seeds` (--seeds), not as an override")
+        try:
+            check_key(key)
+        except OverrideError as err:
+            raise SweepError(str(err).replace("in --set", "in the sweep")) from None
+    for key, values in spec.grid.items():
+        if not values:
+            raise SweepError(f"grid key {key!r} has no values")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7' and '0-2,9' work too."""
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, dash, hi = part.partition("-")
+            seeds.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+    except ValueError:
+        raise SweepError(f"--seeds expects e.g. 0-4 or 0,3,7, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise SweepError(f"--seeds expects non-negative seeds, got {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def inline_spec(
+    experiments: list[str],
+    grid: dict[str, list[Any]],
+    seeds: list[int],
+    overrides: dict[str, Any],
+    name: str | None = None,
+) -> SweepSpec:
+    """The spec of `fsmrun sweep EXP... --grid k=v1,v2 --seeds 0-4 --set k=v`."""
+    default = "_".join(Path(e).stem for e in experiments)[:40] or "sweep"
+    spec = SweepSpec(
+        name=name or default, experiments=experiments, set=overrides, grid=grid, seeds=seeds
+    )
+    check_spec_keys(spec)
+    return spec
+
+
+def expand(spec: SweepSpec) -> list[Cell]:
+    """Cells in order: experiments x cases x grid combinations x seeds."""
+    keys = list(spec.grid)
+    combos = [
+        dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.grid.values())
+    ]
+    cells: list[Cell] = []
+    for source in spec.experiments:
+        base = load_experiment(source)
+        for case in spec.cases or [{}]:
+            for combo in combos:
+                for seed in spec.seeds:
+                    overrides = {**spec.set, **case, **combo, "seed": seed}
+                    try:
+                        exp = apply_overrides(base, overrides)
+                    except OverrideError as err:
+                        raise SweepError(f"{source} with {overrides}: {err}") from None
+                    cells.append(Cell(len(cells), source, overrides, exp, config_hash(exp)))
+    return cells
+
+
+def spec_size(spec: SweepSpec) -> int:
+    """Number of cells `spec` expands to (without building them)."""
+    combos = 1
+    for values in spec.grid.values():
+        combos *= len(values)
+    return len(spec.experiments) * max(1, len(spec.cases)) * combos * len(spec.seeds)
+
+
+def sweep_hash(cells: list[Cell]) -> str:
+    """sha256 over the cells' config hashes in order: the sweep's identity."""
+    return hashlib.sha256(json.dumps([c.config_hash for c in cells]).encode()).hexdigest()
+
+
+def describe_overrides(overrides: dict[str, Any], fixed: dict[str, Any] | None = None) -> str:
+    """'model.arch=lstm seed=1' (leaving out the overrides every cell shares, `fixed`)."""
+    fixed = fixed or {}
+    return " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+        for k, v in overrides.items()
+        if k not in fixed or fixed[k] != v
+    )

@@ -1,0 +1,35 @@
+"""Config hashes without torch: the same digest as `determinism.config_hash`."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+from fsmrun.base import seeding as determinism
+from fsmrun.base.hashing import canonical_json, config_hash
+from fsmrun.experiments import load_experiment
+
+
+def test_canonical_json_sorts_keys_without_spaces():
+    assert canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
+
+
+def test_config_hash_is_sha256_of_the_config_without_unhashed_fields():
+    exp = load_experiment("parity")
+    doc = exp.model_dump(mode="json")
+    del doc["name"], doc["description"]
+    for key in ("save_every", "log_every", "capture_epochs", "capture_batch_size"):
+        del doc["train"][key]
+    assert config_hash(exp) == hashlib.sha256(canonical_json(doc).encode()).hexdigest()
+    assert determinism.config_hash is config_hash
+
+
+def test_hashing_a_config_imports_no_torch():
+    code = (
+        "import sys; from fsmrun.base.hashing import config_hash; "
+        "from fsmrun.experiments import load_experiment; "
+        "config_hash(load_experiment('parity')); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

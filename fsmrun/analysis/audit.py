@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-import fsmrun
+from fsmrun._version import __version__
 from fsmrun.base.env import resolve_device
 from fsmrun.base.errors import UserError
 from fsmrun.base.io import atomic_write_json
@@ -328,7 +328,7 @@ def audit_experiment(
         experiment=exp.name,
         config_hash=config_hash(exp),
         created=time.time(),
-        fsmrun_version=fsmrun.__version__,
+        fsmrun_version=__version__,
         device=str(torch_device),
         deterministic=exp.train.deterministic,
         max_steps=steps,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import fsmrun
+from fsmrun._version import __version__
 from fsmrun.base.errors import UserError
 from fsmrun.schemas.records import EnvInfo
 
@@ -47,7 +47,7 @@ def amp_dtype_for(device: torch.device, amp: bool) -> torch.dtype | None:
 
 def git_commit() -> str | None:
     """The commit of the fsmrun checkout, when fsmrun runs from one."""
-    source = Path(fsmrun.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # the checkout holding fsmrun/
     try:
         out = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"],
@@ -79,7 +79,7 @@ def collect_env(
         cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         device=str(device),
         device_name=device_name(device),
-        fsmrun_version=fsmrun.__version__,
+        fsmrun_version=__version__,
         git_commit=git_commit(),
         seed=seed,
         deterministic=deterministic,

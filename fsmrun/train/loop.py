@@ -219,7 +219,7 @@ def run_session(s: Session, start: Start) -> RunResult:
             metrics = finish(s, state)
         except ckpt.CheckpointError:
             metrics = None
-        s.set_status(state, "failed", error=str(err))
+        s.set_status("failed", steps=state.step, epochs=state.epoch, error=str(err))
         return RunResult(
             s.record.run_id, s.folder.path, "failed", state.stop_reason, metrics, state.step
         )
@@ -238,13 +238,13 @@ def run_session(s: Session, start: Start) -> RunResult:
             log.warning("%s", err)
     log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
     if state.stop_reason == "interrupted":
-        s.set_status(state, "interrupted")
+        s.set_status("interrupted", steps=state.step, epochs=state.epoch)
         return RunResult(
             s.record.run_id, s.folder.path, "interrupted", "interrupted", None, state.step
         )
     metrics = finish(s, state)
     fault_point("metrics_written")
-    s.set_status(state, "completed")
+    s.set_status("completed", steps=state.step, epochs=state.epoch)
     s.history.close()
     return RunResult(
         s.record.run_id, s.folder.path, "completed", state.stop_reason, metrics, state.step

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,9 +34,6 @@ from fsmrun.train.history import HistoryWriter
 from fsmrun.train.hooks import CaptureHook, Hooks
 from fsmrun.train.optim import optimizer_from_config
 from fsmrun.train.step import StepRunner
-
-if TYPE_CHECKING:
-    from fsmrun.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +225,10 @@ class Session:
         if self.controls.index:
             index_quietly(self.folder)
 
-    def set_status(self, state: TrainState, status: str, error: str | None = None) -> None:
-        """run.json's status (with the steps and epochs of `state`), then the index."""
+    def set_status(self, status: str, *, steps: int, epochs: int, error: str | None = None) -> None:
+        """run.json's status (with the steps and epochs done), then the index."""
         self.record = self.folder.set_status(
-            self.record, status, steps=state.step, epochs=state.epoch, error=error
+            self.record, status, steps=steps, epochs=epochs, error=error
         )
         self.update_index()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-import fsmrun
+from fsmrun._version import __version__
 from fsmrun.base.errors import FsmrunError, UserError
 from fsmrun.base.faults import fault_point
 from fsmrun.base.io import atomic_write_bytes
@@ -80,7 +80,7 @@ def save_state(
         next_batch_fingerprint=fingerprint,
         early_stop=state.early_stop,
         config_hash=s.config_hash,
-        fsmrun_version=fsmrun.__version__,
+        fsmrun_version=__version__,
         wall_time_s=state.wall_time_s,
         val_metrics=val_metrics,
         stop_reason=state.stop_reason if state.stop_reason in RULE_STOPS else None,

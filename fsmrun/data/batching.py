@@ -56,8 +56,11 @@ def epoch_batches(
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
-def _iterate(split: SplitData, batches: list[np.ndarray], start_step: int) -> Iterator[Batch]:
-    """Gather `batches[start_step:]` with one host-to-device index copy for all of them."""
+def gather_batches(
+    split: SplitData, batches: list[np.ndarray], start_step: int = 0
+) -> Iterator[Batch]:
+    """The batches of an order already computed (`epoch_batches`), from `start_step` on,
+    gathered with one host-to-device index copy for all of them."""
     if not 0 <= start_step <= len(batches):
         raise ValueError(f"start_step {start_step} outside the epoch's 0..{len(batches)} steps")
     batches = batches[start_step:]
@@ -90,14 +93,16 @@ def iter_batches(
         lengths_np=split.lengths_np,
         bucket_by_length=bucket_by_length,
     )
-    return _iterate(split, batches, start_step)
+    return gather_batches(split, batches, start_step)
 
 
 def eval_batches(split: SplitData, batch_size: int) -> Iterator[Batch]:
     """All of `split` in a fixed order: sorted by length (stable), cut into `batch_size`."""
     steps = steps_per_epoch(split.num_strings, batch_size)
     order = np.argsort(split.lengths_np, kind="stable").astype(np.int64)
-    return _iterate(split, [order[k * batch_size : (k + 1) * batch_size] for k in range(steps)], 0)
+    return gather_batches(
+        split, [order[k * batch_size : (k + 1) * batch_size] for k in range(steps)]
+    )
 
 
 def batch_fingerprint(index: np.ndarray) -> str:

@@ -8,14 +8,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from rich.console import Console
 
 from fsmrun.base.faults import fault_point
-from fsmrun.base.seeding import config_hash
-from fsmrun.data.batching import iter_batches
-from fsmrun.data.encoding import RunData
+from fsmrun.data.batching import gather_batches
 from fsmrun.runs.layout import claim_run_folder, default_results_root
 from fsmrun.runs.run_folder import HEARTBEAT_S, RunFolder
 from fsmrun.schemas.config import ExperimentConfig
@@ -28,8 +26,9 @@ from fsmrun.schemas.records import (
 from fsmrun.train import checkpoint as ckpt
 from fsmrun.train.early_stop import decide_stop, flat_metrics, update_early_stop
 from fsmrun.train.evaluate import evaluate_splits
-from fsmrun.train.hooks import HookContext, Hooks
+from fsmrun.train.hooks import HookContext
 from fsmrun.train.session import (
+    Plan,
     Session,
     SessionControls,
     StopRule,
@@ -59,7 +58,7 @@ from fsmrun.train.state import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "SessionControls", "TrainState", "resume_run", "train_one_experiment"]
+__all__ = ["RunResult", "resume_run", "train_one_experiment"]
 
 
 @dataclass
@@ -77,78 +76,91 @@ class RunResult:
 # ---------------------------------------------------------------------------- train
 
 
-def train(s: Session, state: TrainState) -> TrainState:
+def train(session: Session, state: TrainState) -> TrainState:
     """Epochs of steps from `state` until `decide_stop` says stop; returns the final state.
 
     Per step: one optimizer step (no host sync), progress, optional hooks; every `log_every`
     steps a history line; `last.pt` every `save_every` steps and when stopped mid-epoch. Per
-    epoch: validation, early stopping, best.pt on improvement, last.pt.
+    epoch: validation, early stopping, best.pt on improvement, last.pt. Each epoch's batch
+    order is computed once (`Session.epoch_order`) and serves its steps and its checkpoints.
     """
-    cfg, controls = s.exp.train, s.controls
+    cfg, controls = session.exp.train, session.controls
+    train_split = session.data.splits["train"]
     wall_base, start = state.wall_time_s, time.monotonic()
     beat = start
-    step_hooks = s.hooks.has("on_step_end")
+    step_hooks = session.hooks.has("on_step_end")
 
     def ctx(epoch: int, val_metrics: dict[str, float] | None = None) -> HookContext:
-        return HookContext(epoch, state.step, s.model, s.folder.path, val_metrics)
+        return HookContext(epoch, state.step, session.model, session.folder.path, val_metrics)
 
     with StopSignals() as signals:
+
+        def stop_reason(
+            epochs_done: int, early_stop: EarlyStopState | None = None, value: float | None = None
+        ) -> StopReason | None:
+            """The one stop decision: between steps, after a validation (`early_stop`, `value`)
+            and when the epochs ran out before the loop began."""
+            return decide_stop(
+                cfg,
+                step=state.step,
+                epochs_done=epochs_done,
+                interrupted=signals.requested or state.step == controls.stop_at_step,
+                max_steps=controls.max_steps,
+                early_stop=early_stop,
+                value=value,
+            )
+
         while state.stop_reason is None and state.epoch < cfg.epochs:
             # ---- the epoch's steps, from where the state stands
             epoch = state.epoch
-            batches = s.epoch_order(epoch)
+            batches = session.epoch_order(epoch)
             if state.batch_in_epoch == 0:
-                s.hooks.fire("on_epoch_start", ctx(epoch))
-            s.reporter.start_epoch(epoch, cfg.epochs, len(batches), state.batch_in_epoch)
+                session.hooks.fire("on_epoch_start", ctx(epoch))
+            session.reporter.start_epoch(epoch, cfg.epochs, len(batches), state.batch_in_epoch)
             interval_start, interval_steps = time.monotonic(), 0
-            batch_iter = iter_batches(
-                s.data.splits["train"],
-                cfg.batch_size,
-                s.exp.seed,
-                epoch,
-                start_step=state.batch_in_epoch,
-                bucket_by_length=cfg.bucket_by_length,
+            steps = zip(
+                range(state.batch_in_epoch, len(batches)),
+                gather_batches(train_split, batches, state.batch_in_epoch),
+                strict=True,
             )
-            for b, batch in zip(range(state.batch_in_epoch, len(batches)), batch_iter, strict=True):
-                s.runner.step(batch, state.step)
+            for b, batch in steps:
+                session.runner.step(batch, state.step)
                 state.step += 1
                 state.batch_in_epoch = b + 1
                 interval_steps += 1
-                s.reporter.advance()
+                session.reporter.advance()
                 if step_hooks:
-                    s.hooks.fire("on_step_end", ctx(epoch))
+                    session.hooks.fire("on_step_end", ctx(epoch))
                 now = time.monotonic()
                 if state.step % cfg.log_every == 0:
-                    log_train(s, state, interval_steps / max(now - interval_start, 1e-9))
+                    log_train(session, state, interval_steps / max(now - interval_start, 1e-9))
                     interval_start, interval_steps = now, 0
                 if now - beat > HEARTBEAT_S:
                     beat = now
-                    s.record = s.folder.heartbeat(s.record, steps=state.step, epochs=state.epoch)
+                    session.record = session.folder.heartbeat(
+                        session.record, steps=state.step, epochs=state.epoch
+                    )
                 if b + 1 == len(batches):
                     break  # the epoch's end decides
-                reason = decide_stop(
-                    cfg,
-                    step=state.step,
-                    epochs_done=epoch,
-                    interrupted=signals.requested or state.step == controls.stop_at_step,
-                    max_steps=controls.max_steps,
-                )
+                reason = stop_reason(epoch)
                 if reason is not None or (cfg.save_every and state.step % cfg.save_every == 0):
-                    if s.runner.count and not bool(torch.isfinite(s.runner.sums).all()):
-                        fail_non_finite(state, s.runner.drain() or {})
+                    if session.runner.count and not bool(torch.isfinite(session.runner.sums).all()):
+                        fail_non_finite(state, session.runner.drain() or {})
                     state.wall_time_s = wall_base + time.monotonic() - start
-                    save_state(s, state, "last", batches[b + 1], epoch_done=False)
+                    save_state(session, state, "last", batches[b + 1], epoch_done=False)
                 if reason is not None:
                     state.stop_reason = reason
-                    log_train(s, state, None)
-                    s.reporter.end_epoch(f"stopped at step {state.step} ({reason})")
+                    log_train(session, state, None)
+                    session.reporter.end_epoch(f"stopped at step {state.step} ({reason})")
                     break
             if state.stop_reason is not None:
                 break
 
             # ---- validation, early stopping, checkpoints
-            log_train(s, state, None)
-            val = evaluate_splits(s.model, s.data, s.exp, ["val"], s.amp_dtype)["val"]
+            log_train(session, state, None)
+            val = evaluate_splits(
+                session.model, session.data, session.exp, ["val"], session.amp_dtype
+            )["val"]
             flat = flat_metrics("val", val)
             if cfg.monitor not in flat:
                 raise TrainingError(
@@ -159,36 +171,26 @@ def train(s: Session, state: TrainState) -> TrainState:
             state.early_stop, improved = update_early_stop(
                 state.early_stop, cfg, value, state.step, epoch
             )
-            log_history(s, state, "eval", metrics=flat, improved=improved)
-            s.hooks.fire("on_validation_end", ctx(epoch, flat))
+            log_history(session, state, "eval", metrics=flat, improved=improved)
+            session.hooks.fire("on_validation_end", ctx(epoch, flat))
             state.epoch, state.batch_in_epoch = epoch + 1, 0
-            reason = decide_stop(
-                cfg,
-                step=state.step,
-                epochs_done=state.epoch,
-                interrupted=signals.requested or state.step == controls.stop_at_step,
-                max_steps=controls.max_steps,
-                early_stop=state.early_stop,
-                value=value,
-            )
+            reason = stop_reason(state.epoch, early_stop=state.early_stop, value=value)
             state.wall_time_s = wall_base + time.monotonic() - start
             if improved:
-                save_state(s, state, "best", None, epoch_done=True, val_metrics=flat)
+                save_state(session, state, "best", None, epoch_done=True, val_metrics=flat)
             goes_on = reason in (None, "interrupted")
-            next_batch = s.epoch_order(state.epoch)[0] if goes_on else None
+            next_batch = session.epoch_order(state.epoch)[0] if goes_on else None
             state.stop_reason = None if goes_on else reason  # last.pt records the decision
-            save_state(s, state, "last", next_batch, epoch_done=True, val_metrics=flat)
-            s.hooks.fire("on_epoch_end", ctx(epoch, flat))
+            save_state(session, state, "last", next_batch, epoch_done=True, val_metrics=flat)
+            session.hooks.fire("on_epoch_end", ctx(epoch, flat))
             mark = "*" if improved else " "
-            s.reporter.end_epoch(
+            session.reporter.end_epoch(
                 f"epoch {epoch + 1:>3}/{cfg.epochs}  step {state.step:>6}  "
                 f"{cfg.monitor} {value:.4f}{mark} best {state.early_stop.best_value:.4f}  "
                 f"val nll {flat['val.nll']:.4f}  class {flat['val.class_acc']:.4f}"
             )
             state.stop_reason = reason
-    state.stop_reason = state.stop_reason or decide_stop(
-        cfg, step=state.step, epochs_done=state.epoch
-    )
+        state.stop_reason = state.stop_reason or stop_reason(state.epoch)
     state.wall_time_s = wall_base + time.monotonic() - start
     return state
 
@@ -196,59 +198,68 @@ def train(s: Session, state: TrainState) -> TrainState:
 # ---------------------------------------------------------------------------- finish
 
 
-def run_session(s: Session, start: Start) -> RunResult:
+def run_session(session: Session, start: Start) -> RunResult:
     """Train (from the start's checkpoint, or a step-0 one), then finish; statuses honest."""
-    cfg = s.exp.train
+    cfg = session.exp.train
     state = TrainState(EarlyStopState(monitor=cfg.monitor, mode=cfg.monitor_mode))
+
+    def result(status: str, metrics: Metrics | None = None) -> RunResult:
+        return RunResult(
+            session.record.run_id,
+            session.folder.path,
+            status,
+            state.stop_reason,
+            metrics,
+            state.step,
+        )
+
     try:
         if start.checkpoint is not None:
-            state = restore_state(s, start.checkpoint, same_config=start.parent is None)
+            state = restore_state(session, start.checkpoint, same_config=start.parent is None)
             if start.parent is not None:
-                adopt_parent(s, start.parent, start.checkpoint, state)
+                adopt_parent(session, start.parent, start.checkpoint, state)
         else:
-            first_checkpoint(s, state)
-        amp = f"  amp {str(s.amp_dtype).removeprefix('torch.')}" if s.amp_dtype else ""
-        s.reporter.info(f"[bold]{s.record.run_id}[/]  {s.model.summary()}  device {s.device}{amp}")
-        state = train(s, state)
+            first_checkpoint(session, state)
+        amp = f"  amp {str(session.amp_dtype).removeprefix('torch.')}" if session.amp_dtype else ""
+        session.reporter.info(
+            f"[bold]{session.record.run_id}[/]  {session.model.summary()}  "
+            f"device {session.device}{amp}"
+        )
+        state = train(session, state)
     except TrainingError as err:
-        s.reporter.end_epoch(f"[red]{err}[/]")
+        session.reporter.end_epoch(f"[red]{err}[/]")
         state.stop_reason = state.stop_reason or "non_finite"
         state.message = str(err)
-        log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
+        log_history(session, state, "stop", stop_reason=state.stop_reason, message=state.message)
         try:
-            metrics = finish(s, state)
+            metrics = finish(session, state)
         except ckpt.CheckpointError:
             metrics = None
-        s.set_status("failed", steps=state.step, epochs=state.epoch, error=str(err))
-        return RunResult(
-            s.record.run_id, s.folder.path, "failed", state.stop_reason, metrics, state.step
-        )
+        session.set_status("failed", steps=state.step, epochs=state.epoch, error=str(err))
+        return result("failed", metrics)
     except BaseException as err:
-        s.reporter.end_epoch("")
+        session.reporter.end_epoch("")
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        s.record = s.record.model_copy(update={"steps": state.step, "epochs": state.epoch})
-        record_failure(
-            s.folder, s.record, status, f"{type(err).__name__}: {err}", index=s.controls.index
+        session.record = session.record.model_copy(
+            update={"steps": state.step, "epochs": state.epoch}
         )
+        error = f"{type(err).__name__}: {err}"
+        record_failure(session.folder, session.record, status, error, index=session.controls.index)
         raise
     finally:
         try:
-            s.history.sync()
+            session.history.sync()
         except OSError as err:
             log.warning("%s", err)
-    log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
+    log_history(session, state, "stop", stop_reason=state.stop_reason, message=state.message)
     if state.stop_reason == "interrupted":
-        s.set_status("interrupted", steps=state.step, epochs=state.epoch)
-        return RunResult(
-            s.record.run_id, s.folder.path, "interrupted", "interrupted", None, state.step
-        )
-    metrics = finish(s, state)
+        session.set_status("interrupted", steps=state.step, epochs=state.epoch)
+        return result("interrupted")
+    metrics = finish(session, state)
     fault_point("metrics_written")
-    s.set_status("completed", steps=state.step, epochs=state.epoch)
-    s.history.close()
-    return RunResult(
-        s.record.run_id, s.folder.path, "completed", state.stop_reason, metrics, state.step
-    )
+    session.set_status("completed", steps=state.step, epochs=state.epoch)
+    session.history.close()
+    return result("completed", metrics)
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -256,48 +267,34 @@ def run_session(s: Session, start: Start) -> RunResult:
 
 def train_one_experiment(
     exp: ExperimentConfig,
+    controls: SessionControls | None = None,
     *,
-    device: str = "auto",
     results_root: str | Path | None = None,
     overwrite: bool = False,
-    hooks: Hooks | None = None,
-    command: list[str] | None = None,
-    console: Console | None = None,
-    progress: bool = True,
-    max_steps: int | None = None,
-    stop_at_step: int | None = None,
-    index: bool = True,
+    **options: Any,
 ) -> RunResult:
     """Train `exp` from scratch into a new run folder and return where it landed.
 
-    Pre-flight first (device, writable results folder, language, corpus: a UserError before
+    `controls` says how (device, hooks, console, progress, early exits, index, command); its
+    fields may be given as keywords instead (`device="cpu", progress=False`), which build it.
+    Pre-flight first (device, language, writable results folder, corpus: a UserError before
     any run folder is claimed), then `<root>/<experiment>/<hash12>/v<N>/` is claimed (with
     run.json and config.json, under its lock) and trained from a step-0 checkpoint.
-    `max_steps` ends training early (audits); `stop_at_step` behaves like an interruption
-    after that step (tests of exact resume). `index=False` leaves the SQLite index alone
-    (sweep workers: the coordinator indexes the folder).
     """
-    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
+    controls = _controls(controls, options)
     root = default_results_root(results_root)
-    torch_device, data = preflight(exp, device, root)
-    return _new_run(exp, root, torch_device, controls, data, command, Start(), overwrite)
+    return _new_run(preflight(exp, controls, root), root, Start(), overwrite)
 
 
 def resume_run(
     run_dir: str | Path,
+    controls: SessionControls | None = None,
     *,
     epochs: int | None = None,
     patience: int | None = None,
     early_stop: bool = True,
-    device: str = "auto",
     results_root: str | Path | None = None,
-    hooks: Hooks | None = None,
-    command: list[str] | None = None,
-    console: Console | None = None,
-    progress: bool = True,
-    max_steps: int | None = None,
-    stop_at_step: int | None = None,
-    index: bool = True,
+    **options: Any,
 ) -> RunResult:
     """Continue the run in `run_dir` exactly where it stopped, or extend a completed one.
 
@@ -306,72 +303,64 @@ def resume_run(
     one is extended, given a new stopping rule (`epochs` above its limit, `patience`, or
     `early_stop=False`), into a NEW run (its own config hash and version, run.json naming the
     parent and step) that starts from the parent's last checkpoint; the parent is not touched.
-    A run whose writer holds its lock is refused. `index` as for `train_one_experiment`.
+    A run whose writer holds its lock is refused. `controls` (or its fields as keywords) as
+    for `train_one_experiment`.
     """
-    controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
+    controls = _controls(controls, options)
     folder = RunFolder(run_dir)
     old, exp, extend = check_resume(folder, rule=StopRule(epochs, patience, early_stop))
     root = Path(results_root) if results_root is not None else folder.results_root
     start = resume_start(folder, old, root, extend=extend)
-    torch_device, data = preflight(exp, device, root)
+    plan = preflight(exp, controls, root)
     if controls.console is not None:  # every check passed: say what happens now
         what = "extending {} into a new run" if extend else f"resuming {{}} ({folder.status()})"
         controls.console.print(f"{what.format(old.run_id)} from {folder.path}", markup=False)
     if extend:
-        return _new_run(exp, root, torch_device, controls, data, command, start, False)
+        return _new_run(plan, root, start, overwrite=False)
     with folder.lock():
         fallback = start.checkpoint.fallback if start.checkpoint else None
-        record = resumed_record(old, torch_device, command, fallback)
-        return _launch(exp, folder, record, torch_device, controls, data, start)
+        return _launch(plan, folder, resumed_record(old, plan, fallback), start)
 
 
-def _new_run(
-    exp: ExperimentConfig,
-    root: Path,
-    device: torch.device,
-    controls: SessionControls,
-    data: RunData | None,
-    command: list[str] | None,
-    start: Start,
-    overwrite: bool,
-) -> RunResult:
+def _controls(controls: SessionControls | None, options: dict[str, Any]) -> SessionControls:
+    """The one SessionControls of a call: the object given, or one built from its fields given
+    as keywords (TypeError naming a keyword that is no field; not both)."""
+    if controls is not None and options:
+        raise TypeError(f"pass either controls or its fields, not both ({', '.join(options)})")
+    return controls if controls is not None else SessionControls(**options)
+
+
+def _new_run(plan: Plan, root: Path, start: Start, overwrite: bool) -> RunResult:
     """Claim a new run folder (run.json and config.json in it from its first moment), run."""
     parent = None
     if start.parent is not None and start.checkpoint is not None:
         parent = (start.parent.read_record().run_id, start.checkpoint.meta.step)
 
     def make_files(folder: RunFolder, version: int) -> None:
-        folder.write_record(new_record(exp, version, device, command, parent))
-        folder.write_config(exp)
+        folder.write_record(new_record(plan, version, parent))
+        folder.write_config(plan.exp)
 
-    folder = claim_run_folder(root, exp.name, config_hash(exp), make_files, overwrite=overwrite)
+    folder = claim_run_folder(
+        root, plan.exp.name, plan.config_hash, make_files, overwrite=overwrite
+    )
     try:
-        return _launch(exp, folder, folder.read_record(), device, controls, data, start)
+        return _launch(plan, folder, folder.read_record(), start)
     finally:
         folder.release_lock()
 
 
-def _launch(
-    exp: ExperimentConfig,
-    folder: RunFolder,
-    record: RunRecord,
-    device: torch.device,
-    controls: SessionControls,
-    data: RunData | None,
-    start: Start,
-) -> RunResult:
+def _launch(plan: Plan, folder: RunFolder, record: RunRecord, start: Start) -> RunResult:
     """Under the folder's lock (held until the last write): the running record, set-up (a
     failure marks the run failed), static files unless resuming in place, run."""
     with folder.lock():
         record = folder.write_record(record)
         try:
-            s = open_session(exp, folder, record, device, controls, data)
+            session = open_session(plan, folder, record)
             if start.checkpoint is None or start.parent is not None:
-                write_static_files(s)
+                write_static_files(session)
         except BaseException as err:
-            record_failure(
-                folder, record, "failed", f"{type(err).__name__}: {err}", index=controls.index
-            )
+            error = f"{type(err).__name__}: {err}"
+            record_failure(folder, record, "failed", error, index=plan.controls.index)
             raise
-        s.update_index()
-        return run_session(s, start)
+        session.update_index()
+        return run_session(session, start)

@@ -10,7 +10,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ from rich.console import Console
 from fsmrun.base.console import ConsoleReporter
 from fsmrun.base.env import amp_dtype_for, collect_env, resolve_device
 from fsmrun.base.errors import UserError
-from fsmrun.base.seeding import config_hash, hash_state_dict, set_seed, torch_generator
+from fsmrun.base.hashing import config_hash
+from fsmrun.base.seeding import hash_state_dict, set_seed, torch_generator
 from fsmrun.data.batching import batch_order_hash, epoch_batches, steps_per_epoch
 from fsmrun.data.encoding import RunData
 from fsmrun.data.prepare import build_data
@@ -40,31 +41,49 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SessionControls:
-    """How a session runs, apart from the experiment: hooks, display, early exits."""
+    """How a session runs, apart from the experiment: where, with which hooks and display, and
+    the early exits. `train_one_experiment` and `resume_run` take it whole (or its fields as
+    keywords, which build it once) and hand it on unchanged."""
 
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps": resolved in pre-flight
     hooks: Hooks | None = None
-    console: Console | None = None
+    console: Console | None = None  # status lines; None: nothing printed but the progress bar
     progress: bool = True
-    max_steps: int | None = None
-    stop_at_step: int | None = None
+    max_steps: int | None = None  # end training early (audits)
+    stop_at_step: int | None = None  # behave as if interrupted after this step (resume tests)
     index: bool = True  # False: leave the SQLite index to the caller (sweep workers)
+    command: list[str] | None = None  # recorded in run.json (None: this process's argv)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What pre-flight settled, handed whole to the record, the folder claim and the session:
+    the experiment, its config hash (computed once), the device, the run's data and controls."""
+
+    exp: ExperimentConfig
+    config_hash: str
+    device: torch.device
+    data: RunData
+    controls: SessionControls
 
 
 # ---------------------------------------------------------------------------- before a run
 
 
 def preflight(
-    exp: ExperimentConfig, device: str, root: os.PathLike[str] | str
-) -> tuple[torch.device, RunData]:
+    exp: ExperimentConfig, controls: SessionControls, root: os.PathLike[str] | str
+) -> Plan:
     """Everything a user can get wrong, checked before a run folder is claimed: the device,
-    a writable results folder, the language (regex, state cap) and the corpus capacity.
+    the language (regex, state cap), a writable results folder and the corpus capacity.
 
-    Returns the device and the run's data (the corpus lands in the results folder's cache).
+    Returns the plan of the run; its data (the corpus cached in the results folder) is built
+    on the DFA checked here.
     """
-    torch_device = resolve_device(device)
-    build_dfa(exp.data)  # a bad language is reported before anything is written
+    device = resolve_device(controls.device)
+    dfa = build_dfa(exp.data)  # a bad language is reported before anything is written
     root = check_writable(root)
-    return torch_device, build_data(exp, torch_device, corpus_cache_dir(root))
+    data = build_data(exp, device, corpus_cache_dir(root), dfa=dfa)
+    return Plan(exp, config_hash(exp), device, data, controls)
 
 
 @dataclass(frozen=True)
@@ -132,24 +151,18 @@ def check_resume(
     return record, extended, True
 
 
-def new_record(
-    exp: ExperimentConfig,
-    version: int,
-    device: torch.device,
-    command: list[str] | None,
-    parent: tuple[str, int] | None = None,
-) -> RunRecord:
+def new_record(plan: Plan, version: int, parent: tuple[str, int] | None = None) -> RunRecord:
     """The record of a fresh run, status running (`parent`: run id and step it extends)."""
     now = time.time()
-    chash = config_hash(exp)
+    exp, command = plan.exp, plan.controls.command
     return RunRecord(
-        run_id=run_id_for(exp.name, chash, version),
+        run_id=run_id_for(exp.name, plan.config_hash, version),
         experiment=exp.name,
-        config_hash=chash,
+        config_hash=plan.config_hash,
         version=version,
         status="running",
         command=command if command is not None else list(sys.argv),
-        device=str(device),
+        device=str(plan.device),
         amp=exp.train.amp,
         deterministic=exp.train.deterministic,
         created=now,
@@ -162,16 +175,15 @@ def new_record(
     )
 
 
-def resumed_record(
-    old: RunRecord, device: torch.device, command: list[str] | None, fallback: str | None = None
-) -> RunRecord:
+def resumed_record(old: RunRecord, plan: Plan, fallback: str | None = None) -> RunRecord:
     """`old`, running again in this process (`fallback`: a damaged checkpoint skipped)."""
     now = time.time()
+    command = plan.controls.command
     return old.model_copy(
         update={
             "status": "running",
             "command": command if command is not None else list(sys.argv),
-            "device": str(device),
+            "device": str(plan.device),
             "updated": now,
             "heartbeat": now,
             "pid": os.getpid(),
@@ -206,18 +218,23 @@ class Session:
     controls: SessionControls
     steps_per_epoch: int = 0
     config_hash: str = ""
+    _order: tuple[int, list[np.ndarray]] | None = field(default=None, init=False, repr=False)
 
     def epoch_order(self, epoch: int) -> list[np.ndarray]:
-        """The batches (row indices into train) of `epoch`, a function of (seed, epoch)."""
-        train = self.data.splits["train"]
-        return epoch_batches(
-            train.num_strings,
-            self.exp.train.batch_size,
-            self.exp.seed,
-            epoch,
-            lengths_np=train.lengths_np,
-            bucket_by_length=self.exp.train.bucket_by_length,
-        )
+        """The batches (row indices into train) of `epoch`, a function of (seed, epoch); the
+        latest epoch's is kept, so the loop, the checkpoints and the resume checks share one."""
+        if self._order is None or self._order[0] != epoch:
+            train = self.data.splits["train"]
+            order = epoch_batches(
+                train.num_strings,
+                self.exp.train.batch_size,
+                self.exp.seed,
+                epoch,
+                lengths_np=train.lengths_np,
+                bucket_by_length=self.exp.train.bucket_by_length,
+            )
+            self._order = (epoch, order)
+        return self._order[1]
 
     def update_index(self) -> None:
         """Upsert this run's row in the index (a warning on failure); skipped when the
@@ -255,19 +272,11 @@ def index_quietly(folder: RunFolder) -> None:
         log.warning("registry index not updated (%s)", err)
 
 
-def open_session(
-    exp: ExperimentConfig,
-    folder: RunFolder,
-    record: RunRecord,
-    device: torch.device,
-    controls: SessionControls,
-    data: RunData | None,
-) -> Session:
-    """Seed, data (built here when not handed in), model from the init stream, AdamW, runner."""
+def open_session(plan: Plan, folder: RunFolder, record: RunRecord) -> Session:
+    """Seed, model from the init stream, AdamW, runner, over the plan's data and device."""
+    exp, data, device, controls = plan.exp, plan.data, plan.device, plan.controls
     cfg = exp.train
     set_seed(exp.seed, cfg.deterministic)
-    if data is None:
-        data = build_data(exp, device, corpus_cache_dir(folder.results_root))
     model = build_model(
         exp.model,
         data.vocab.size,
@@ -299,7 +308,7 @@ def open_session(
         amp_dtype=amp_dtype,
         controls=controls,
         steps_per_epoch=per_epoch,
-        config_hash=config_hash(exp),
+        config_hash=plan.config_hash,
     )
     if cfg.capture_epochs:
         val = data.splits["val"]
@@ -315,22 +324,24 @@ def open_session(
 
 def write_static_files(session: Session) -> None:
     """config.json, fsm.json, fsm.dot, env.json and the hashes in run.json of a fresh run."""
-    s, folder = session, session.folder
-    folder.write_config(s.exp)
-    folder.write_fsm(s.data.dfa.to_json(), s.data.dfa.to_dot())
-    folder.write_env(collect_env(s.device, s.exp.seed, s.exp.train.deterministic, s.amp_dtype))
+    folder, exp, data = session.folder, session.exp, session.data
+    folder.write_config(exp)
+    folder.write_fsm(data.dfa.to_json(), data.dfa.to_dot())
+    folder.write_env(
+        collect_env(session.device, exp.seed, exp.train.deterministic, session.amp_dtype)
+    )
     hashes = RunHashes(
-        config=s.config_hash,
-        init_weights=hash_state_dict(s.model),
-        corpus=s.data.corpus_hash,
-        batch_order=batch_order_hash(s.epoch_order(0)),
+        config=session.config_hash,
+        init_weights=hash_state_dict(session.model),
+        corpus=data.corpus_hash,
+        batch_order=batch_order_hash(session.epoch_order(0)),
     )
     update = {
         "hashes": hashes,
-        "model_summary": s.model.summary(),
-        "parameter_count": s.model.parameter_count(),
+        "model_summary": session.model.summary(),
+        "parameter_count": session.model.parameter_count(),
     }
-    s.record = folder.write_record(s.record.model_copy(update=update))
+    session.record = folder.write_record(session.record.model_copy(update=update))
 
 
 class StopSignals:

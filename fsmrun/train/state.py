@@ -13,8 +13,8 @@ import numpy as np
 from fsmrun._version import __version__
 from fsmrun.base.errors import FsmrunError, UserError
 from fsmrun.base.faults import fault_point
+from fsmrun.base.hashing import config_hash
 from fsmrun.base.io import atomic_write_bytes
-from fsmrun.base.seeding import config_hash
 from fsmrun.data.batching import batch_fingerprint
 from fsmrun.runs.layout import resolve_run
 from fsmrun.runs.run_folder import CheckpointName, RunFolder
@@ -58,7 +58,7 @@ class TrainState:
 
 
 def save_state(
-    s: Session,
+    session: Session,
     state: TrainState,
     name: CheckpointName,
     next_batch: np.ndarray | None,
@@ -67,8 +67,8 @@ def save_state(
     val_metrics: dict[str, float] | None = None,
 ) -> None:
     """Write checkpoint `name` (last or best) holding `state`; history made durable first."""
-    s.history.sync()
-    state.history_len = s.history.count
+    session.history.sync()
+    state.history_len = session.history.count
     fingerprint = batch_fingerprint(next_batch) if next_batch is not None else None
     meta = CheckpointMeta(
         kind=name,
@@ -79,20 +79,20 @@ def save_state(
         history_len=state.history_len,
         next_batch_fingerprint=fingerprint,
         early_stop=state.early_stop,
-        config_hash=s.config_hash,
+        config_hash=session.config_hash,
         fsmrun_version=__version__,
         wall_time_s=state.wall_time_s,
         val_metrics=val_metrics,
         stop_reason=state.stop_reason if state.stop_reason in RULE_STOPS else None,
     )
     ckpt.save_ckpt(
-        s.folder.checkpoint(name),
-        s.model,
-        s.optimizer,
+        session.folder.checkpoint(name),
+        session.model,
+        session.optimizer,
         meta=meta,
-        config_json=s.exp.model_dump_json(),
-        scaler=s.scaler,
-        running=s.runner.running_state(),
+        config_json=session.exp.model_dump_json(),
+        scaler=session.scaler,
+        running=session.runner.running_state(),
     )
 
 
@@ -138,27 +138,29 @@ def verified_start(folder: RunFolder) -> ckpt.VerifiedCheckpoint | None:
 
 
 def restore_state(
-    s: Session, verified: ckpt.VerifiedCheckpoint, *, same_config: bool = True
+    session: Session, verified: ckpt.VerifiedCheckpoint, *, same_config: bool = True
 ) -> TrainState:
     """Continue from a verified checkpoint: weights, optimizer, RNG, position, stop decision.
     `same_config`: the checkpoint must belong to this configuration (not so for a child run,
     which starts from its parent's)."""
-    loaded = ckpt.apply_ckpt(verified, s.model, s.optimizer, scaler=s.scaler, restore_rng=True)
+    loaded = ckpt.apply_ckpt(
+        verified, session.model, session.optimizer, scaler=session.scaler, restore_rng=True
+    )
     meta = loaded.meta
     saved = ExperimentConfig.model_validate_json(loaded.config_json)
     extended = saved.model_copy(
-        update={"train": saved.train.model_copy(update={"epochs": s.exp.train.epochs})}
+        update={"train": saved.train.model_copy(update={"epochs": session.exp.train.epochs})}
     )
-    if same_config and config_hash(extended) != s.config_hash:
+    if same_config and config_hash(extended) != session.config_hash:
         raise TrainingError(
             f"{loaded.path}: checkpoint belongs to another configuration "
-            f"({meta.config_hash[:12]} vs {s.config_hash[:12]})"
+            f"({meta.config_hash[:12]} vs {session.config_hash[:12]})"
         )
-    s.runner.load_running_state(loaded.running)
+    session.runner.load_running_state(loaded.running)
     if same_config:
-        s.history.truncate(meta.history_len)
-    if meta.batch_in_epoch < s.steps_per_epoch and meta.next_batch_fingerprint:
-        index = s.epoch_order(meta.epoch)[meta.batch_in_epoch]
+        session.history.truncate(meta.history_len)
+    if meta.batch_in_epoch < session.steps_per_epoch and meta.next_batch_fingerprint:
+        index = session.epoch_order(meta.epoch)[meta.batch_in_epoch]
         if batch_fingerprint(index) != meta.next_batch_fingerprint:
             raise TrainingError(
                 f"{loaded.path}: the next batch differs from the one recorded at save time "
@@ -175,45 +177,45 @@ def restore_state(
     )
 
 
-def first_checkpoint(s: Session, state: TrainState) -> None:
+def first_checkpoint(session: Session, state: TrainState) -> None:
     """last.pt at step 0 (history emptied): from here on the run can always be resumed."""
-    s.history.truncate(0)
-    save_state(s, state, "last", s.epoch_order(0)[0], epoch_done=False)
+    session.history.truncate(0)
+    save_state(session, state, "last", session.epoch_order(0)[0], epoch_done=False)
 
 
 def adopt_parent(
-    s: Session, parent: RunFolder, verified: ckpt.VerifiedCheckpoint, state: TrainState
+    session: Session, parent: RunFolder, verified: ckpt.VerifiedCheckpoint, state: TrainState
 ) -> None:
     """A child run's first moment, `state` restored from its parent's last.pt: the parent's
     history up to that checkpoint, its best.pt, and last.pt under the child's configuration."""
-    s.history.rewrite(read_history_lines(parent.history)[: verified.meta.history_len])
+    session.history.rewrite(read_history_lines(parent.history)[: verified.meta.history_len])
     if parent.has_checkpoint("best"):
         best = ckpt.verify_ckpt(parent.checkpoint("best"))
-        atomic_write_bytes(s.folder.checkpoint("best"), best.path.read_bytes())
+        atomic_write_bytes(session.folder.checkpoint("best"), best.path.read_bytes())
     meta = verified.meta
-    going_on = meta.batch_in_epoch < s.steps_per_epoch
-    next_batch = s.epoch_order(meta.epoch)[meta.batch_in_epoch] if going_on else None
-    save_state(s, state, "last", next_batch, epoch_done=meta.epoch_done)
+    going_on = meta.batch_in_epoch < session.steps_per_epoch
+    next_batch = session.epoch_order(meta.epoch)[meta.batch_in_epoch] if going_on else None
+    save_state(session, state, "last", next_batch, epoch_done=meta.epoch_done)
 
 
-def finish(s: Session, state: TrainState) -> Metrics | None:
+def finish(session: Session, state: TrainState) -> Metrics | None:
     """Evaluate best and last checkpoints and write metrics.json (None without them)."""
-    if not s.folder.has_checkpoint("last"):
+    if not session.folder.has_checkpoint("last"):
         return None
-    splits = [split for split in s.data.splits if split != "train"]
+    splits = [split for split in session.data.splits if split != "train"]
 
     def evaluated(name: CheckpointName) -> CheckpointEval:
-        path = s.folder.checkpoint(name)
-        meta, results = evaluate_checkpoint(path, s.exp, s.data, s.device, splits)
+        path = session.folder.checkpoint(name)
+        meta, results = evaluate_checkpoint(path, session.exp, session.data, session.device, splits)
         return CheckpointEval(step=meta.step, epoch=meta.epoch, **results)
 
     last = evaluated("last")
     fault_point("final_eval")
-    best = evaluated("best") if s.folder.checkpoint("best").exists() else last
+    best = evaluated("best") if session.folder.checkpoint("best").exists() else last
     metrics = Metrics(
-        run_id=s.record.run_id,
-        experiment=s.exp.name,
-        monitor=s.exp.train.monitor,
+        run_id=session.record.run_id,
+        experiment=session.exp.name,
+        monitor=session.exp.train.monitor,
         stop_reason=state.stop_reason or "max_epochs",
         steps=state.step,
         epochs=state.epoch,
@@ -222,34 +224,34 @@ def finish(s: Session, state: TrainState) -> Metrics | None:
         best=best,
         last=last,
     )
-    s.folder.write_metrics(metrics)
+    session.folder.write_metrics(metrics)
     return metrics
 
 
-def log_history(s: Session, state: TrainState, kind: str, **fields: object) -> None:
-    s.history.append(
+def log_history(session: Session, state: TrainState, kind: str, **fields: object) -> None:
+    session.history.append(
         HistoryRecord(kind=kind, step=state.step, epoch=state.epoch, time=time.time(), **fields)
     )
 
 
-def log_train(s: Session, state: TrainState, steps_per_s: float | None) -> None:
+def log_train(session: Session, state: TrainState, steps_per_s: float | None) -> None:
     """One history line of the mean losses since the last one (the loop's one host sync)."""
-    means = s.runner.drain()
+    means = session.runner.drain()
     if means is None:
         return
     if not all(math.isfinite(v) for v in means.values()):
         fail_non_finite(state, means)
     grad_norm = means.pop("grad_norm")
     log_history(
-        s,
+        session,
         state,
         "train",
         losses=means,
-        lr=s.runner.last_lr,
+        lr=session.runner.last_lr,
         grad_norm=grad_norm,
         steps_per_s=steps_per_s,
     )
-    s.reporter.show_loss(means["total"], steps_per_s)
+    session.reporter.show_loss(means["total"], steps_per_s)
 
 
 def fail_non_finite(state: TrainState, means: dict[str, float]) -> None:

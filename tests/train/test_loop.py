@@ -61,11 +61,19 @@ def _train(exp, root, **kw):
     return train_one_experiment(exp, device="cpu", results_root=root, progress=False, **kw)
 
 
+# micro(): 4 steps an epoch, a train line every 2 steps, an eval line per epoch, 3 epochs.
+MICRO_KINDS = ["train", "train", "eval"] * 3 + ["stop"]
+
+
 def _history(run_dir) -> list[dict]:
-    return [
+    """history.jsonl without its timings; never empty (comparing two empty files proves
+    nothing)."""
+    lines = [
         {k: v for k, v in r.model_dump().items() if k not in TIMING_FIELDS}
         for r in read_history(run_dir / "logs" / "history.jsonl")
     ]
+    assert lines, f"{run_dir}/logs/history.jsonl is empty"
+    return lines
 
 
 def _weights(run_dir, name="last.pt") -> dict[str, torch.Tensor]:
@@ -112,6 +120,7 @@ def test_two_cpu_runs_are_bit_identical(tmp_path):
     a = _train(micro(), tmp_path / "a").run_dir
     b = _train(micro(), tmp_path / "b").run_dir
     _assert_same_weights(_weights(a), _weights(b))
+    assert [line["kind"] for line in _history(a)] == MICRO_KINDS
     assert _history(a) == _history(b)
     assert _metrics(a) == _metrics(b)
     ra = RunRecord.model_validate_json((a / "run.json").read_text())
@@ -141,6 +150,7 @@ def test_resume_from_interruption_is_bit_identical_to_an_uninterrupted_run(tmp_p
     _assert_same_weights(_weights(full), _weights(resumed.run_dir))
     _assert_same_weights(_weights(full, "best.pt"), _weights(resumed.run_dir, "best.pt"))
     # Lines written after the checkpoint (the interruption's stop line) are dropped on resume.
+    assert [line["kind"] for line in _history(full)] == MICRO_KINDS
     assert _history(resumed.run_dir) == _history(full)
     assert _metrics(full) == _metrics(resumed.run_dir)
     record = RunRecord.model_validate_json((resumed.run_dir / "run.json").read_text())
@@ -251,6 +261,32 @@ def test_capture_hook_saves_attention_and_hidden_states(tmp_path):
     assert batch == 4
     assert capture["attentions"].shape == (1, 4, 2, width, width)  # [L, B, H, T, T]
     assert capture["hidden_states"].shape == (2, 4, width, 16)  # [L + 1, B, T, D]
+
+
+def test_each_value_is_computed_once_per_run(tmp_path, monkeypatch):
+    """The DFA and the config hash once per run, each epoch's batch order once (the steps, the
+    checkpoints and the run.json hash share it)."""
+    from fsmrun.data import prepare
+    from fsmrun.train import session
+
+    calls: dict[str, list] = {"dfa": [], "hash": [], "order": []}
+
+    def counted(name, fn, key=lambda *a, **k: None):
+        def wrapper(*args, **kwargs):
+            calls[name].append(key(*args, **kwargs))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(session, "build_dfa", counted("dfa", session.build_dfa))
+    monkeypatch.setattr(prepare, "build_dfa", counted("dfa", prepare.build_dfa))
+    monkeypatch.setattr(session, "config_hash", counted("hash", session.config_hash))
+    order = counted("order", session.epoch_batches, key=lambda n, b, seed, epoch, **k: epoch)
+    monkeypatch.setattr(session, "epoch_batches", order)
+    result = _train(micro(), tmp_path)
+    assert result.status == "completed" and result.steps == 12
+    assert len(calls["dfa"]) == 1 and len(calls["hash"]) == 1
+    assert calls["order"] == [0, 1, 2]  # 3 epochs; the last decides to stop, so no epoch 3
 
 
 def test_rerunning_the_same_config_allocates_a_new_version(tmp_path):

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from fsmrun.base.errors import UserError
+from fsmrun.base.hashing import config_hash
 from fsmrun.experiments import load_experiment
 from fsmrun.lang.fsm import RegexError
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunRecord
 from fsmrun.train.loop import resume_run, train_one_experiment
-from fsmrun.train.session import StopRule, check_resume, preflight
+from fsmrun.train.session import SessionControls, StopRule, check_resume, preflight
 
 TINY = {
     "name": "tiny",
@@ -26,6 +27,9 @@ TINY = {
     "model": {"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ff": 16},
     "train": {"epochs": 1, "batch_size": 16, "warmup_steps": 1, "log_every": 1},
 }  # fmt: skip
+
+
+CPU = SessionControls(device="cpu", progress=False)
 
 
 def tiny(**data) -> ExperimentConfig:
@@ -96,9 +100,12 @@ def test_resume_run_from_python_applies_the_rules(tmp_path):
         resume_run(folder_with(tmp_path, "completed").path, device="cpu")
 
 
-def test_preflight_returns_the_device_and_the_data(tmp_path):
-    device, data = preflight(tiny(), "cpu", tmp_path / "results")
-    assert device == torch.device("cpu")
+def test_preflight_returns_the_plan_of_the_run(tmp_path):
+    controls = SessionControls(device="cpu", progress=False)
+    plan = preflight(tiny(), controls, tmp_path / "results")
+    assert plan.device == torch.device("cpu") and plan.controls is controls
+    assert plan.config_hash == config_hash(tiny())
+    data = plan.data
     assert data.splits["train"].num_strings == 32 and data.dfa.num_states == 3
     assert (tmp_path / "results" / ".cache" / "corpora").is_dir()
 
@@ -114,7 +121,7 @@ def test_train_from_python_refuses_a_bad_language_before_claiming_a_folder(tmp_p
 def test_preflight_refusing_the_data_leaves_no_results_folder_behind(tmp_path):
     for bad in (tiny(regex="a(b"), tiny(regex="(ab)*")):  # bad regex; corpus cannot be filled
         with pytest.raises(UserError):
-            preflight(bad, "cpu", tmp_path / "new" / "results")
+            preflight(bad, CPU, tmp_path / "new" / "results")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,7 +133,7 @@ def test_preflight_refuses_a_results_folder_under_a_read_only_one_creating_nothi
         if os.access(locked, os.W_OK):
             pytest.skip("root writes anywhere")
         with pytest.raises(UserError, match=f"parent folder {locked} of .* is not writable"):
-            preflight(tiny(), "cpu", locked / "a" / "results")
+            preflight(tiny(), CPU, locked / "a" / "results")
         assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o755)
@@ -136,3 +143,11 @@ def test_train_from_python_refuses_a_results_folder_under_a_file(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="cannot create the results folder"):
         train_one_experiment(tiny(), device="cpu", results_root=tmp_path / "file" / "r")
+
+
+def test_controls_are_one_object_or_its_fields_as_keywords_not_both(tmp_path):
+    with pytest.raises(TypeError, match="either controls or its fields"):
+        train_one_experiment(tiny(), CPU, device="cpu", results_root=tmp_path)
+    with pytest.raises(TypeError, match="devices"):
+        train_one_experiment(tiny(), devices="cpu", results_root=tmp_path)
+    assert list(tmp_path.iterdir()) == []

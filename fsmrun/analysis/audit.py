@@ -19,11 +19,11 @@ import torch
 from fsmrun._version import __version__
 from fsmrun.base.env import resolve_device
 from fsmrun.base.errors import UserError
+from fsmrun.base.hashing import config_hash
 from fsmrun.base.io import atomic_write_json
-from fsmrun.base.seeding import config_hash
 from fsmrun.data.batching import steps_per_epoch
 from fsmrun.runs.index import RunIndex
-from fsmrun.runs.layout import AUDITS_DIR, HASH_PREFIX_LEN, iter_run_folders
+from fsmrun.runs.layout import AUDITS_DIR, HASH_PREFIX_LEN, check_writable, iter_run_folders
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.cli import AuditCheck, AuditReport, AuditRun, CheckStatus
 from fsmrun.schemas.config import ExperimentConfig
@@ -261,8 +261,8 @@ def audit_experiment(
 
     Every run trains `max_steps` steps (default: `default_max_steps`) in its own results
     folder inside a temporary scratch folder (deleted afterwards), so each generates its own
-    corpus. Run 1 is the reference the others are compared with. `on_run(label)` is called
-    before each training session (for status output).
+    corpus. Run 1 is the reference the others are compared with. `on_run(line)` receives a
+    status line before anything is trained and before each training session.
     """
     if runs < 1 or (runs < 2 and not resume_check):
         raise UserError("--runs must be at least 2 (or 1 with --resume-check)")
@@ -276,12 +276,17 @@ def audit_experiment(
         tolerance = CUDA_NONDETERMINISTIC_TOLERANCE
         reason = "CUDA without --deterministic: kernels may reorder float reductions"
     notify = on_run or (lambda label: None)
+    notify(
+        f"auditing {exp.name} ({config_hash(exp)[:HASH_PREFIX_LEN]}): {runs} run(s)"
+        f"{' + a resumed run' if resume_check else ''} of {steps} steps on {torch_device}, "
+        "in a scratch folder"
+    )
     audit_runs: list[AuditRun] = []
     folders: list[tuple[str, Path]] = []
     with tempfile.TemporaryDirectory(prefix="fsmrun-audit-", dir=scratch_dir) as tmp:
         for i in range(runs):
             label = f"run {i + 1}"
-            notify(label)
+            notify(f"  training {label}")
             result = train_one_experiment(
                 exp,
                 device=device,
@@ -297,7 +302,7 @@ def audit_experiment(
             reference_steps = audit_runs[0].steps if audit_runs else steps
             per_epoch = steps_per_epoch(exp.data.n_train, exp.train.batch_size)
             stop = mid_epoch_step(reference_steps, per_epoch)
-            notify(f"resumed (stopped at step {stop})")
+            notify(f"  training resumed (stopped at step {stop})")
             first = train_one_experiment(
                 exp,
                 device=device,
@@ -338,6 +343,34 @@ def audit_experiment(
         checks=checks,
         passed=all(c.status != "different" for c in checks),
     )
+
+
+def audit_and_record(
+    exp: ExperimentConfig,
+    results_root: str | Path,
+    *,
+    runs: int = 2,
+    resume_check: bool = False,
+    max_steps: int | None = None,
+    device: str = "auto",
+    on_run: Callable[[str], None] | None = None,
+) -> tuple[AuditReport, Path]:
+    """`fsmrun audit-determinism`: the results folder checked writable before anything trains,
+    the audit (`audit_experiment`), the finished runs of the config marked audit-verified when
+    it passed, the report written under `<results_root>/audits/`. Returns it and its path."""
+    root = check_writable(results_root)
+    report = audit_experiment(
+        exp,
+        runs=runs,
+        resume_check=resume_check,
+        max_steps=max_steps,
+        device=device,
+        on_run=on_run,
+    )
+    if report.passed:
+        verified = mark_verified(root, exp.name, report.config_hash)
+        report = report.model_copy(update={"verified_runs": verified})
+    return report, write_report(root, report)
 
 
 def report_path(results_root: Path, report: AuditReport) -> Path:

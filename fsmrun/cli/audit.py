@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.base.errors import UserError
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import (
     DeviceOption,
@@ -19,7 +18,6 @@ from fsmrun.cli._options import (
 )
 from fsmrun.cli._overrides import apply_overrides, collect_overrides
 from fsmrun.experiments import load_experiment
-from fsmrun.runs.layout import check_writable
 from fsmrun.schemas.cli import AuditReport
 
 _STYLE = {"identical": "green", "within_tolerance": "yellow", "different": "bold red"}
@@ -62,48 +60,25 @@ def audit_determinism(
 ) -> None:
     """Check that training repeats bit for bit: hashes, every logged loss, weights, metrics.
 
-    Trains EXP --runs times (short, in a scratch folder: the registry is untouched) and
+    Trains EXP --runs times (short, in a scratch folder: the results folder is untouched) and
     compares each run with the first. Exit 0 only when everything is identical (a stated
     tolerance applies on CUDA without --deterministic); the JSON report is written to
     <results>/audits/, and existing runs of the config are then marked audit-verified.
 
     Example:  fsmrun audit-determinism regex_a --runs 2 --resume-check
     """
-    from fsmrun.analysis.audit import (
-        audit_experiment,
-        default_max_steps,
-        mark_verified,
-        write_report,
-    )
-    from fsmrun.base.env import resolve_device
-    from fsmrun.base.seeding import config_hash
+    from fsmrun.analysis.audit import audit_and_record
 
-    if runs < 2 and not resume_check:
-        raise UserError("--runs must be at least 2 (or 1 with --resume-check)")
-    exp = load_experiment(experiment)
-    exp = apply_overrides(exp, collect_overrides(set_ or [], {}))
-    root = results_root(results_dir)
-    torch_device = resolve_device(device)
-    check_writable(root)
-    steps = max_steps or default_max_steps(exp)
-    console.print(
-        f"auditing {exp.name} ({config_hash(exp)[:12]}): {runs} run(s)"
-        f"{' + a resumed run' if resume_check else ''} of {steps} steps on {torch_device}, "
-        "in a scratch folder",
-        markup=False,
-    )
-    report = audit_experiment(
+    exp = apply_overrides(load_experiment(experiment), collect_overrides(set_ or [], {}))
+    report, path = audit_and_record(
         exp,
+        results_root(results_dir),
         runs=runs,
         resume_check=resume_check,
         max_steps=max_steps,
         device=device,
-        on_run=lambda label: console.print(f"  training {label}", markup=False),
+        on_run=lambda line: console.print(line, markup=False),
     )
-    if report.passed:
-        verified = mark_verified(root, exp.name, report.config_hash)
-        report = report.model_copy(update={"verified_runs": verified})
-    path = write_report(root, report)
     if json_:
         echo_json(report.model_dump_json(indent=2))
     else:

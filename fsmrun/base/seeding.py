@@ -15,20 +15,15 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from fsmrun.base.hashing import canonical_json, config_hash, sha256_text
-
 STREAMS = ("data", "init", "batch_order", "dropout")
 
 __all__ = [
     "STREAMS",
-    "canonical_json",
-    "config_hash",
     "derive_seed",
     "hash_state_dict",
     "hash_tensors",
     "numpy_rng",
     "set_seed",
-    "sha256_text",
     "torch_generator",
 ]
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fsmrun.base.errors import UserError
-from fsmrun.base.seeding import canonical_json, sha256_text
+from fsmrun.base.hashing import canonical_json, sha256_text
 
 SPLITS = ("train", "val", "test", "test_ood")
 CORPUS_JSON_FORMAT = "fsmrun-corpus-1"

@@ -43,8 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fsmrun.base.hashing import canonical_json
 from fsmrun.base.io import atomic_write_text
-from fsmrun.base.seeding import canonical_json, numpy_rng
+from fsmrun.base.seeding import numpy_rng
 from fsmrun.data.capacity import check_capacity, split_sizes
 from fsmrun.data.corpus import SPLITS, Corpus, CorpusError
 from fsmrun.lang.fsm import DFA

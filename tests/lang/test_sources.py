@@ -365,7 +365,7 @@ def test_unset_sources_stay_out_of_the_dump():
 
 
 def test_regex_a_config_hash_is_unchanged_by_the_new_sources():
-    from fsmrun.base.seeding import config_hash
+    from fsmrun.base.hashing import config_hash
     from fsmrun.experiments import load_experiment
 
     # computed before DataConfig had any source but regex

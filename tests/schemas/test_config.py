@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from fsmrun.base.seeding import config_hash
+from fsmrun.base.hashing import config_hash
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.config import (
     MONITOR_METRICS,

@@ -32,11 +32,14 @@ class EnvironmentFailure(FsmrunError):
         return cls(where, err.strerror or str(err))
 
 
-def describe_validation_error(err: ValidationError, what: str = "invalid configuration") -> str:
-    """One line for every problem: `what: loc: message (got value); loc: ...`."""
+def describe_validation_error(
+    err: ValidationError, what: str = "invalid configuration", *, strip_loc: int = 0
+) -> str:
+    """One line for every problem: `what: loc: message (got value); loc: ...`. `strip_loc`
+    drops that many leading parts of each location (a table read on its own, not nested)."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"][strip_loc:]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
         shown = "" if e["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"

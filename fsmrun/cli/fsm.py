@@ -5,18 +5,16 @@ from __future__ import annotations
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.base.errors import UserError
 from fsmrun.cli._common import data_console
 
 if TYPE_CHECKING:
     from fsmrun.lang.fsm import DFA
-    from fsmrun.schemas.config import DataConfig
 
 MAX_COUNT_LEN = 1000  # --max-len cap: the count tables stay small and quick to build
 COUNT_DIGITS = 15  # counts with more digits print in scientific notation
@@ -44,25 +42,10 @@ def _count(n: int) -> str:
     return str(n) if n < 10**COUNT_DIGITS else f"{Decimal(n):.4e}"
 
 
-def _counts_by_length(dfa: DFA, max_len: int) -> list[list[int]]:
-    """`counts[n][q]`: strings of length n leading from the start to state q (exact ints)."""
-    rows = dfa.transitions.tolist()
-    ways = [0] * dfa.num_states
-    ways[dfa.start] = 1
-    counts = [ways]
-    for _ in range(max_len):
-        nxt = [0] * dfa.num_states
-        for q, w in enumerate(ways):
-            if w:
-                for t in rows[q]:
-                    nxt[t] += w
-        ways = nxt
-        counts.append(ways)
-    return counts
-
-
 def counts_table(dfa: DFA, max_len: int) -> Table:
     """Accepted strings of each length 0..max_len beside all strings of that length."""
+    from fsmrun.lang.options import counts_by_length
+
     table = Table(title="accepted strings by length", title_justify="left")
     table.add_column("length", justify="right")
     table.add_column("accepted", justify="right")
@@ -70,7 +53,7 @@ def counts_table(dfa: DFA, max_len: int) -> Table:
     table.add_column("fraction", justify="right")
     k = len(dfa.alphabet)
     accepting = [q for q in range(dfa.num_states) if dfa.accepting[q]]
-    for n, ways in enumerate(_counts_by_length(dfa, max_len)):
+    for n, ways in enumerate(counts_by_length(dfa, max_len)):
         accepted = sum(ways[q] for q in accepting)
         table.add_row(str(n), _count(accepted), _count(k**n), f"{accepted / k**n:.4f}")
     return table
@@ -78,12 +61,14 @@ def counts_table(dfa: DFA, max_len: int) -> Table:
 
 def output_counts_table(dfa: DFA, max_len: int) -> Table:
     """Strings of each length 0..max_len by the output class of the state they end in."""
+    from fsmrun.lang.options import counts_by_length
+
     table = Table(title="strings by length and output", title_justify="left")
     table.add_column("length", justify="right")
     for name in dfa.output_names:
         table.add_column(Text(name), justify="right")
     outputs = [int(o) for o in dfa.outputs]
-    for n, ways in enumerate(_counts_by_length(dfa, max_len)):
+    for n, ways in enumerate(counts_by_length(dfa, max_len)):
         by_output = [0] * dfa.num_outputs
         for q, w in enumerate(ways):
             by_output[outputs[q]] += w
@@ -149,21 +134,12 @@ def fsm(
 
     Example:  fsmrun fsm '(a|b)*ab' --alphabet ab --dot | dot -Tpng -o dfa.png
     """
-    given = [
-        name
-        for name, value in (("SOURCE", source), ("--dfa", dfa_file), ("--att", att),
-                            ("--random", random))
-        if value is not None
-    ]  # fmt: skip
-    if len(given) != 1:
-        raise UserError(
-            "give exactly one language source: REGEX (or an experiment .toml), --dfa, --att or "
-            f"--random (got {', '.join(given) if given else 'none'})"
-        )
-    if isymbols is not None and att is None:
-        raise UserError("--isymbols only goes with --att")
-    dfa, label = _build(source, alphabet, dfa_file, att, isymbols, random, seed,
-                        accepting_fraction, max_states)  # fmt: skip
+    from fsmrun.lang.options import LanguageOptions, dfa_from_options
+
+    options = LanguageOptions(
+        source, alphabet, dfa_file, att, isymbols, random, seed, accepting_fraction, max_states
+    )
+    dfa, label = dfa_from_options(options)
     if dot:
         sys.stdout.write(dfa.to_dot())
         return
@@ -182,82 +158,3 @@ def fsm(
     out = data_console()
     for part in (summary, *tables):
         out.print(part)
-
-
-def _build(
-    source: str | None,
-    alphabet: str | None,
-    dfa_file: Path | None,
-    att: Path | None,
-    isymbols: Path | None,
-    random: int | None,
-    seed: int,
-    accepting_fraction: float,
-    max_states: int,
-) -> tuple[DFA, str]:
-    """The DFA of the one given source and a short label for the summary line. Every source
-    goes through the checks of an experiment's [data] table and through `build_dfa`."""
-    # numpy and the compiler load here, not at start-up (`fsmrun --help` stays light).
-    from fsmrun.lang.build import build_dfa
-
-    if source is not None and source.endswith(".toml"):
-        from fsmrun.experiments import load_experiment
-
-        exp = load_experiment(source)
-        return build_dfa(exp.data), f"experiment {exp.name!r}"
-    if source is not None:
-        if alphabet is None:
-            raise UserError("a regex needs --alphabet (e.g. --alphabet ab)")
-        data = _data_config("regex", regex=source, alphabet=alphabet, max_states=max_states)
-        return build_dfa(data), f"regex {source!r}"
-    if dfa_file is not None:
-        return _table_dfa(dfa_file, alphabet, max_states), f"table {str(dfa_file)!r}"
-    if att is not None:
-        files = {"path": str(att), "isymbols": None if isymbols is None else str(isymbols)}
-        data = _data_config("AT&T file", att=files, alphabet=alphabet, max_states=max_states)
-        return build_dfa(data), f"AT&T file {str(att)!r}"
-    if alphabet is None:
-        raise UserError("--random needs --alphabet (e.g. --alphabet ab)")
-    spec = {"num_states": random, "accepting_fraction": accepting_fraction, "seed": seed}
-    data = _data_config("--random", random_dfa=spec, alphabet=alphabet, max_states=max_states)
-    return build_dfa(data), f"random DFA (seed {seed})"
-
-
-def _data_config(what: str, **fields: Any) -> DataConfig:
-    """A [data] table holding one language source; UserError naming the bad field."""
-    from pydantic import ValidationError
-
-    from fsmrun.base.errors import describe_validation_error
-    from fsmrun.schemas.config import DataConfig
-
-    try:
-        return DataConfig(**fields)
-    except ValidationError as err:
-        raise UserError(describe_validation_error(err, f"invalid {what}")) from None
-
-
-def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
-    """The DFA of a TOML file holding the fields of a [data.dfa] table at its top level."""
-    from pydantic import ValidationError
-
-    from fsmrun.experiments import _parse_toml
-    from fsmrun.lang.build import build_dfa
-    from fsmrun.lang.sources import SourceError
-    from fsmrun.schemas.config import DataConfig
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SourceError(f"{path}: cannot read: {err}") from None
-    doc = _parse_toml(text, str(path))
-    try:
-        data = DataConfig(dfa=doc, alphabet=alphabet, max_states=max_states)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'][1:])) or '(top level)'}: {e['msg']}" for e in err.errors()
-        )
-        raise SourceError(f"{path}: invalid DFA table: {problems}") from None
-    try:
-        return build_dfa(data)
-    except SourceError as err:  # name the file; its fields sit at the top level here
-        raise SourceError(f"{path}: {str(err).replace('data.dfa.', '')}") from None

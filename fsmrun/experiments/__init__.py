@@ -51,7 +51,8 @@ def list_experiments() -> list[str]:
     return sorted(_builtin_files())
 
 
-def _parse_toml(text: str, source: str) -> dict[str, Any]:
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """The table of TOML `text`; ExperimentFileError naming `source` when it is malformed."""
     if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
         raise ExperimentFileError(
             f"{source}: reading TOML needs Python 3.11+ (tomllib) or the tomli package "
@@ -68,7 +69,7 @@ def parse_experiment(text: str, source: str, default_name: str | None = None) ->
 
     A file without `name` gets `default_name` (the file stem when loading a file).
     """
-    doc = _parse_toml(text, source)
+    doc = parse_toml(text, source)
     if default_name is not None:
         doc.setdefault("name", default_name)
     try:

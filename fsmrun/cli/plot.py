@@ -13,13 +13,8 @@ from typing import Annotated
 import typer
 
 from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, PlotReport
-from fsmrun.base.errors import UserError
 from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import ResultsDirOption
-from fsmrun.runs.layout import AmbiguousRun, RunNotFound, iter_run_folders, resolve_run
-from fsmrun.sweeps.coordinator import SweepError, find_sweep
-
-SET_PLOTS_DIR = "plots"  # under the results folder, beside the experiments (not in a run)
 
 
 class Format(str, Enum):
@@ -110,74 +105,19 @@ def plot(
                fsmrun plot -e parity -e even_pairs --by experiment,arch --out figures/
                fsmrun plot --sweep tomita        # into <results-dir>/sweeps/<id>/plots/
     """
-    from fsmrun.analysis import (
-        plots,  # matplotlib loads when a figure is drawn, torch only for captures
-    )
+    from fsmrun.analysis.plots.targets import draw_target, plot_target
 
     root = results_root(results_dir)
-    refs, experiments = runs or [], experiment or []
     keys = [k.strip() for k in by.split(",") if k.strip()] if by is not None else None
-    if sweep is not None and (refs or experiments):
-        raise UserError("--sweep plots one sweep's runs; give it without RUN or --experiment")
-    if sweep is None and len(refs) == 1 and not experiments:
-        sweep = _sweep_named(root, refs[0])
-    if sweep is not None:
-        report = plots.plot_sweep(
-            root, sweep, out, group_by=keys, fmt=fmt.value, checkpoint=checkpoint.value
-        )
-        _render(report)
-        return
-    if not refs and not experiments:
-        raise UserError(
-            "give a run (id, prefix or folder), several runs, --experiment EXP or --sweep NAME"
-        )
-    folders = [resolve_run(root, ref) for ref in refs]
-    for name in experiments:
-        found = list(iter_run_folders(root, name))
-        if not found:
-            raise UserError(f"no runs of experiment {name!r} under {root} (`fsmrun ls` lists runs)")
-        folders += found
-    folders = list(dict.fromkeys(f.resolve() for f in folders))  # each run once
-    if len(folders) == 1 and not experiments:
-        if out is not None:
-            raise UserError(
-                "--out is for figures comparing several runs; one run's figures go to its "
-                "plots/ folder (give more runs or --experiment to compare)"
-            )
-        report = plots.plot_run(
-            folders[0],
-            fmt=fmt.value,
-            string_index=string_index,
-            capture_epoch=capture_epoch,
-            checkpoint=checkpoint.value,
-        )
-    else:
-        report = plots.plot_runs(
-            folders,
-            out if out is not None else root / SET_PLOTS_DIR,
-            group_by=keys if keys is not None else DEFAULT_GROUP_BY,
-            fmt=fmt.value,
-            checkpoint=checkpoint.value,
-        )
-    _render(report)
-
-
-def _sweep_named(root: Path, ref: str) -> str | None:
-    """`ref` itself when it names a sweep and no run; None when it names a run or nothing
-    (the run lookup then reports); UserError when it could mean either."""
-    try:
-        find_sweep(root, ref)
-    except SweepError:
-        return None
-    try:
-        resolve_run(root, ref)
-    except RunNotFound:
-        return ref
-    except AmbiguousRun as err:
-        runs = f"is a prefix of {len(err.candidates)} runs"
-    else:
-        runs = "names a run"
-    raise UserError(
-        f"{ref!r} names a sweep and {runs}; write --sweep {ref} for the sweep, or more of "
-        "the run id"
+    target = plot_target(root, runs or [], experiment or [], sweep, out)
+    report = draw_target(
+        root,
+        target,
+        out=out,
+        group_by=keys,
+        fmt=fmt.value,
+        string_index=string_index,
+        capture_epoch=capture_epoch,
+        checkpoint=checkpoint.value,
     )
+    _render(report)

@@ -62,9 +62,10 @@ def make_run(root: Path) -> str:
 def make_sweep(root: Path) -> str:
     """The record of a small sweep of regex_a (its cells to do); its name."""
     from fsmrun.sweeps import coordinator as sweep
+    from fsmrun.sweeps.spec import expand, inline_spec
 
-    spec = sweep.inline_spec(["regex_a"], {"model.arch": ["transformer", "lstm"]}, [0, 1], {}, None)
-    sweep.write_record(root, sweep.sweep_status(root, spec, sweep.expand(spec), None))
+    spec = inline_spec(["regex_a"], {"model.arch": ["transformer", "lstm"]}, [0, 1], {}, None)
+    sweep.write_record(root, sweep.sweep_status(root, spec, expand(spec), None))
     return spec.name
 
 

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.base.overrides import parse_assignment
 from fsmrun.cli._common import EXIT_INTERRUPTED, console, data_console, echo_json, results_root
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
-from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
-from fsmrun.sweeps.coordinator import (
-    SweepError,
-    describe_overrides,
-    expand,
-    find_sweep,
-    inline_spec,
-    list_suites,
-    load_spec,
-    parse_seeds,
-    read_record,
-    record_path,
-    refresh,
-    run_sweep,
-    spec_size,
-    sweep_id_for,
-    sweep_status,
-)
+from fsmrun.schemas.sweep import SweepCell, SweepRecord
+from fsmrun.sweeps.spec import describe_overrides, list_suites, load_spec, spec_size
 
 EXIT_FAILED_CELLS = 1
 
@@ -65,51 +46,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-
-
-def _grid(assignments: list[str]) -> dict[str, list[Any]]:
-    """--grid model.arch=transformer,lstm -> {'model.arch': ['transformer', 'lstm']}."""
-    grid: dict[str, list[Any]] = {}
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or not raw:
-            raise SweepError(
-                f"--grid expects key=v1,v2 (e.g. model.arch=transformer,lstm), got {assignment!r}"
-            )
-        grid[key.strip()] = [parse_assignment(f"{key}={v}")[1] for v in raw.split(",")]
-    return grid
-
-
-def _is_spec(arg: str) -> bool:
-    if arg in list_suites():
-        return True
-    if arg.endswith(".toml") and Path(arg).is_file():
-        import tomllib
-
-        try:
-            return "experiments" in tomllib.loads(Path(arg).read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError):
-            return False
-    return False
-
-
-def build_spec(
-    args: list[str], grid: list[str], seeds: str | None, sets: list[str], name: str | None
-) -> SweepSpec:
-    """A spec (file or suite, with --grid/--seeds/--set/--name applied) or an inline sweep."""
-    overrides = {".".join(p): v for p, v in map(parse_assignment, sets)}
-    if len(args) == 1 and _is_spec(args[0]):
-        spec = load_spec(args[0])
-        update: dict[str, Any] = {
-            "set": {**spec.set, **overrides},
-            "grid": {**spec.grid, **_grid(grid)},
-        }
-        if seeds is not None:
-            update["seeds"] = parse_seeds(seeds)
-        if name is not None:
-            update["name"] = name
-        return SweepSpec.model_validate({**spec.model_dump(), **update})
-    return inline_spec(args, _grid(grid), parse_seeds(seeds or "0"), overrides, name)
 
 
 def suites_table() -> Table:
@@ -233,13 +169,12 @@ def run(
     if list_:
         data_console().print(suites_table())
         return
-    if not args:
-        raise SweepError("give a sweep spec, a suite (fsmrun sweep --list) or experiments")
-    if backend not in ("local", "ray"):
-        raise SweepError(f"--backend must be local or ray, got {backend!r}")
-    spec = build_spec(args, grid, seeds, set_, name)
+    from fsmrun.sweeps.coordinator import run_sweep
+    from fsmrun.sweeps.request import make_executor, spec_from_args
+
+    spec = spec_from_args(args or [], grid, seeds, set_, name)
     root = results_root(results_dir)
-    executor = _executor(backend, workers, address, cpus_per_task)
+    executor = make_executor(backend, workers, address, cpus_per_task)
     console.print(f"sweep {spec.name}: {spec_size(spec)} cells; backend {backend}", markup=False)
     start = time.monotonic()
     done = [0]
@@ -289,24 +224,6 @@ def run(
         raise typer.Exit(EXIT_FAILED_CELLS)
 
 
-def _executor(
-    backend: str, workers: int | None, address: str | None, cpus_per_task: int | None
-) -> Any:
-    from fsmrun.sweeps.executors import (
-        LocalExecutor,
-        RayExecutor,
-        SerialExecutor,
-        threads_per_worker,
-    )
-
-    cores = os.cpu_count() or 1
-    workers = workers or cores
-    if backend == "ray":
-        default = 1 if address else threads_per_worker(workers, cores)
-        return RayExecutor(address, num_cpus=cores, cpus_per_task=cpus_per_task or default)
-    return SerialExecutor() if workers == 1 else LocalExecutor(workers)
-
-
 def status(
     ref: Annotated[
         str, typer.Argument(metavar="NAME|SPEC", help="Sweep name or id, a spec file or a suite.")
@@ -318,16 +235,9 @@ def status(
 
     Example:  fsmrun sweep status tomita
     """
-    root = results_root(results_dir)
-    try:
-        record = refresh(root, read_record(find_sweep(root, ref)))
-    except SweepError:
-        if not _is_spec(ref):
-            raise
-        spec = load_spec(ref)
-        cells = expand(spec)
-        path = record_path(root, sweep_id_for(spec, cells))
-        record = sweep_status(root, spec, cells, read_record(path) if path.is_file() else None)
+    from fsmrun.sweeps.request import status_record
+
+    record = status_record(results_root(results_dir), ref)
     if json_:
         echo_json(record.model_dump_json())
         return

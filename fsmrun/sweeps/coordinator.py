@@ -22,41 +22,21 @@ from fsmrun.runs.layout import HASH_PREFIX_LEN, RegistryError, runs_of_config
 from fsmrun.runs.run_folder import RunFolder, effective_status
 from fsmrun.schemas.sweep import CELL_STATUSES, SweepCell, SweepRecord, SweepSpec
 from fsmrun.sweeps.executors import CellOutcome, CellTask, Executor
-from fsmrun.sweeps.spec import (
-    Cell,
-    SweepError,
-    describe_overrides,
-    expand,
-    inline_spec,
-    list_suites,
-    load_spec,
-    parse_seeds,
-    parse_spec,
-    spec_size,
-    sweep_hash,
-)
+from fsmrun.sweeps.spec import Cell, SweepError, expand, sweep_hash
 
 __all__ = [
-    "Cell",
     "SweepBusy",
-    "SweepError",
-    "describe_overrides",
-    "expand",
+    "cell_state",
     "completed_runs",
     "find_sweep",
-    "inline_spec",
-    "list_suites",
-    "load_spec",
-    "parse_seeds",
-    "parse_spec",
     "read_record",
+    "record_path",
     "refresh",
     "run_sweep",
-    "spec_size",
-    "sweep_hash",
     "sweep_id_for",
     "sweep_lock",
     "sweep_status",
+    "write_record",
 ]
 
 SWEEPS_DIR = "sweeps"

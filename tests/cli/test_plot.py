@@ -11,6 +11,7 @@ from matplotlib.image import imread
 
 from fsmrun.analysis.plots import run_figures
 from fsmrun.sweeps import coordinator as sweep
+from fsmrun.sweeps import spec as sweep_spec
 
 
 @pytest.fixture(autouse=True)
@@ -105,8 +106,8 @@ def test_plot_help_shows_an_example(cli):
 def swept(trained_copy) -> Path:
     """sweep.json of the tiny experiment over seeds 0-2 beside trained_copy's runs: seeds 0
     and 1 are its two completed runs, seed 2 is to do."""
-    spec = sweep.inline_spec([str(trained_copy.toml)], {}, [0, 1, 2], {}, None)
-    record = sweep.sweep_status(trained_copy.root, spec, sweep.expand(spec), None)
+    spec = sweep_spec.inline_spec([str(trained_copy.toml)], {}, [0, 1, 2], {}, None)
+    record = sweep.sweep_status(trained_copy.root, spec, sweep_spec.expand(spec), None)
     return sweep.write_record(trained_copy.root, record)
 
 
@@ -176,9 +177,10 @@ def test_sweep_user_errors_exit_2_with_one_line(cli, trained_copy, swept, args, 
 
 
 def test_a_sweep_without_completed_runs_is_refused(cli, trained_copy):
-    spec = sweep.inline_spec([str(trained_copy.toml)], {}, [5], {}, "later")
+    spec = sweep_spec.inline_spec([str(trained_copy.toml)], {}, [5], {}, "later")
     sweep.write_record(
-        trained_copy.root, sweep.sweep_status(trained_copy.root, spec, sweep.expand(spec), None)
+        trained_copy.root,
+        sweep.sweep_status(trained_copy.root, spec, sweep_spec.expand(spec), None),
     )
     result = cli("plot", "--sweep", "later", "--results-dir", trained_copy.root)
     assert result.exit_code == 2, result.output

@@ -32,9 +32,10 @@ def swept(trained, tmp_path_factory):
     shutil.copytree(trained.root, root)
     code = (
         "import sys; from pathlib import Path; from fsmrun.sweeps import coordinator as s\n"
-        "spec = s.inline_spec([sys.argv[2]], {}, [0, 1], {}, 'tiny')\n"
+        "from fsmrun.sweeps.spec import expand, inline_spec\n"
+        "spec = inline_spec([sys.argv[2]], {}, [0, 1], {}, 'tiny')\n"
         "s.write_record(Path(sys.argv[1]), s.sweep_status(Path(sys.argv[1]), spec, "
-        "s.expand(spec), None))\n"
+        "expand(spec), None))\n"
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code, str(root), str(trained.toml)], check=True)

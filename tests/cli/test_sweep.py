@@ -99,7 +99,8 @@ def test_a_sweep_with_failed_cells_exits_1_after_running_them_all(cli, tiny_toml
 
 
 def test_a_second_coordinator_exits_2_naming_the_first(cli, tiny_toml, tmp_path):
-    from fsmrun.sweeps.coordinator import expand, inline_spec, sweep_id_for
+    from fsmrun.sweeps.coordinator import sweep_id_for
+    from fsmrun.sweeps.spec import expand, inline_spec
 
     spec = inline_spec([str(tiny_toml)], {}, [0], {}, None)
     sweep_id = sweep_id_for(spec, expand(spec))

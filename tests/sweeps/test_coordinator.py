@@ -14,19 +14,14 @@ from fsmrun.schemas.records import Metrics
 from fsmrun.schemas.sweep import SweepRecord, SweepSpec
 from fsmrun.sweeps.coordinator import (
     SweepBusy,
-    SweepError,
-    expand,
-    inline_spec,
-    load_spec,
-    parse_seeds,
     read_record,
     refresh,
     run_sweep,
-    spec_size,
     sweep_id_for,
     sweep_lock,
 )
 from fsmrun.sweeps.executors import LocalExecutor, RayExecutor, SerialExecutor, threads_per_worker
+from fsmrun.sweeps.spec import SweepError, expand, inline_spec, load_spec, parse_seeds, spec_size
 from fsmrun.train.loop import train_one_experiment
 
 TINY = """\

@@ -1,0 +1,117 @@
+"""What a `fsmrun sweep` command line asks for, decided here so the command only parses and
+renders: whether its arguments name a spec (a built-in suite or a sweep TOML) or experiments,
+the spec with --grid/--seeds/--set/--name applied, the executor of a backend, and the record a
+`sweep status` reference names (a sweep's name or id, else a spec's cells read from disk)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fsmrun.base.overrides import parse_assignment
+from fsmrun.experiments import parse_toml
+from fsmrun.schemas.sweep import SweepRecord, SweepSpec
+from fsmrun.sweeps.coordinator import (
+    find_sweep,
+    read_record,
+    record_path,
+    refresh,
+    sweep_id_for,
+    sweep_status,
+)
+from fsmrun.sweeps.executors import (
+    Executor,
+    LocalExecutor,
+    RayExecutor,
+    SerialExecutor,
+    threads_per_worker,
+)
+from fsmrun.sweeps.spec import SweepError, expand, inline_spec, list_suites, load_spec, parse_seeds
+
+BACKENDS = ("local", "ray")
+
+
+def is_spec(arg: str) -> bool:
+    """Whether `arg` names a sweep spec: a built-in suite, or a readable TOML file holding an
+    `experiments` list (an experiment TOML has none)."""
+    if arg in list_suites():
+        return True
+    if arg.endswith(".toml") and Path(arg).is_file():
+        try:
+            return "experiments" in parse_toml(Path(arg).read_text(encoding="utf-8"), arg)
+        except (UnicodeDecodeError, OSError, ValueError):  # unreadable or malformed: no spec
+            return False
+    return False
+
+
+def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
+    """--grid model.arch=transformer,lstm -> {'model.arch': ['transformer', 'lstm']}."""
+    grid: dict[str, list[Any]] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not raw:
+            raise SweepError(
+                f"--grid expects key=v1,v2 (e.g. model.arch=transformer,lstm), got {assignment!r}"
+            )
+        grid[key.strip()] = [parse_assignment(f"{key}={v}")[1] for v in raw.split(",")]
+    return grid
+
+
+def spec_from_args(
+    args: list[str],
+    grid: list[str],
+    seeds: str | None,
+    sets: list[str],
+    name: str | None,
+) -> SweepSpec:
+    """A spec (a file or suite, with --grid/--seeds/--set/--name applied) when the one
+    argument names one, else an inline sweep over the experiments given."""
+    if not args:
+        raise SweepError("give a sweep spec, a suite (fsmrun sweep --list) or experiments")
+    overrides = {".".join(p): v for p, v in map(parse_assignment, sets)}
+    if len(args) == 1 and is_spec(args[0]):
+        spec = load_spec(args[0])
+        update: dict[str, Any] = {
+            "set": {**spec.set, **overrides},
+            "grid": {**spec.grid, **parse_grid(grid)},
+        }
+        if seeds is not None:
+            update["seeds"] = parse_seeds(seeds)
+        if name is not None:
+            update["name"] = name
+        return SweepSpec.model_validate({**spec.model_dump(), **update})
+    return inline_spec(args, parse_grid(grid), parse_seeds(seeds or "0"), overrides, name)
+
+
+def make_executor(
+    backend: str,
+    workers: int | None = None,
+    address: str | None = None,
+    cpus_per_task: int | None = None,
+) -> Executor:
+    """The executor of `backend`: in process for one local worker, a process pool for more,
+    Ray (a local instance, or the cluster at `address`) with its CPUs per cell."""
+    if backend not in BACKENDS:
+        raise SweepError(f"--backend must be local or ray, got {backend!r}")
+    cores = os.cpu_count() or 1
+    workers = workers or cores
+    if backend == "ray":
+        default = 1 if address else threads_per_worker(workers, cores)
+        return RayExecutor(address, num_cpus=cores, cpus_per_task=cpus_per_task or default)
+    return SerialExecutor() if workers == 1 else LocalExecutor(workers)
+
+
+def status_record(root: Path, ref: str) -> SweepRecord:
+    """The state of the sweep `ref` names: its sweep.json refreshed from the run folders; for
+    a spec or suite never run here, its cells' state read from the run folders. Writes
+    nothing."""
+    try:
+        return refresh(root, read_record(find_sweep(root, ref)))
+    except SweepError:
+        if not is_spec(ref):
+            raise
+    spec = load_spec(ref)
+    cells = expand(spec)
+    path = record_path(root, sweep_id_for(spec, cells))
+    return sweep_status(root, spec, cells, read_record(path) if path.is_file() else None)

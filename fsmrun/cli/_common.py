@@ -61,13 +61,6 @@ def results_root(value: Path | None) -> Path:
     return root
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    # Imported when an error is being mapped, not at start-up.
-    from fsmrun.lang.fsm import RegexError, StateLimitError
-
-    return (UserError, RegexError, StateLimitError)
-
-
 def error_exit(err: BaseException) -> tuple[int, str] | None:
     """(exit code, one-line message) for an error a user or the OS caused; None for a bug.
 
@@ -77,7 +70,7 @@ def error_exit(err: BaseException) -> tuple[int, str] | None:
     """
     if isinstance(err, ValidationError):
         return EXIT_USER_ERROR, describe_validation_error(err)
-    if isinstance(err, _user_error_types()):
+    if isinstance(err, UserError):  # RegexError, StateLimitError, RunNotFound, ... all are
         return EXIT_USER_ERROR, str(err)
     if isinstance(err, EnvironmentFailure):
         return EXIT_ENVIRONMENT, f"cannot access {err.path}: {err.reason}"

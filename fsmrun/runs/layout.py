@@ -208,15 +208,6 @@ def claim_run_folder(
     return _claim(hash_dir, existing[-1] + 1 if existing else 1, make_files)
 
 
-def allocate_run_dir(
-    root: str | os.PathLike[str], experiment: str, config_hash: str, *, overwrite: bool = False
-) -> tuple[Path, int]:
-    """Claim a run folder holding no run files yet (lock released); (folder, N)."""
-    folder = claim_run_folder(root, experiment, config_hash, overwrite=overwrite)
-    folder.release_lock()
-    return folder.path, version_of(folder.path)
-
-
 def iter_run_folders(root: str | os.PathLike[str], experiment: str | None = None) -> Iterator[Path]:
     """Every `<root>/<experiment>/<hash>/v<N>/` holding a run.json, in path order."""
     root = Path(root)

@@ -351,36 +351,3 @@ class RunFolder:
         """Temporary files of writes a killed process never finished (call under the lock)."""
         partial = [self.checkpoint(n).with_name(f".{n}.pt.new") for n in ("last", "best")]
         return remove_leftovers(self.path, partial)
-
-
-# Module-level readers, for callers holding a folder path.
-
-
-def read_run_record(folder: str | os.PathLike[str]) -> RunRecord:
-    """The RunRecord of run.json; RunFolderError if the folder is not a run folder."""
-    return RunFolder(folder).read_record()
-
-
-def write_run_record(folder: str | os.PathLike[str], record: RunRecord) -> None:
-    """Write run.json atomically (as it is: no audit mark is carried over)."""
-    atomic_write_json(RunFolder(folder).run_json, record)
-
-
-def update_run_record(folder: str | os.PathLike[str], **changes: Any) -> RunRecord:
-    return RunFolder(folder).update_record(**changes)
-
-
-def read_metrics(folder: str | os.PathLike[str]) -> Metrics | None:
-    return RunFolder(folder).read_metrics()
-
-
-def read_config(folder: str | os.PathLike[str]) -> ExperimentConfig | None:
-    return RunFolder(folder).read_config()
-
-
-def load_run(folder: str | os.PathLike[str]) -> RunInfo:
-    return RunFolder(folder).load()
-
-
-def mark_interrupted_if_dead(folder: str | os.PathLike[str]) -> RunRecord:
-    return RunFolder(folder).mark_interrupted_if_dead()

@@ -18,7 +18,7 @@ from fsmrun.analysis.audit import (
     mark_verified,
     mid_epoch_step,
 )
-from fsmrun.runs.run_folder import read_run_record, update_run_record
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.train.checkpoint import KEY_MODEL, read_ckpt
 from fsmrun.train.loop import train_one_experiment
@@ -98,8 +98,8 @@ def test_a_changed_metric_and_a_changed_hash_are_reported(run_dir, copy):
     metrics = json.loads((copy / "metrics.json").read_text())
     metrics["best"]["test"]["string_acc"] -= 0.125
     (copy / "metrics.json").write_text(json.dumps(metrics))
-    hashes = read_run_record(copy).hashes.model_copy(update={"batch_order": "0" * 64})
-    update_run_record(copy, hashes=hashes.model_dump())
+    hashes = RunFolder(copy).read_record().hashes.model_copy(update={"batch_order": "0" * 64})
+    RunFolder(copy).update_record(hashes=hashes.model_dump())
     checks = {c.check: c for c in compare_runs(run_dir, copy, "x")}
     assert checks["metrics"].status == "different"
     assert checks["metrics"].max_abs_diff == pytest.approx(0.125)
@@ -156,12 +156,12 @@ def test_default_audit_length_is_whole_epochs_of_at_least_60_steps():
 def test_mark_verified_marks_only_runs_of_the_config(run_dir, tmp_path):
     root = tmp_path / "results"
     shutil.copytree(run_dir.parents[2], root)
-    chash = read_run_record(run_dir).config_hash
+    chash = RunFolder(run_dir).read_record().config_hash
     folder = root / run_dir.relative_to(run_dir.parents[2])
     assert mark_verified(root, "tiny", "f" * 64) == []
-    assert read_run_record(folder).audit_verified is None
-    assert mark_verified(root, "tiny", chash) == [read_run_record(folder).run_id]
-    assert read_run_record(folder).audit_verified is True
+    assert RunFolder(folder).read_record().audit_verified is None
+    assert mark_verified(root, "tiny", chash) == [RunFolder(folder).read_record().run_id]
+    assert RunFolder(folder).read_record().audit_verified is True
 
 
 def test_mark_verified_leaves_a_run_whose_writer_holds_its_lock(run_dir, tmp_path):
@@ -169,12 +169,12 @@ def test_mark_verified_leaves_a_run_whose_writer_holds_its_lock(run_dir, tmp_pat
 
     root = tmp_path / "results"
     shutil.copytree(run_dir.parents[2], root)
-    chash = read_run_record(run_dir).config_hash
+    chash = RunFolder(run_dir).read_record().config_hash
     writer = RunFolder(root / run_dir.relative_to(run_dir.parents[2]))
     writer.acquire_lock()
-    update_run_record(writer.path, status="running")  # as its writer would say
+    RunFolder(writer.path).update_record(status="running")  # as its writer would say
     try:
         assert mark_verified(root, "tiny", chash) == []
-        assert read_run_record(writer.path).audit_verified is None
+        assert RunFolder(writer.path).read_record().audit_verified is None
     finally:
         writer.release_lock()

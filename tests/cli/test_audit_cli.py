@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fsmrun.runs.run_folder import read_run_record
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.cli import AuditReport
 
 
@@ -31,8 +31,8 @@ def test_audit_with_resume_check_passes_and_marks_existing_runs(cli, trained_cop
     assert len(files) == 1 and f"report: {files[0]}" in result.stderr
     assert AuditReport.model_validate_json(files[0].read_text()) == report
     assert report.verified_runs == [trained_copy.run_ids[0]]
-    assert read_run_record(trained_copy.folders[0]).audit_verified is True
-    assert read_run_record(trained_copy.folders[1]).audit_verified is None
+    assert RunFolder(trained_copy.folders[0]).read_record().audit_verified is True
+    assert RunFolder(trained_copy.folders[1]).read_record().audit_verified is None
     listed = cli("ls", "--json", "--results-dir", root)
     verified = {json.loads(line)["run_id"]: json.loads(line)["audit_verified"]
                 for line in listed.stdout.splitlines()}  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fsmrun.runs.run_folder import read_metrics
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.cli import EvalReport
 
 
@@ -23,7 +23,7 @@ def test_eval_json_is_schema_valid_and_matches_metrics_json(cli, trained):
     assert result.exit_code == 0, result.output
     report = EvalReport.model_validate_json(result.stdout)
     assert report.checkpoint == "last" and report.step == 8 and list(report.splits) == ["test"]
-    assert report.splits["test"] == read_metrics(folder).last.test
+    assert report.splits["test"] == RunFolder(folder).read_metrics().last.test
 
 
 def test_a_damaged_checkpoint_is_evaluated_from_its_prev_copy_with_a_warning(cli, trained_copy):

@@ -15,7 +15,7 @@ import torch
 
 from fsmrun.analysis.audit import final_state_dict
 from fsmrun.experiments import load_experiment
-from fsmrun.runs.run_folder import RunFolder, read_run_record
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.train.loop import train_one_experiment
 
 
@@ -30,7 +30,7 @@ def test_resume_of_a_run_stopped_mid_epoch_matches_the_uninterrupted_run(cli, tr
     assert result.exit_code == 0, result.output
     assert f"run:       {stopped.run_id}" in result.stdout
     assert "status:    completed" in result.stdout
-    record = read_run_record(stopped.run_dir)
+    record = RunFolder(stopped.run_dir).read_record()
     assert record.status == "completed" and record.steps == 8 and record.times_resumed == 1
     resumed, reference = final_state_dict(stopped.run_dir), final_state_dict(trained.folders[0])
     assert resumed.keys() == reference.keys()
@@ -85,7 +85,7 @@ def test_a_damaged_last_checkpoint_is_named_in_a_warning_and_recorded(cli, train
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
     assert "last.pt" in warnings[0] and "using last.prev.pt (step 0)" in warnings[0]
-    record = read_run_record(stopped.run_dir)
+    record = RunFolder(stopped.run_dir).read_record()
     assert record.status == "completed" and len(record.checkpoint_fallbacks) == 1
     assert "using last.prev.pt (step 0)" in record.checkpoint_fallbacks[0]
     assert_same_final_weights(stopped.run_dir, trained.folders[0])  # from step 0: still exact
@@ -102,7 +102,7 @@ def test_a_failed_resume_leaves_every_file_of_the_run_as_it_was(cli, trained, tm
     assert len(errors) == 1 and errors[0].startswith("error: no usable checkpoint")
     assert "Traceback" not in result.output
     assert file_hashes(stopped.run_dir) == before
-    record = read_run_record(stopped.run_dir)
+    record = RunFolder(stopped.run_dir).read_record()
     assert (record.status, record.times_resumed) == ("interrupted", 0)
 
 

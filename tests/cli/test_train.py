@@ -13,7 +13,7 @@ import pytest
 from fsmrun.cli._overrides import apply_overrides, collect_overrides
 from fsmrun.experiments import load_experiment
 from fsmrun.lang.fsm import DFA
-from fsmrun.runs.run_folder import read_run_record
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import EnvInfo, HistoryRecord, Metrics, RunRecord
 from fsmrun.train.checkpoint import KEY_MODEL, read_ckpt
@@ -61,9 +61,9 @@ def test_train_writes_every_design_file_schema_valid(trained):
 
 
 def test_seed_flag_makes_a_different_config_hash(trained):
-    hashes = [read_run_record(f).config_hash for f in trained.folders]
+    hashes = [RunFolder(f).read_record().config_hash for f in trained.folders]
     assert hashes[0] != hashes[1]
-    assert read_run_record(trained.folders[1]).run_id == trained.run_ids[1]
+    assert RunFolder(trained.folders[1]).read_record().run_id == trained.run_ids[1]
 
 
 def test_set_and_flags_override_the_config(tiny_toml):
@@ -87,13 +87,13 @@ def test_set_keeps_text_fields_as_text(tiny_toml):
 
 def test_overwrite_replaces_the_newest_version(cli, trained_copy):
     root, old = trained_copy.root, trained_copy.folders[0]
-    created = read_run_record(old).created
+    created = RunFolder(old).read_record().created
     result = cli("train", trained_copy.toml, "--results-dir", root, "--device", "cpu",
                  "--overwrite", "--no-progress")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"run:       {trained_copy.run_ids[0]}" in result.stdout
     assert sorted(p.name for p in old.parent.iterdir()) == ["v1"]
-    assert read_run_record(old).created > created
+    assert RunFolder(old).read_record().created > created
 
 
 def _train_process(toml: Path, root: Path) -> subprocess.Popen[str]:
@@ -145,6 +145,6 @@ def test_a_file_size_limit_exits_1_naming_the_checkpoint(tiny_toml, tmp_path):
         f"error: cannot write {folder / 'checkpoints' / 'last.pt'}: File too large"
     )
     assert "Traceback" not in proc.stderr
-    record = read_run_record(folder)
+    record = RunFolder(folder).read_record()
     assert record.status == "failed" and "File too large" in (record.error or "")
     assert [p.name for p in folder.rglob("*") if p.name.endswith((".tmp", ".new"))] == []

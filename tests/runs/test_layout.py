@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HASH_A, HASH_B, claim_empty_run_folder, make_record, write_record
 
 from fsmrun.base.io import WriteError, atomic_write_json
 from fsmrun.runs import index as index_module
@@ -20,7 +20,6 @@ from fsmrun.runs.layout import (
     AmbiguousRun,
     RegistryError,
     RunNotFound,
-    allocate_run_dir,
     claim_run_folder,
     default_results_root,
     iter_run_folders,
@@ -34,12 +33,6 @@ from fsmrun.runs.run_folder import (
     RunFolder,
     RunFolderError,
     effective_status,
-    load_run,
-    mark_interrupted_if_dead,
-    read_metrics,
-    read_run_record,
-    update_run_record,
-    write_run_record,
 )
 from fsmrun.schemas.config import DataConfig, ExperimentConfig
 from fsmrun.schemas.records import (
@@ -49,31 +42,6 @@ from fsmrun.schemas.records import (
     RunRecord,
     SplitMetrics,
 )
-
-HASH_A = "a1b2c3d4e5f6" + "0" * 52
-HASH_B = "ffee00112233" + "1" * 52
-
-
-def make_record(experiment: str, config_hash: str, version: int, **fields) -> RunRecord:
-    values = dict(
-        run_id=run_id_for(experiment, config_hash, version),
-        experiment=experiment,
-        config_hash=config_hash,
-        version=version,
-        status="completed",
-        command=["fsmrun", "train", experiment],
-        device="cpu",
-        amp=False,
-        deterministic=True,
-        created=1000.0 + version,
-        updated=2000.0,
-        heartbeat=2000.0,
-        pid=None,
-        hostname=socket.gethostname(),
-        steps=10,
-        epochs=1,
-    )
-    return RunRecord(**{**values, **fields})
 
 
 def split(string_acc: float) -> SplitMetrics:
@@ -123,9 +91,9 @@ def new_run(
     **fields,
 ) -> Path:
     """Allocate a folder and write run.json (and metrics.json when test_acc is given)."""
-    folder, version = allocate_run_dir(root, experiment, config_hash)
+    folder, version = claim_empty_run_folder(root, experiment, config_hash)
     record = make_record(experiment, config_hash, version, **fields)
-    write_run_record(folder, record)
+    write_record(folder, record)
     if test_acc is not None:
         atomic_write_json(folder / "metrics.json", make_metrics(record, test_acc, ood_acc))
     return folder
@@ -153,32 +121,36 @@ def test_run_id_is_experiment_hash12_version():
 
 
 def test_versions_are_allocated_v1_v2_v3(tmp_path):
-    got = [allocate_run_dir(tmp_path, "regex_a", HASH_A) for _ in range(3)]
+    got = [claim_empty_run_folder(tmp_path, "regex_a", HASH_A) for _ in range(3)]
     hash_dir = tmp_path / "regex_a" / "a1b2c3d4e5f6"
     assert got == [(hash_dir / "v1", 1), (hash_dir / "v2", 2), (hash_dir / "v3", 3)]
     assert all(folder.is_dir() for folder, _ in got)
-    assert allocate_run_dir(tmp_path, "regex_a", HASH_B)[1] == 1  # another config starts at v1
+    assert (
+        claim_empty_run_folder(tmp_path, "regex_a", HASH_B)[1] == 1
+    )  # another config starts at v1
 
 
 def test_allocation_retries_past_versions_claimed_after_listing(tmp_path, monkeypatch):
     for _ in range(3):
-        allocate_run_dir(tmp_path, "regex_a", HASH_A)
+        claim_empty_run_folder(tmp_path, "regex_a", HASH_A)
     # Another process claimed v1..v3 between our listing and our mkdir.
     monkeypatch.setattr(registry, "_versions", lambda hash_dir: [])
-    assert allocate_run_dir(tmp_path, "regex_a", HASH_A)[1] == 4
+    assert claim_empty_run_folder(tmp_path, "regex_a", HASH_A)[1] == 4
 
 
 PROCESSES, ALLOCATIONS = 4, 40
 _ALLOCATE_WHEN_STARTED = """
 import sys, time
 from pathlib import Path
-from fsmrun.runs.layout import allocate_run_dir
+from fsmrun.runs.layout import claim_run_folder, version_of
 root, ready, start = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not start.exists():
     time.sleep(0.0005)
 for _ in range(int(sys.argv[5])):
-    print(allocate_run_dir(root, "regex_a", sys.argv[4])[1])
+    folder = claim_run_folder(root, "regex_a", sys.argv[4])
+    folder.release_lock()
+    print(version_of(folder.path))
 """
 
 
@@ -186,7 +158,7 @@ for _ in range(int(sys.argv[5])):
 def test_processes_started_together_get_different_versions(tmp_path, attempt):
     # Each process allocates repeatedly so that their claims overlap in time; a max+1
     # allocation without an atomic claim hands out duplicates here.
-    allocate_run_dir(tmp_path, "regex_a", HASH_A)  # v1 exists: everyone's first guess is v2
+    claim_empty_run_folder(tmp_path, "regex_a", HASH_A)  # v1 exists: everyone's first guess is v2
     start = tmp_path / "start"
     procs = []
     for i in range(PROCESSES):
@@ -205,7 +177,7 @@ def test_processes_started_together_get_different_versions(tmp_path, attempt):
 def test_overwrite_replaces_the_newest_version_only(tmp_path):
     v1 = new_run(tmp_path)
     v2 = new_run(tmp_path)
-    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
+    folder, version = claim_empty_run_folder(tmp_path, "regex_a", HASH_A, overwrite=True)
     assert (folder, version) == (v2, 2)
     assert [p.name for p in v2.iterdir()] == [".lock"]  # the old tree is gone
     assert (v1 / "run.json").is_file()
@@ -213,7 +185,7 @@ def test_overwrite_replaces_the_newest_version_only(tmp_path):
 
 
 def test_overwrite_without_a_run_claims_v1(tmp_path):
-    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
+    folder, version = claim_empty_run_folder(tmp_path, "regex_a", HASH_A, overwrite=True)
     assert version == 1 and folder == tmp_path / "regex_a" / "a1b2c3d4e5f6" / "v1"
 
 
@@ -223,15 +195,15 @@ def test_overwrite_refuses_a_run_whose_writer_holds_its_lock(tmp_path):
         RunFolder(folder).lock(),  # a stopped writer keeps its lock past the heartbeat timeout
         pytest.raises(RunFolderError, match=r"being written by process \d+ on .*; wait for it"),
     ):
-        allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)
-    assert allocate_run_dir(tmp_path, "regex_a", HASH_A, overwrite=True)[1] == 1
+        claim_empty_run_folder(tmp_path, "regex_a", HASH_A, overwrite=True)
+    assert claim_empty_run_folder(tmp_path, "regex_a", HASH_A, overwrite=True)[1] == 1
 
 
 def test_root_under_a_regular_file_gives_registry_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(RegistryError, match="a_file.*--results-dir"):
-        allocate_run_dir(blocker / "results", "regex_a", HASH_A)
+        claim_empty_run_folder(blocker / "results", "regex_a", HASH_A)
     with pytest.raises(RegistryError, match="a_file.*--results-dir"):
         RunIndex(blocker / "results").reindex()
 
@@ -243,7 +215,7 @@ def test_read_only_root_gives_registry_error(tmp_path):
     root.chmod(0o500)
     try:
         with pytest.raises(RegistryError, match="results"):
-            allocate_run_dir(root, "regex_a", HASH_A)
+            claim_empty_run_folder(root, "regex_a", HASH_A)
     finally:
         root.chmod(0o700)
 
@@ -253,29 +225,29 @@ def test_read_only_root_gives_registry_error(tmp_path):
 
 def test_run_record_round_trips_and_updates(tmp_path):
     folder = new_run(tmp_path)
-    assert read_run_record(folder) == make_record("regex_a", HASH_A, 1)
-    updated = update_run_record(folder, status="failed", error="boom")
-    assert read_run_record(folder) == updated
+    assert RunFolder(folder).read_record() == make_record("regex_a", HASH_A, 1)
+    updated = RunFolder(folder).update_record(status="failed", error="boom")
+    assert RunFolder(folder).read_record() == updated
     assert (updated.status, updated.error, updated.steps) == ("failed", "boom", 10)
 
 
 def test_folder_without_or_with_a_broken_run_json_is_a_clear_error(tmp_path):
     with pytest.raises(RunFolderError, match="not a run folder"):
-        read_run_record(tmp_path)
+        RunFolder(tmp_path).read_record()
     (tmp_path / "run.json").write_text('{"run_id": 3}')
     with pytest.raises(RunFolderError, match=r"run.json is not a valid RunRecord"):
-        read_run_record(tmp_path)
+        RunFolder(tmp_path).read_record()
 
 
 def test_load_run_bundles_record_config_env_and_metrics(tmp_path):
     folder = new_run(tmp_path, test_acc=0.9)
     config = ExperimentConfig(name="regex_a", data=DataConfig(regex="a*", alphabet="ab"))
     atomic_write_json(folder / "config.json", config)
-    info = load_run(folder)
+    info = RunFolder(folder).load()
     assert info.run_id == "regex_a-a1b2c3d4e5f6-v1"
     assert info.config == config
     assert info.env is None  # not written
-    assert info.metrics == read_metrics(folder)
+    assert info.metrics == RunFolder(folder).read_metrics()
     assert info.metrics.best.test.string_acc == 0.9
     assert info.status == "completed"
 
@@ -301,11 +273,11 @@ def test_mark_interrupted_if_dead_persists_only_dead_runs(tmp_path):
     dead = new_run(tmp_path, status="running", pid=dead_pid(), heartbeat=time.time())
     writer = RunFolder(live)
     writer.acquire_lock()
-    assert mark_interrupted_if_dead(live).status == "running"
-    assert mark_interrupted_if_dead(dead).status == "interrupted"
-    assert read_run_record(dead).status == "interrupted"
-    assert read_run_record(dead).pid is None
-    assert read_run_record(live).status == "running"
+    assert RunFolder(live).mark_interrupted_if_dead().status == "running"
+    assert RunFolder(dead).mark_interrupted_if_dead().status == "interrupted"
+    assert RunFolder(dead).read_record().status == "interrupted"
+    assert RunFolder(dead).read_record().pid is None
+    assert RunFolder(live).read_record().status == "running"
     writer.release_lock()
 
 
@@ -360,7 +332,7 @@ def populate(root: Path) -> RunIndex:
         index.upsert_folder(folder)
     finished = [("completed", 0.9, 0.6), ("failed", None, None), ("completed", 0.95, None)]
     for folder, (status, test_acc, ood_acc) in zip(folders, finished, strict=True):
-        record = update_run_record(folder, status=status, pid=None)
+        record = RunFolder(folder).update_record(status=status, pid=None)
         if test_acc is not None:
             atomic_write_json(folder / "metrics.json", make_metrics(record, test_acc, ood_acc))
         index.upsert_folder(folder)
@@ -451,7 +423,7 @@ def test_running_row_with_a_dead_process_is_listed_as_interrupted(tmp_path):
     (row,) = index.rows()
     assert row.status == "interrupted"
     assert index.rows(status="running") == []
-    assert read_run_record(folder).status == "running"  # listing does not write run.json
+    assert RunFolder(folder).read_record().status == "running"  # listing does not write run.json
 
 
 def test_running_row_follows_the_heartbeat_in_run_json(tmp_path):
@@ -459,7 +431,7 @@ def test_running_row_follows_the_heartbeat_in_run_json(tmp_path):
     folder = new_run(tmp_path, status="running", pid=os.getpid(), heartbeat=time.time() - 500)
     (folder / ".lock").unlink()  # no lock to probe (an older run): the heartbeat decides
     index.upsert_folder(folder)
-    update_run_record(folder, heartbeat=time.time(), steps=99)  # the loop beats; no upsert
+    RunFolder(folder).update_record(heartbeat=time.time(), steps=99)  # the loop beats; no upsert
     (row,) = index.rows()
     assert (row.status, row.steps) == ("running", 99)
 
@@ -473,7 +445,7 @@ def test_liveness_comes_from_the_lock_where_it_can_be_probed(tmp_path):
         assert [row.status for row in index.rows()] == ["running"]
         assert RunFolder(folder).status() == "running"
     # A fresh heartbeat of a live pid, but nobody holds the lock: the writer is gone.
-    update_run_record(folder, heartbeat=time.time())
+    RunFolder(folder).update_record(heartbeat=time.time())
     assert [row.status for row in index.rows()] == ["interrupted"]
     assert RunFolder(folder).status() == "interrupted"
 
@@ -488,7 +460,7 @@ def test_unopenable_index_falls_back_to_the_folders(tmp_path):
     folder = new_run(tmp_path, test_acc=0.5)
     (tmp_path / "registry.sqlite").mkdir()  # sqlite cannot open a directory
     (row,) = RunIndex(tmp_path).rows()
-    assert (row.run_id, row.test_string_acc) == (read_run_record(folder).run_id, 0.5)
+    assert (row.run_id, row.test_string_acc) == (RunFolder(folder).read_record().run_id, 0.5)
 
 
 def test_runs_of_config_lists_its_readable_versions_oldest_first(tmp_path):
@@ -512,15 +484,15 @@ def test_runs_of_config_lists_its_readable_versions_oldest_first(tmp_path):
 
 def test_a_claim_appears_with_its_files_and_its_lock_held(tmp_path):
     def files(folder, version):
-        write_run_record(folder.path, make_record("regex_a", HASH_A, version))
+        write_record(folder.path, make_record("regex_a", HASH_A, version))
 
     folder = claim_run_folder(tmp_path, "regex_a", HASH_A, files)
     try:
         assert folder.path == tmp_path / "regex_a" / "a1b2c3d4e5f6" / "v1"
-        assert read_run_record(folder.path).run_id == "regex_a-a1b2c3d4e5f6-v1"
+        assert RunFolder(folder.path).read_record().run_id == "regex_a-a1b2c3d4e5f6-v1"
         assert lock_held(folder.path) is True  # this process holds the lock
         second = claim_run_folder(tmp_path, "regex_a", HASH_A, files)
-        assert read_run_record(second.path).version == 2  # run.json rewritten for v2
+        assert RunFolder(second.path).read_record().version == 2  # run.json rewritten for v2
         second.release_lock()
     finally:
         folder.release_lock()
@@ -533,11 +505,11 @@ def test_a_claim_killed_before_its_rename_leaves_nothing_visible(tmp_path):
     killed = hash_dir / ".claim-0123456789ab"  # what a kill during the claim leaves
     killed.mkdir()
     (killed / ".lock").touch()
-    write_run_record(killed, make_record("regex_a", HASH_A, 1))
+    write_record(killed, make_record("regex_a", HASH_A, 1))
     assert list(iter_run_folders(tmp_path)) == []
     with pytest.raises(RunNotFound):
         resolve_run(tmp_path, "regex_a-a1b2c3d4e5f6-v1")
-    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A)
+    folder, version = claim_empty_run_folder(tmp_path, "regex_a", HASH_A)
     assert version == 1 and sorted(p.name for p in hash_dir.iterdir()) == ["v1"]
 
 
@@ -545,7 +517,7 @@ def test_a_leftover_empty_version_folder_is_taken_by_the_next_claim(tmp_path, mo
     hash_dir = tmp_path / "regex_a" / "a1b2c3d4e5f6"
     (hash_dir / "v1").mkdir(parents=True)  # left by an older fsmrun killed in its claim
     monkeypatch.setattr(registry, "_versions", lambda hash_dir: [])
-    folder, version = allocate_run_dir(tmp_path, "regex_a", HASH_A)
+    folder, version = claim_empty_run_folder(tmp_path, "regex_a", HASH_A)
     assert version == 1 and (folder / ".lock").is_file()
 
 

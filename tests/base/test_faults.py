@@ -19,9 +19,25 @@ def test_the_variable_names_a_point_and_an_occurrence():
         faults._armed("nowhere")
 
 
-def test_unset_fault_points_do_nothing():
-    for point in faults.POINTS:
-        faults.fault_point(point)  # still alive
+PASS_EVERY_POINT = """
+from fsmrun.base import faults
+for point in faults.POINTS * 3:
+    faults.fault_point(point)
+print(len(faults.ARMED), len(faults._seen))
+"""
+
+
+@pytest.mark.parametrize("value", [None, "", "index_txn:4"])
+def test_points_not_armed_or_not_reached_often_enough_never_kill(value):
+    env = {k: v for k, v in os.environ.items() if k != faults.FAULT_ENV_VAR}
+    if value is not None:
+        env[faults.FAULT_ENV_VAR] = value
+    proc = subprocess.run(
+        [sys.executable, "-c", PASS_EVERY_POINT], env=env, capture_output=True, text=True
+    )
+    # every point passed 3 times and the process lived; only an armed point is counted
+    armed = 1 if value else 0
+    assert (proc.returncode, proc.stdout.split()) == (0, [str(armed), str(armed)]), proc.stderr
 
 
 KILL_AT_SECOND = """

@@ -1,5 +1,7 @@
 """Dotted-path overrides of an experiment config (`train.lr=0.01`), checked against the schema.
 
+A key is split and checked once, into an `Override` (its path and value), which is then handed
+on: `--set` text through `parse_assignment`, flags and sweep tables through `check_overrides`.
 Overrides are merged into `exp.model_dump()` and the result validated again, so every value
 passes the same checks as a TOML file; an unknown key names itself and the valid keys.
 """
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -18,6 +22,19 @@ from fsmrun.schemas.config import ExperimentConfig
 
 class OverrideError(UserError):
     """An override that names no config field or sets an invalid value."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """One override whose path names a config value (checked when it was made)."""
+
+    path: tuple[str, ...]
+    value: Any
+
+    @property
+    def key(self) -> str:
+        """The dotted key, 'train.lr'."""
+        return ".".join(self.path)
 
 
 def parse_value(text: str) -> Any:
@@ -47,7 +64,10 @@ def _unknown_key(key: str, part: str, prefix: str, model: type[BaseModel]) -> Ov
 
 def check_key(key: str) -> type[BaseModel]:
     """The model holding the leaf of dotted `key` (OverrideError if `key` is not a value)."""
-    path = key.strip().split(".")
+    return _check_path(key, key.strip().split("."))
+
+
+def _check_path(key: str, path: list[str]) -> type[BaseModel]:
     model: type[BaseModel] = ExperimentConfig
     for depth, part in enumerate(path):
         prefix = ".".join(path[:depth])
@@ -70,8 +90,9 @@ def check_key(key: str) -> type[BaseModel]:
     return model
 
 
-def parse_assignment(assignment: str) -> tuple[list[str], Any]:
-    """'train.lr=0.01' -> (['train', 'lr'], 0.01), the path checked against the schema."""
+def parse_assignment(assignment: str) -> Override:
+    """'train.lr=0.01' -> Override(('train', 'lr'), 0.01), the path checked against the schema;
+    the value is JSON where it parses, except for text fields (alphabet=01 stays '01')."""
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -79,24 +100,43 @@ def parse_assignment(assignment: str) -> tuple[list[str], Any]:
             f"--set expects key.path=value (e.g. train.lr=0.01), got {assignment!r}"
         )
     path = key.split(".")
-    model = check_key(key)
+    model = _check_path(key, path)
     if model.model_fields[path[-1]].annotation in (str, str | None):  # alphabet=01: keep text
-        return path, raw
-    return path, parse_value(raw)
+        return Override(tuple(path), raw)
+    return Override(tuple(path), parse_value(raw))
 
 
-def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
-    """`exp` with dotted-path overrides merged in and validated again (OverrideError if not)."""
-    if not overrides:
+def check_overrides(overrides: Mapping[str, Any]) -> list[Override]:
+    """Dotted key -> value (flags, sweep tables, Python callers) as checked Overrides."""
+    checked = []
+    for key, value in overrides.items():
+        path = key.strip().split(".")
+        _check_path(key, path)
+        checked.append(Override(tuple(path), value))
+    return checked
+
+
+def collect_overrides(assignments: list[str], flags: Mapping[str, Any]) -> list[Override]:
+    """`--set` assignments, then the flags that were given (they win), each checked once."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    return [*map(parse_assignment, assignments), *check_overrides(given)]
+
+
+def apply_overrides(
+    exp: ExperimentConfig, overrides: Mapping[str, Any] | Iterable[Override]
+) -> ExperimentConfig:
+    """`exp` with the overrides merged in (later ones win) and validated again (OverrideError
+    if not). A mapping of dotted keys is checked here; Overrides were checked when made."""
+    checked = check_overrides(overrides) if isinstance(overrides, Mapping) else list(overrides)
+    if not checked:
         return exp
     doc = exp.model_dump()
-    for key, value in overrides.items():
-        check_key(key)
+    for override in checked:
+        *parents, leaf = override.path
         node = doc
-        *parents, leaf = key.split(".")
         for part in parents:
             node = node[part]
-        node[leaf] = value
+        node[leaf] = override.value
     try:
         return ExperimentConfig.model_validate(doc)
     except ValidationError as err:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.base.overrides import apply_overrides, collect_overrides
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import (
     DeviceOption,
@@ -16,7 +17,6 @@ from fsmrun.cli._options import (
     ResultsDirOption,
     SetOption,
 )
-from fsmrun.cli._overrides import apply_overrides, collect_overrides
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.cli import AuditReport
 

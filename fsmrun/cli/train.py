@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from fsmrun.base.overrides import apply_overrides, collect_overrides
 from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import (
     DeviceOption,
@@ -14,7 +15,6 @@ from fsmrun.cli._options import (
     ResultsDirOption,
     SetOption,
 )
-from fsmrun.cli._overrides import apply_overrides, collect_overrides
 from fsmrun.cli._render import finish_run
 from fsmrun.experiments import load_experiment
 

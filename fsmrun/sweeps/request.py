@@ -54,7 +54,7 @@ def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
             raise SweepError(
                 f"--grid expects key=v1,v2 (e.g. model.arch=transformer,lstm), got {assignment!r}"
             )
-        grid[key.strip()] = [parse_assignment(f"{key}={v}")[1] for v in raw.split(",")]
+        grid[key.strip()] = [parse_assignment(f"{key}={v}").value for v in raw.split(",")]
     return grid
 
 
@@ -69,7 +69,7 @@ def spec_from_args(
     argument names one, else an inline sweep over the experiments given."""
     if not args:
         raise SweepError("give a sweep spec, a suite (fsmrun sweep --list) or experiments")
-    overrides = {".".join(p): v for p, v in map(parse_assignment, sets)}
+    overrides = {o.key: o.value for o in map(parse_assignment, sets)}
     if len(args) == 1 and is_spec(args[0]):
         spec = load_spec(args[0])
         update: dict[str, Any] = {

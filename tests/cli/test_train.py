@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fsmrun.cli._overrides import apply_overrides, collect_overrides
+from fsmrun.base.overrides import apply_overrides, collect_overrides
 from fsmrun.experiments import load_experiment
 from fsmrun.lang.fsm import DFA
 from fsmrun.runs.run_folder import RunFolder

@@ -1,0 +1,36 @@
+"""--set overrides: each key split and checked once, then handed on as an Override."""
+
+from __future__ import annotations
+
+import pytest
+
+from fsmrun.base import overrides as ov
+from fsmrun.experiments import load_experiment
+
+
+def test_an_assignment_becomes_a_checked_path_and_a_typed_value():
+    assert ov.parse_assignment("train.lr=0.01") == ov.Override(("train", "lr"), 0.01)
+    assert ov.parse_assignment("data.alphabet=01").value == "01"  # a text field stays text
+    assert ov.parse_assignment("train.patience=null").value is None
+    assert ov.parse_assignment(" seed = 3").key == "seed"
+
+
+def test_each_key_is_checked_once_from_the_command_line_to_the_config(monkeypatch):
+    checked: list[str] = []
+    real = ov._check_path
+    monkeypatch.setattr(ov, "_check_path", lambda key, path: checked.append(key) or real(key, path))
+    overrides = ov.collect_overrides(
+        ["train.lr=0.01", "seed=3"], {"train.epochs": 5, "seed": 7, "train.batch_size": None}
+    )
+    exp = ov.apply_overrides(load_experiment("regex_a"), overrides)
+    assert checked == ["train.lr", "seed", "train.epochs", "seed"]  # none twice, None flags skipped
+    assert (exp.train.lr, exp.train.epochs, exp.seed) == (0.01, 5, 7)  # the flag wins
+
+
+def test_a_mapping_is_checked_where_it_is_applied():
+    exp = ov.apply_overrides(load_experiment("regex_a"), {"model.arch": "lstm"})
+    assert exp.model.arch == "lstm"
+    with pytest.raises(ov.OverrideError, match=r"unknown key 'model.arc'.*did you mean arch"):
+        ov.apply_overrides(exp, {"model.arc": "lstm"})
+    with pytest.raises(ov.OverrideError, match="train is a section"):
+        ov.check_overrides({"train": 1})

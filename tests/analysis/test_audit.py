@@ -18,6 +18,7 @@ from fsmrun.analysis.audit import (
     mark_verified,
     mid_epoch_step,
 )
+from fsmrun.base.errors import UserError
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.train.checkpoint import KEY_MODEL, read_ckpt
@@ -178,3 +179,21 @@ def test_mark_verified_leaves_a_run_whose_writer_holds_its_lock(run_dir, tmp_pat
         assert RunFolder(writer.path).read_record().audit_verified is None
     finally:
         writer.release_lock()
+
+
+def test_audit_and_record_refuses_bad_requests_before_training(tmp_path, monkeypatch):
+    from fsmrun.analysis import audit
+    from fsmrun.experiments import load_experiment
+
+    trained: list[object] = []
+    monkeypatch.setattr(audit, "train_one_experiment", lambda *a, **k: trained.append(a))
+    exp = load_experiment("regex_a")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot create the results folder"):
+        audit.audit_and_record(exp, blocker / "results")
+    with pytest.raises(UserError, match="--runs must be at least 2"):
+        audit.audit_and_record(exp, tmp_path / "results", runs=1)
+    with pytest.raises(UserError, match="unknown device"):
+        audit.audit_and_record(exp, tmp_path / "results", device="tpu")
+    assert trained == [] and not (tmp_path / "results").exists()

@@ -41,7 +41,7 @@ format: setup
 	$(BIN)/ruff check --fix fsmrun tests benchmarks
 
 schemas: setup
-	$(BIN)/python -m fsmrun.schemas.export registry
+	$(BIN)/python -m fsmrun.schemas.export json_schemas
 
 bench: setup
 	$(BIN)/python benchmarks/fsm_compile.py

@@ -1,4 +1,4 @@
-"""`fsmrun ls`: the runs of the registry as a table (or JSON lines)."""
+"""`fsmrun ls`: the runs of the results folder as a table (or JSON lines)."""
 
 from __future__ import annotations
 

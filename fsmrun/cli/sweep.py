@@ -154,7 +154,7 @@ def run(
     device: DeviceOption = "cpu",
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """Run a sweep: every cell not yet done, in the one registry (idempotent).
+    """Run a sweep: every cell not yet done, in the one results folder (idempotent).
 
     Completed cells are skipped, interrupted ones resumed exactly, failed ones retried only
     with --retry-failed. Ctrl-C stops cleanly; run the same command again to carry on.

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from fsmrun.base.faults import fault_point
-from fsmrun.runs.layout import FIX_HINT, RegistryError, iter_run_folders, make_dirs
+from fsmrun.runs.layout import FIX_HINT, ResultsFolderError, iter_run_folders, make_dirs
 from fsmrun.runs.lock import lock_held
 from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError, status_now
 from fsmrun.schemas.run_row import RunRow
@@ -78,7 +78,7 @@ def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Run
     try:
         rel = folder.resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError as exc:
-        raise RegistryError(f"{folder} is not inside the results folder {root}") from exc
+        raise ResultsFolderError(f"{folder} is not inside the results folder {root}") from exc
     best = metrics.best if metrics else None
     return RunRow(
         run_id=record.run_id,
@@ -127,11 +127,11 @@ def _check_choice(value: str | None, valid: tuple[str, ...], what: str) -> None:
     if value is not None and value not in valid:
         close = difflib.get_close_matches(value, valid, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise RegistryError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
+        raise ResultsFolderError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
 
 
 def check_filters(status: str | None, sort: str | None) -> None:
-    """RegistryError naming the valid choices for an unknown status or sort key."""
+    """ResultsFolderError naming the valid choices for an unknown status or sort key."""
     _check_choice(status, STATUSES, "status")
     _check_choice(sort, SORT_KEYS, "sort key")
 
@@ -199,10 +199,10 @@ class RunIndex:
             created = self._create_if_needed()
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
-                raise RegistryError(
+                raise ResultsFolderError(
                     f"cannot open the index {self.path} ({exc}); {FIX_HINT}"
                 ) from exc
-            log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
+            log.warning("run index %s is damaged (%s); rebuilding it", self.path, exc)
             self._delete_files()
             created = self._create_if_needed()
         self._ready = True
@@ -225,8 +225,8 @@ class RunIndex:
                     conn.close()
             except sqlite3.DatabaseError as exc:
                 if attempt or not _is_corruption(exc):
-                    raise RegistryError(f"index {self.path}: {exc}; {FIX_HINT}") from exc
-                log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
+                    raise ResultsFolderError(f"index {self.path}: {exc}; {FIX_HINT}") from exc
+                log.warning("run index %s is damaged (%s); rebuilding it", self.path, exc)
                 self._delete_files()
                 self._ready = False
         raise AssertionError("unreachable")
@@ -245,7 +245,7 @@ class RunIndex:
         for folder in iter_run_folders(self.root):
             try:
                 rows.append(run_row(self.root, folder))
-            except (RegistryError, RunFolderError) as exc:
+            except (ResultsFolderError, RunFolderError) as exc:
                 self._skip(folder, exc)
 
         def rebuild(conn: sqlite3.Connection) -> None:
@@ -280,7 +280,7 @@ class RunIndex:
             if row is None or row.status == "running":
                 try:
                     row = run_row(self.root, folder)
-                except (RegistryError, RunFolderError) as exc:
+                except (ResultsFolderError, RunFolderError) as exc:
                     if row is None:
                         self._skip(folder, exc)
                         continue
@@ -330,7 +330,7 @@ class RunIndex:
         except sqlite3.DatabaseError as exc:
             if _is_corruption(exc):
                 log.warning(
-                    "registry index %s is damaged (%s); reading the run folders "
+                    "run index %s is damaged (%s); reading the run folders "
                     "(`fsmrun ls --reindex` rebuilds it)",
                     self.path,
                     exc,

@@ -1,5 +1,5 @@
-"""The run registry: the results folder's layout, version claims on run folders, run lookup.
-`<root>/<experiment>/<hash12>/v<N>/` (see `run_folder`), the corpus cache and audit reports."""
+"""The results folder's layout: version claims on run folders, run lookup, the places of the
+runs `<root>/<experiment>/<hash12>/v<N>/` (see `run_folder`), the corpus cache and audits."""
 
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ FIX_HINT = (
 )
 
 
-class RegistryError(UserError):
-    """A registry problem a user can cause or fix (unwritable folder, unknown run, bad key)."""
+class ResultsFolderError(UserError):
+    """A results-folder problem a user can fix (unwritable folder, unknown run, bad key)."""
 
 
-class RunNotFound(RegistryError):
+class RunNotFound(ResultsFolderError):
     """No run matches a reference; `suggestions` holds close run ids."""
 
     def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
@@ -43,7 +43,7 @@ class RunNotFound(RegistryError):
         self.suggestions = suggestions or []
 
 
-class AmbiguousRun(RegistryError):
+class AmbiguousRun(ResultsFolderError):
     """A prefix matches several runs; `candidates` holds their ids."""
 
     def __init__(self, message: str, candidates: list[str]) -> None:
@@ -75,13 +75,13 @@ def check_writable(root: str | os.PathLike[str]) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         reason = "not a folder" if existing.exists() else "a broken link"
-        raise RegistryError(
+        raise ResultsFolderError(
             f"cannot create the results folder {root} ({existing} is {reason}); choose another "
             f"with --results-dir or {RESULTS_ENV_VAR}"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "results folder" if existing == root else f"parent folder {existing} of"
-        raise RegistryError(
+        raise ResultsFolderError(
             f"the {what} {root} is not writable; choose another with --results-dir "
             f"or {RESULTS_ENV_VAR}"
         )
@@ -109,7 +109,9 @@ def make_dirs(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RegistryError(f"cannot create folder {folder} ({exc.strerror}); {FIX_HINT}") from exc
+        raise ResultsFolderError(
+            f"cannot create folder {folder} ({exc.strerror}); {FIX_HINT}"
+        ) from exc
 
 
 CLAIM_PREFIX = ".claim-"
@@ -160,11 +162,11 @@ def _claim(
         folder.release_lock()
         shutil.rmtree(folder.path, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):  # mkdir, rename
-            raise RegistryError(
+            raise ResultsFolderError(
                 f"cannot create a run folder in {hash_dir} ({exc}); {FIX_HINT}"
             ) from exc
         raise  # a failed write (disk full) names its file
-    raise RegistryError(f"no free version under {hash_dir}")
+    raise ResultsFolderError(f"no free version under {hash_dir}")
 
 
 def version_of(folder: Path) -> int:
@@ -201,7 +203,9 @@ def claim_run_folder(
         except FileNotFoundError:  # another process moved it first: take a fresh version
             return claim_run_folder(root, experiment, config_hash, make_files)
         except OSError as exc:
-            raise RegistryError(f"cannot replace {folder} ({exc.strerror}); {FIX_HINT}") from exc
+            raise ResultsFolderError(
+                f"cannot replace {folder} ({exc.strerror}); {FIX_HINT}"
+            ) from exc
         claimed = _claim(hash_dir, newest, make_files)
         shutil.rmtree(trash, ignore_errors=True)
         return claimed

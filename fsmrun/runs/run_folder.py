@@ -1,6 +1,6 @@
 """The one owner of a run folder `<root>/<experiment>/<hash12>/v<N>/`: every path in it, reading
 and atomically writing each file, the run record's status transitions, heartbeat and lock.
-It never imports the registry (which is built on it) nor torch."""
+It never imports the results layout (`runs.layout`, built on it) nor torch."""
 
 from __future__ import annotations
 

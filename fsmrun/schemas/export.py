@@ -1,7 +1,7 @@
-"""Generate `registry/<name>.schema.json` from the Pydantic models, or check them for drift.
+"""Generate `json_schemas/<name>.schema.json` from the Pydantic models, or check them for drift.
 
-python -m fsmrun.schemas.export registry           # (re)write the files
-python -m fsmrun.schemas.export registry --check   # exit 1 if they differ from the models
+python -m fsmrun.schemas.export json_schemas           # (re)write the files
+python -m fsmrun.schemas.export json_schemas --check   # exit 1 if they differ from the models
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fsmrun.schemas.export", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("folder", type=Path, help="output folder, e.g. registry")
+    parser.add_argument("folder", type=Path, help="output folder, e.g. json_schemas")
     parser.add_argument("--check", action="store_true", help="only report drift; exit 1 on any")
     args = parser.parse_args(argv)
     if args.check:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print("run: python -m fsmrun.schemas.export registry", file=sys.stderr)
+            print("run: python -m fsmrun.schemas.export json_schemas", file=sys.stderr)
         return 1 if problems else 0
     written = write_schemas(args.folder)
     print(f"{len(written)} schema file(s) updated in {args.folder}", file=sys.stderr)

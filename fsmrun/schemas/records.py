@@ -1,6 +1,6 @@
 """Records fsmrun writes to disk: run.json, env.json, metrics.json, history lines, checkpoints.
 
-Each is a Pydantic model; `registry/*.schema.json` are generated from these.
+Each is a Pydantic model; `json_schemas/*.schema.json` are generated from these.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RunRow: one run as the registry index lists it (a row of `fsmrun ls`, a line of its --json)."""
+"""RunRow: one run as the run index lists it (a row of `fsmrun ls`, a line of its --json)."""
 
 from __future__ import annotations
 

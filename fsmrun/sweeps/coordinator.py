@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from fsmrun.base.errors import EnvironmentFailure
 from fsmrun.base.io import atomic_write_json
 from fsmrun.runs.index import RunIndex
-from fsmrun.runs.layout import HASH_PREFIX_LEN, RegistryError, runs_of_config
+from fsmrun.runs.layout import HASH_PREFIX_LEN, ResultsFolderError, runs_of_config
 from fsmrun.runs.run_folder import RunFolder, effective_status
 from fsmrun.schemas.sweep import CELL_STATUSES, SweepCell, SweepRecord, SweepSpec
 from fsmrun.sweeps.executors import CellOutcome, CellTask, Executor
@@ -237,7 +237,7 @@ def run_sweep(
     command: list[str] | None = None,
     on_outcome: Callable[[SweepCell, CellOutcome], None] | None = None,
 ) -> SweepResult:
-    """Run the cells of `spec` that are not done, in the one registry under `results_root`.
+    """Run the cells of `spec` that are not done, in the one results folder `results_root`.
 
     todo cells are trained, interrupted ones resumed from last.pt, failed ones trained anew
     only with `retry_failed`; running ones (another process) are left alone. After each cell
@@ -287,7 +287,7 @@ def _run_locked(
         state = cell_state(root, cell.config.name, cell.config_hash, None)
         if state.folder is not None:
             # the index is a cache; `fsmrun ls --reindex` rebuilds it
-            with contextlib.suppress(RegistryError):
+            with contextlib.suppress(ResultsFolderError):
                 index.upsert_folder(state.folder)
         if state.status == "todo" and outcome.status == "failed":
             state = CellState("failed", None, None, outcome.error)

@@ -27,7 +27,7 @@ from fsmrun.data.prepare import build_data
 from fsmrun.lang.build import build_dfa
 from fsmrun.nn.model import build_model
 from fsmrun.runs.index import RunIndex
-from fsmrun.runs.layout import RegistryError, check_writable, corpus_cache_dir, run_id_for
+from fsmrun.runs.layout import ResultsFolderError, check_writable, corpus_cache_dir, run_id_for
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunHashes, RunRecord
@@ -268,8 +268,8 @@ def index_quietly(folder: RunFolder) -> None:
     """The index is a cache of the run folders: failing to update it is only a warning."""
     try:
         RunIndex(folder.results_root).upsert_folder(folder.path)
-    except RegistryError as err:
-        log.warning("registry index not updated (%s)", err)
+    except ResultsFolderError as err:
+        log.warning("run index not updated (%s)", err)
 
 
 def open_session(plan: Plan, folder: RunFolder, record: RunRecord) -> Session:

@@ -212,5 +212,5 @@ def test_ls_of_a_damaged_index_lists_the_folders_with_one_warning(cli, trained_c
     assert [r.run_id for r in rows_of(result)] == trained_copy.run_ids
     warnings = result.stderr.splitlines()
     assert len(warnings) == 1, result.stderr
-    assert all(w.startswith("warning: registry index") and "--reindex" in w for w in warnings)
+    assert all(w.startswith("warning: run index") and "--reindex" in w for w in warnings)
     assert files_under(root) == before

@@ -18,7 +18,7 @@ from fsmrun.runs import layout as registry
 from fsmrun.runs.index import RunIndex
 from fsmrun.runs.layout import (
     AmbiguousRun,
-    RegistryError,
+    ResultsFolderError,
     RunNotFound,
     claim_run_folder,
     default_results_root,
@@ -202,9 +202,9 @@ def test_overwrite_refuses_a_run_whose_writer_holds_its_lock(tmp_path):
 def test_root_under_a_regular_file_gives_registry_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(RegistryError, match="a_file.*--results-dir"):
+    with pytest.raises(ResultsFolderError, match="a_file.*--results-dir"):
         claim_empty_run_folder(blocker / "results", "regex_a", HASH_A)
-    with pytest.raises(RegistryError, match="a_file.*--results-dir"):
+    with pytest.raises(ResultsFolderError, match="a_file.*--results-dir"):
         RunIndex(blocker / "results").reindex()
 
 
@@ -214,7 +214,7 @@ def test_read_only_root_gives_registry_error(tmp_path):
     root.mkdir()
     root.chmod(0o500)
     try:
-        with pytest.raises(RegistryError, match="results"):
+        with pytest.raises(ResultsFolderError, match="results"):
             claim_empty_run_folder(root, "regex_a", HASH_A)
     finally:
         root.chmod(0o700)
@@ -365,9 +365,9 @@ def test_index_filters_and_sorts(tmp_path):
     assert [r.test_string_acc for r in by_acc] == [0.95, 0.9, None]  # missing values last
     by_created = index.rows(sort="created", descending=True)
     assert [r.created for r in by_created] == [1002.0, 1001.0, 1001.0]
-    with pytest.raises(RegistryError, match="did you mean test_string_acc.*valid: run_id"):
+    with pytest.raises(ResultsFolderError, match="did you mean test_string_acc.*valid: run_id"):
         index.rows(sort="test_string_ac")
-    with pytest.raises(RegistryError, match="valid: running, completed, failed, interrupted"):
+    with pytest.raises(ResultsFolderError, match="valid: running, completed, failed, interrupted"):
         index.rows(status="done")
 
 
@@ -534,8 +534,8 @@ def test_check_writable_creates_nothing_and_names_what_blocks(tmp_path):
     assert registry.check_writable(tmp_path / "a" / "b") == tmp_path / "a" / "b"
     assert list(tmp_path.iterdir()) == []  # checked through the nearest existing parent
     (tmp_path / "file").write_text("")
-    with pytest.raises(RegistryError, match=r"cannot create .* \(.*file is not a folder\)"):
+    with pytest.raises(ResultsFolderError, match=r"cannot create .* \(.*file is not a folder\)"):
         registry.check_writable(tmp_path / "file" / "results")
     (tmp_path / "link").symlink_to(tmp_path / "gone")
-    with pytest.raises(RegistryError, match=r"\(.*link is a broken link\)"):
+    with pytest.raises(ResultsFolderError, match=r"\(.*link is a broken link\)"):
         registry.check_writable(tmp_path / "link" / "results")

@@ -1,4 +1,4 @@
-"""The JSON Schemas in registry/: in sync with the models, well formed, and true to instances."""
+"""The JSON Schemas in json_schemas/: in sync with the models, well formed, true to instances."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from fsmrun.schemas.export import (
 from fsmrun.schemas.records import HistoryRecord
 from fsmrun.schemas.run_row import RunRow
 
-REGISTRY = Path(__file__).resolve().parents[2] / "registry"
+SCHEMAS = Path(__file__).resolve().parents[2] / "json_schemas"
 _TYPES = {
     "object": dict,
     "array": list,
@@ -76,19 +76,21 @@ def refs(node: Any) -> list[str]:
 
 
 def test_committed_schemas_match_the_models():
-    problems = check_schemas(REGISTRY)
-    assert problems == [], "\n".join(problems) + "\nrun: python -m fsmrun.schemas.export registry"
+    problems = check_schemas(SCHEMAS)
+    assert problems == [], (
+        "\n".join(problems) + "\nrun: python -m fsmrun.schemas.export json_schemas"
+    )
 
 
 def test_schema_files_are_named_after_their_models():
     assert schema_name(RunRow) == "run_row.schema.json"
     assert schema_name(ExperimentConfig) == "experiment_config.schema.json"
-    assert sorted(render_all()) == sorted(p.name for p in REGISTRY.glob("*.schema.json"))
+    assert sorted(render_all()) == sorted(p.name for p in SCHEMAS.glob("*.schema.json"))
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
 def test_every_schema_is_well_formed(model):
-    text = (REGISTRY / schema_name(model)).read_text(encoding="utf-8")
+    text = (SCHEMAS / schema_name(model)).read_text(encoding="utf-8")
     schema = json.loads(text)
     assert text == json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert schema["$schema"] == JSON_SCHEMA_DIALECT
@@ -133,11 +135,11 @@ def test_schemas_accept_real_instances_and_reject_broken_ones():
         audit_verified=None,
     )
     for instance in (config, history, row):
-        schema = json.loads((REGISTRY / schema_name(type(instance))).read_text())
+        schema = json.loads((SCHEMAS / schema_name(type(instance))).read_text())
         doc = instance.model_dump(mode="json")
         assert conforms(doc, schema, schema.get("$defs", {}))
         assert not conforms({**doc, "typo": 1}, schema, schema.get("$defs", {}))
-    row_schema = json.loads((REGISTRY / "run_row.schema.json").read_text())
+    row_schema = json.loads((SCHEMAS / "run_row.schema.json").read_text())
     bad_status = {**row.model_dump(mode="json"), "status": "done"}
     assert not conforms(bad_status, row_schema, row_schema.get("$defs", {}))
 

@@ -13,7 +13,7 @@ from rich.progress import (
 )
 
 
-class ConsoleReporter:
+class ProgressDisplay:
     """A progress bar per epoch (loss and speed) and a summary line per epoch, on stderr."""
 
     def __init__(self, console: Console | None = None, enabled: bool = True) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, PlotReport
+from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, PlotOutcome
 from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import ResultsDirOption
 
@@ -28,7 +28,7 @@ class Checkpoint(str, Enum):
     last = "last"
 
 
-def _render(report: PlotReport) -> None:
+def _render(report: PlotOutcome) -> None:
     for skipped in report.skipped:
         console.print(skipped.notice(), markup=False)
     for path in report.written:

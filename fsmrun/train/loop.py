@@ -116,7 +116,7 @@ def train(session: Session, state: TrainState) -> TrainState:
             batches = session.epoch_order(epoch)
             if state.batch_in_epoch == 0:
                 session.hooks.fire("on_epoch_start", ctx(epoch))
-            session.reporter.start_epoch(epoch, cfg.epochs, len(batches), state.batch_in_epoch)
+            session.display.start_epoch(epoch, cfg.epochs, len(batches), state.batch_in_epoch)
             interval_start, interval_steps = time.monotonic(), 0
             steps = zip(
                 range(state.batch_in_epoch, len(batches)),
@@ -128,7 +128,7 @@ def train(session: Session, state: TrainState) -> TrainState:
                 state.step += 1
                 state.batch_in_epoch = b + 1
                 interval_steps += 1
-                session.reporter.advance()
+                session.display.advance()
                 if step_hooks:
                     session.hooks.fire("on_step_end", ctx(epoch))
                 now = time.monotonic()
@@ -151,7 +151,7 @@ def train(session: Session, state: TrainState) -> TrainState:
                 if reason is not None:
                     state.stop_reason = reason
                     log_train(session, state, None)
-                    session.reporter.end_epoch(f"stopped at step {state.step} ({reason})")
+                    session.display.end_epoch(f"stopped at step {state.step} ({reason})")
                     break
             if state.stop_reason is not None:
                 break
@@ -184,7 +184,7 @@ def train(session: Session, state: TrainState) -> TrainState:
             save_state(session, state, "last", next_batch, epoch_done=True, val_metrics=flat)
             session.hooks.fire("on_epoch_end", ctx(epoch, flat))
             mark = "*" if improved else " "
-            session.reporter.end_epoch(
+            session.display.end_epoch(
                 f"epoch {epoch + 1:>3}/{cfg.epochs}  step {state.step:>6}  "
                 f"{cfg.monitor} {value:.4f}{mark} best {state.early_stop.best_value:.4f}  "
                 f"val nll {flat['val.nll']:.4f}  class {flat['val.class_acc']:.4f}"
@@ -221,13 +221,13 @@ def run_session(session: Session, start: Start) -> RunResult:
         else:
             first_checkpoint(session, state)
         amp = f"  amp {str(session.amp_dtype).removeprefix('torch.')}" if session.amp_dtype else ""
-        session.reporter.info(
+        session.display.info(
             f"[bold]{session.record.run_id}[/]  {session.model.summary()}  "
             f"device {session.device}{amp}"
         )
         state = train(session, state)
     except TrainingError as err:
-        session.reporter.end_epoch(f"[red]{err}[/]")
+        session.display.end_epoch(f"[red]{err}[/]")
         state.stop_reason = state.stop_reason or "non_finite"
         state.message = str(err)
         log_history(session, state, "stop", stop_reason=state.stop_reason, message=state.message)
@@ -238,7 +238,7 @@ def run_session(session: Session, start: Start) -> RunResult:
         session.set_status("failed", steps=state.step, epochs=state.epoch, error=str(err))
         return result("failed", metrics)
     except BaseException as err:
-        session.reporter.end_epoch("")
+        session.display.end_epoch("")
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         session.record = session.record.model_copy(
             update={"steps": state.step, "epochs": state.epoch}

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from fsmrun.base.console import ConsoleReporter
+from fsmrun.base.console import ProgressDisplay
 from fsmrun.base.env import amp_dtype_for, collect_env, resolve_device
 from fsmrun.base.errors import UserError
 from fsmrun.base.hashing import config_hash
@@ -212,7 +212,7 @@ class Session:
     scaler: torch.amp.GradScaler
     runner: StepRunner
     history: HistoryWriter
-    reporter: ConsoleReporter
+    display: ProgressDisplay  # the progress bar and epoch lines
     hooks: Hooks
     amp_dtype: torch.dtype | None
     controls: SessionControls
@@ -303,7 +303,7 @@ def open_session(plan: Plan, folder: RunFolder, record: RunRecord) -> Session:
         scaler=scaler,
         runner=runner,
         history=HistoryWriter(folder.history),
-        reporter=ConsoleReporter(controls.console, enabled=controls.progress),
+        display=ProgressDisplay(controls.console, enabled=controls.progress),
         hooks=controls.hooks or Hooks(),
         amp_dtype=amp_dtype,
         controls=controls,

@@ -251,7 +251,7 @@ def log_train(session: Session, state: TrainState, steps_per_s: float | None) ->
         grad_norm=grad_norm,
         steps_per_s=steps_per_s,
     )
-    session.reporter.show_loss(means["total"], steps_per_s)
+    session.display.show_loss(means["total"], steps_per_s)
 
 
 def fail_non_finite(state: TrainState, means: dict[str, float]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, FORMATS, PlotReport, Skip, Skipped
+from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, FORMATS, PlotOutcome, Skip, Skipped
 from fsmrun.base.errors import UserError
 from fsmrun.schemas.sweep import SweepRecord
 
@@ -24,7 +24,7 @@ def _check(fmt: str, checkpoint: str) -> None:
         raise UserError(f"unknown checkpoint {checkpoint!r}; choose best or last")
 
 
-def _draw(report: PlotReport, name: str, draw: Callable[[], Path]) -> None:
+def _draw(report: PlotOutcome, name: str, draw: Callable[[], Path]) -> None:
     try:
         report.written.append(draw())
     except Skip as skip:
@@ -38,7 +38,7 @@ def plot_run(
     string_index: int = 0,
     capture_epoch: int | None = None,
     checkpoint: str = "best",
-) -> PlotReport:
+) -> PlotOutcome:
     """Draw every figure of one run into `<run>/plots/<figure>.<fmt>` (see RUN_FIGURES).
 
     Figures whose data is missing (no captures, no metrics yet, no Graphviz) are skipped and
@@ -67,7 +67,7 @@ def plot_run(
 
         return go
 
-    report = PlotReport()
+    report = PlotOutcome()
     _draw(report, "learning_curves", lambda: run_figures.learning_curves(run, fmt))
     _draw(
         report,
@@ -87,7 +87,7 @@ def plot_runs(
     group_by: Sequence[str] = DEFAULT_GROUP_BY,
     fmt: str = "png",
     checkpoint: str = "best",
-) -> PlotReport:
+) -> PlotOutcome:
     """Draw the set figures (see SET_FIGURES) of `folders` into `out_dir`.
 
     Runs are grouped by the values of `group_by` (`experiment`, config fields such as `arch`
@@ -102,7 +102,7 @@ def plot_runs(
     if not group_by:
         raise UserError("group_by needs at least one key, e.g. experiment")
     points, skipped = groups.collect([Path(f) for f in folders], group_by, checkpoint)
-    report = PlotReport(skipped=skipped)
+    report = PlotOutcome(skipped=skipped)
     out = Path(out_dir)
     _draw(
         report, "accuracy_by_length", lambda: groups.accuracy_by_length(points, group_by, out, fmt)
@@ -119,7 +119,7 @@ def plot_sweep(
     group_by: Sequence[str] | None = None,
     fmt: str = "png",
     checkpoint: str = "best",
-) -> PlotReport:
+) -> PlotOutcome:
     """Draw the set figures of the completed runs of sweep `ref` (id, unique prefix or name,
     as `fsmrun sweep status` takes it) into `out_dir` [default: `<sweep folder>/plots/`].
 
@@ -169,7 +169,7 @@ __all__ = [
     "RUN_FIGURES",
     "SET_FIGURES",
     "SWEEP_PLOTS_DIR",
-    "PlotReport",
+    "PlotOutcome",
     "Skipped",
     "plot_run",
     "plot_runs",

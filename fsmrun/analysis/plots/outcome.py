@@ -27,7 +27,7 @@ class Skipped:
 
 
 @dataclass
-class PlotReport:
+class PlotOutcome:
     """Files written (in drawing order) and figures skipped."""
 
     written: list[Path] = field(default_factory=list)

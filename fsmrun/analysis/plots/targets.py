@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, PlotReport
+from fsmrun.analysis.plots.outcome import DEFAULT_GROUP_BY, PlotOutcome
 from fsmrun.base.errors import UserError
 from fsmrun.runs.layout import AmbiguousRun, RunNotFound, iter_run_folders, resolve_run
 from fsmrun.sweeps.coordinator import find_sweep
@@ -73,7 +73,7 @@ def draw_target(
     string_index: int = 0,
     capture_epoch: int | None = None,
     checkpoint: str = "best",
-) -> PlotReport:
+) -> PlotOutcome:
     """Draw `target`'s figures: a run's into its plots/ folder, a set's into `out` (default
     `<root>/plots`), a sweep's into its folder (or `out`)."""
     from fsmrun.analysis import plots  # matplotlib loads when a figure is drawn

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import file_hashes
 
 from fsmrun.analysis.audit import final_state_dict
 from fsmrun.experiments import load_experiment
@@ -55,14 +55,6 @@ def stopped_run(trained, tmp_path, step: int = 3):
     )
     assert result.status == "interrupted"
     return root, result
-
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def damage(path: Path) -> None:

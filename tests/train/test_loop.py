@@ -3,11 +3,11 @@ early stopping, best vs last, non-finite losses, hook order, and equality with a
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 import torch
+from conftest import assert_same_tensors, file_hashes
 
 from fsmrun.base.seeding import set_seed, torch_generator
 from fsmrun.data.batching import iter_batches
@@ -87,12 +87,6 @@ def _metrics(run_dir) -> dict:
     return doc
 
 
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
 def test_micro_run_writes_every_artifact_schema_valid(tmp_path):
     result = _train(micro(), tmp_path)
     run = result.run_dir
@@ -119,7 +113,7 @@ def test_micro_run_writes_every_artifact_schema_valid(tmp_path):
 def test_two_cpu_runs_are_bit_identical(tmp_path):
     a = _train(micro(), tmp_path / "a").run_dir
     b = _train(micro(), tmp_path / "b").run_dir
-    _assert_same_weights(_weights(a), _weights(b))
+    assert_same_tensors(_weights(a), _weights(b))
     assert [line["kind"] for line in _history(a)] == MICRO_KINDS
     assert _history(a) == _history(b)
     assert _metrics(a) == _metrics(b)
@@ -147,8 +141,8 @@ def test_resume_from_interruption_is_bit_identical_to_an_uninterrupted_run(tmp_p
     assert record.status == "interrupted"
     resumed = resume_run(stopped.run_dir, device="cpu", progress=False)
     assert resumed.status == "completed"
-    _assert_same_weights(_weights(full), _weights(resumed.run_dir))
-    _assert_same_weights(_weights(full, "best.pt"), _weights(resumed.run_dir, "best.pt"))
+    assert_same_tensors(_weights(full), _weights(resumed.run_dir))
+    assert_same_tensors(_weights(full, "best.pt"), _weights(resumed.run_dir, "best.pt"))
     # Lines written after the checkpoint (the interruption's stop line) are dropped on resume.
     assert [line["kind"] for line in _history(full)] == MICRO_KINDS
     assert _history(resumed.run_dir) == _history(full)
@@ -157,19 +151,11 @@ def test_resume_from_interruption_is_bit_identical_to_an_uninterrupted_run(tmp_p
     assert record.times_resumed == 1 and record.status == "completed"
 
 
-def _file_hashes(folder) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 def test_extending_a_finished_run_creates_a_child_run_and_leaves_the_parent_untouched(tmp_path):
     parent = _train(micro(epochs=2), tmp_path)
-    before = _file_hashes(parent.run_dir)
+    before = file_hashes(parent.run_dir)
     result = resume_run(parent.run_dir, epochs=3, device="cpu", progress=False)
-    assert _file_hashes(parent.run_dir) == before
+    assert file_hashes(parent.run_dir) == before
     assert result.status == "completed" and result.steps == 12 and result.run_dir != parent.run_dir
     child = RunRecord.model_validate_json((result.run_dir / "run.json").read_text())
     assert (child.parent_run, child.parent_step) == (parent.run_id, 8)
@@ -326,7 +312,7 @@ def test_step_runner_updates_weights_bitwise_like_a_bare_loop():
         clip_gradients(list(model_b.parameters()), cfg.grad_clip)
         opt_b.step()
 
-    _assert_same_weights(model_a.state_dict(), model_b.state_dict())
+    assert_same_tensors(model_a.state_dict(), model_b.state_dict())
 
 
 def test_early_stopper_counts_bad_epochs_with_min_delta():
@@ -365,7 +351,7 @@ def test_a_run_is_resumable_from_a_step_0_checkpoint(tmp_path):
     assert read_ckpt(run_dir / "checkpoints" / "last.pt")[1]["meta"].count('"step":0') == 1
     resumed = resume_run(run_dir, device="cpu", progress=False)
     assert resumed.status == "completed" and resumed.steps == 12
-    _assert_same_weights(_weights(full), _weights(run_dir))
+    assert_same_tensors(_weights(full), _weights(run_dir))
     assert _history(run_dir) == _history(full)
 
 
@@ -417,5 +403,5 @@ def test_a_child_run_killed_before_its_first_checkpoint_restarts_from_its_parent
     assert not (child / "checkpoints" / "last.pt").exists()
     result = resume_run(child, device="cpu", progress=False)
     assert result.status == "completed" and result.steps == 12
-    _assert_same_weights(_weights(clean.run_dir), _weights(child))
+    assert_same_tensors(_weights(clean.run_dir), _weights(child))
     assert _history(clean.run_dir) == _history(child)

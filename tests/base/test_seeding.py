@@ -6,8 +6,8 @@ import os
 
 import torch
 
+from fsmrun.base.hashing import config_hash
 from fsmrun.base.seeding import (
-    config_hash,
     derive_seed,
     hash_tensors,
     numpy_rng,

@@ -53,7 +53,7 @@ class _Stop(Exception):
 class ExtractionBudget:
     """Bounds on one extraction; reaching one ends it with that status (not an error)."""
 
-    max_states: int = 50
+    max_states: int = 100  # modular_arithmetic's target alone has 51
     max_model_strings: int = 200_000  # strings the model is asked to label, all rounds
     max_seconds: float = 120.0
 
@@ -221,11 +221,8 @@ def extract_machine(
                 self.word += str(letter)
             return to_output(oracle.label(self.word))
 
-    fixed = list(dict.fromkeys(fixed_words))
-    lengths = rng.integers(0, max_length + 1, size=random_words)
-    randoms = ["".join(rng.choice(alphabet, size=int(n))) for n in lengths]
-    eq_words = list(dict.fromkeys(fixed + randoms))
-    model_eq = oracle.label_all(eq_words, keep=False)  # one batch for every round
+    eq_words: list[str] = []  # the fixed words of every equivalence check
+    model_eq: list[np.ndarray] = []  # the model's labels of their prefixes
 
     class BatchEqOracle(Oracle):
         def find_cex(self, hypothesis: object) -> tuple | None:
@@ -255,11 +252,16 @@ def extract_machine(
             return tuple(best)
 
     started = time.monotonic()
-    oracle.label_all(all_words(alphabet))
     sul = ModelSUL()
     eq = BatchEqOracle(alphabet, sul)
     status = "converged"
     try:
+        oracle.label_all(all_words(alphabet))
+        fixed = list(dict.fromkeys(fixed_words))
+        lengths = rng.integers(0, max_length + 1, size=random_words)
+        randoms = ["".join(rng.choice(alphabet, size=int(n))) for n in lengths]
+        eq_words.extend(dict.fromkeys(fixed + randoms))
+        model_eq.extend(oracle.label_all(eq_words, keep=False))  # one batch for every round
         hypothesis = run_KV(
             alphabet, sul, eq, "moore" if moore else "dfa", cex_processing="rs", print_level=0
         )

@@ -67,7 +67,7 @@ def analyze(
     checkpoint: Annotated[str, typer.Option(help="Checkpoint: best or last.")] = "best",
     max_states: Annotated[
         int, typer.Option(help="State cap of the extracted machine (reaching it is reported).")
-    ] = 50,
+    ] = 100,
     max_queries: Annotated[
         int, typer.Option(help="Query budget: strings the model may label per run.")
     ] = 200_000,

@@ -3,9 +3,20 @@ read from it (`ls --field analysis.<name>`, `report --metric analysis.<name>`). 
 
 from __future__ import annotations
 
+from fsmrun.base.errors import UserError
+from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.analysis import AnalysisReport
 
-__all__ = ["ANALYSIS_NUMBERS", "analysis_numbers", "summary_lines"]
+__all__ = [
+    "ANALYSIS_FIELD_PREFIX",
+    "ANALYSIS_NUMBERS",
+    "analysis_fields",
+    "analysis_numbers",
+    "check_analysis_field",
+    "summary_lines",
+]
+
+ANALYSIS_FIELD_PREFIX = "analysis."
 
 # name -> what it is; every value a float or None (booleans as 0/1, so a mean over seeds is
 # the fraction of seeds: `report --metric analysis.equivalent`).
@@ -43,6 +54,31 @@ def analysis_numbers(
         numbers["probe_best_test"] = best.test_acc
         numbers["probe_best_selectivity"] = best.selectivity_test
     return numbers
+
+
+def check_analysis_field(key: str) -> str:
+    """The name in `analysis.<name>`; UserError naming the known ones otherwise."""
+    name = key.removeprefix(ANALYSIS_FIELD_PREFIX)
+    if name not in ANALYSIS_NUMBERS:
+        raise UserError(
+            f"unknown analysis field {key!r}; use analysis.<name>, name one of "
+            f"{', '.join(ANALYSIS_NUMBERS)}"
+        )
+    return name
+
+
+def analysis_fields(folder: RunFolder) -> dict[str, float | None]:
+    """`analysis.<name>` -> value for a run folder ({} when it has no readable analysis)."""
+    try:
+        report = folder.read_analysis()
+        config = folder.read_config() if report is not None else None
+    except RunFolderError:
+        return {}
+    if report is None:
+        return {}
+    ood = config.data.ood_min_len if config is not None and config.data.n_test_ood else None
+    numbers = analysis_numbers(report, ood)
+    return {ANALYSIS_FIELD_PREFIX + k: v for k, v in numbers.items()}
 
 
 def _agreement_text(agreement: list[float]) -> str:

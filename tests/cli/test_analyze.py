@@ -10,7 +10,8 @@ import pytest
 
 from fsmrun.analysis import analysis_figures
 from fsmrun.runs.run_folder import RunFolder
-from fsmrun.schemas.analysis import AnalysisReport
+from fsmrun.schemas.analysis import AnalysisReport, Comparison, Extraction
+from fsmrun.schemas.sweep import Report
 
 # The tiny CLI runs are barely trained: a small cap and no probes keep the test fast; the cap
 # being reached is reported, not an error.
@@ -120,3 +121,66 @@ def test_bad_options_are_refused_before_any_run_is_opened(cli, trained_copy):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --max-states, --max-queries, --max-seconds")
     assert not (trained_copy.folders[0] / "analysis").exists()
+
+
+def _fake_report(run_id: str, equivalent: bool) -> AnalysisReport:
+    """An analysis.json as `analyze` writes it (numbers chosen by hand)."""
+    return AnalysisReport(
+        run_id=run_id,
+        checkpoint="best",
+        task="membership",
+        extraction=Extraction(
+            algorithm="kv",
+            automaton_type="dfa",
+            status="converged",
+            num_states=3 if equivalent else 7,
+            rounds=2,
+            membership_queries=10,
+            model_strings=100,
+            model_calls=3,
+            equivalence_words=50,
+            fidelity=1.0,
+            max_states=100,
+            max_model_strings=200_000,
+            max_seconds=120.0,
+            seconds=0.5,
+        ),
+        comparison=Comparison(
+            equivalent=equivalent,
+            target_states=3,
+            extracted_states=3 if equivalent else 7,
+            difference=None if equivalent else "ab",
+            target_output=None if equivalent else 1,
+            extracted_output=None if equivalent else 0,
+            model_output=None if equivalent else 0,
+            model_right=None if equivalent else False,
+            agreement=[1.0, 1.0, 1.0] if equivalent else [1.0, 1.0, 0.75],
+            max_length=2,
+        ),
+        probes=None,
+        seconds=1.0,
+        figures=[],
+        notices=[],
+    )
+
+
+def test_ls_and_report_read_the_analysis_numbers(cli, trained_copy):
+    for run_id, folder, equivalent in zip(
+        trained_copy.run_ids, trained_copy.folders, (True, False), strict=True
+    ):
+        RunFolder(folder).write_analysis(_fake_report(run_id, equivalent), None, None)
+    root = trained_copy.root
+    result = cli("report", "tiny", "--metric", "analysis.equivalent", "--metric",
+                 "analysis.min_agreement", "--json", "--results-dir", root)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = Report.model_validate_json(result.stdout).rows
+    # One seed of two extracted the target: the mean of the 0/1 values is that fraction.
+    assert row.metrics["analysis.equivalent"].mean == 0.5
+    assert row.metrics["analysis.min_agreement"].min == 0.75
+    listed = cli("ls", "--field", "analysis.extracted_states", "--results-dir", root)
+    assert listed.exit_code == 0, listed.output
+    assert "analysis.extracted_states" in listed.stdout
+    assert "3.0" in listed.stdout and "7.0" in listed.stdout
+    bad = cli("ls", "--field", "analysis.colour", "--results-dir", root)
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: unknown analysis field 'analysis.colour'")

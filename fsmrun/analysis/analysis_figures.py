@@ -131,7 +131,10 @@ def probes(folder: RunFolder, report: AnalysisReport, fmt: str) -> Path:
                 )
             ax.set_xticks(x, names)
             ax.set(
-                title=f"{title} prefixes", ylabel=ACCURACY_LABEL, ylim=(-0.05, 1.05), xlabel="layer"
+                title=f"{title} prefixes",
+                ylabel=ACCURACY_LABEL,
+                ylim=(min(0.0, *(getattr(p, selectivity) for p in layers)) - 0.05, 1.05),
+                xlabel="layer",
             )
         axes[0].legend(loc="lower right")
         return style.save_figure(fig, folder.analysis_dir, "probes", fmt)

@@ -81,16 +81,20 @@ def analysis_fields(folder: RunFolder) -> dict[str, float | None]:
     return {ANALYSIS_FIELD_PREFIX + k: v for k, v in numbers.items()}
 
 
+def _fraction(x: float) -> str:
+    """Three decimals, or six where three would round a disagreement away to 1.000."""
+    return f"{x:.6f}" if 0.9995 <= x < 1.0 else f"{x:.3f}"
+
+
 def _agreement_text(agreement: list[float]) -> str:
     if min(agreement) == 1.0:
-        return f"1.000 at every length 0..{len(agreement) - 1}"
+        return f"1 at every length 0..{len(agreement) - 1}"
     first = next(n for n, a in enumerate(agreement) if a < 1.0)
     worst = min(range(len(agreement)), key=lambda n: agreement[n])
+    head = f"1 up to length {first - 1}, then" if first > 0 else "below 1 from length 0,"
     return (
-        f"1.000 up to length {first - 1}, then down to {agreement[worst]:.3f} "
-        f"(length {worst}); {agreement[-1]:.3f} at length {len(agreement) - 1}"
-        if first > 0
-        else f"{agreement[0]:.3f} at length 0, lowest {agreement[worst]:.3f} (length {worst})"
+        f"{head} down to {_fraction(agreement[worst])} (length {worst}); "
+        f"{_fraction(agreement[-1])} at length {len(agreement) - 1}"
     )
 
 

@@ -11,7 +11,8 @@ import typer
 from fsmrun.base.errors import UserError
 from fsmrun.cli._common import EXIT_USER_ERROR, console, echo_json, results_root
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
-from fsmrun.runs.layout import iter_run_folders, resolve_run
+from fsmrun.runs.index import is_plain_name
+from fsmrun.runs.layout import RunNotFound, iter_run_folders, resolve_run
 from fsmrun.runs.run_folder import RunFolder
 
 
@@ -32,7 +33,9 @@ def _targets(root: Path, refs: list[str], experiments: list[str], sweep: str | N
         return folders
     if not refs and not experiments:
         raise UserError("give a run (id, prefix or folder), several runs, -e EXP or --sweep NAME")
-    folders = [resolve_run(root, ref) for ref in refs]
+    folders = []
+    for ref in refs:
+        folders += _named(root, ref)
     for name in experiments:
         found = list(iter_run_folders(root, name))
         if not found:
@@ -41,12 +44,34 @@ def _targets(root: Path, refs: list[str], experiments: list[str], sweep: str | N
     return list(dict.fromkeys(f.resolve() for f in folders))
 
 
+def _named(root: Path, ref: str) -> list[Path]:
+    """The run `ref` names; failing that, every run of the experiment or the completed runs of
+    the sweep it names (so RUN may be EXP or SWEEP, as DESIGN.md writes it)."""
+    from fsmrun.sweeps import coordinator
+
+    try:
+        return [resolve_run(root, ref)]
+    except RunNotFound:
+        found = list(iter_run_folders(root, ref)) if is_plain_name(ref) else []
+        if found:
+            return found
+        try:
+            record = coordinator.read_record(coordinator.find_sweep(root, ref))
+        except coordinator.SweepError:
+            raise RunNotFound(
+                f"no run, experiment with runs or sweep named {ref!r} under {root} "
+                "(`fsmrun ls` lists runs)"
+            ) from None
+        return coordinator.completed_runs(root, record)[0]
+
+
 def analyze(
     runs: Annotated[
         list[str] | None,
         typer.Argument(
             metavar="RUN",
-            help="Run ids, unique prefixes or run folders.",
+            help="Run ids, unique prefixes or run folders; a name that is no run but an "
+            "experiment with runs, or a sweep, stands for all its (completed) runs.",
             show_default=False,
         ),
     ] = None,

@@ -59,9 +59,9 @@ def test_analyze_writes_only_the_analysis_folder_and_show_repeats_the_summary(cl
 
 
 def test_an_experiment_is_analysed_run_by_run_through_the_executor(cli, trained_copy):
+    # "tiny" names no run but an experiment: every run of it.
     result = cli(
         "analyze",
-        "-e",
         "tiny",
         *FAST,
         "--no-probes",
@@ -184,3 +184,10 @@ def test_ls_and_report_read_the_analysis_numbers(cli, trained_copy):
     bad = cli("ls", "--field", "analysis.colour", "--results-dir", root)
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: unknown analysis field 'analysis.colour'")
+
+
+def test_a_name_that_is_no_run_experiment_or_sweep_is_refused(cli, trained_copy):
+    result = cli("analyze", "nope", "--results-dir", trained_copy.root)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no run, experiment with runs or sweep named 'nope'")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -45,16 +45,17 @@ def _targets(root: Path, refs: list[str], experiments: list[str], sweep: str | N
 
 
 def _named(root: Path, ref: str) -> list[Path]:
-    """The run `ref` names; failing that, every run of the experiment or the completed runs of
-    the sweep it names (so RUN may be EXP or SWEEP, as DESIGN.md writes it)."""
+    """Every run of the experiment `ref` names (run ids start with it, so it comes first);
+    else the run it names; else the completed runs of the sweep it names (so RUN may be EXP
+    or SWEEP, as DESIGN.md writes it)."""
     from fsmrun.sweeps import coordinator
 
+    found = list(iter_run_folders(root, ref)) if is_plain_name(ref) else []
+    if found:
+        return found
     try:
         return [resolve_run(root, ref)]
     except RunNotFound:
-        found = list(iter_run_folders(root, ref)) if is_plain_name(ref) else []
-        if found:
-            return found
         try:
             record = coordinator.read_record(coordinator.find_sweep(root, ref))
         except coordinator.SweepError:

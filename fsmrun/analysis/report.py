@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS, analysis_numbers
 from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import flatten
 from fsmrun.runs.layout import iter_run_folders
@@ -25,6 +26,7 @@ from fsmrun.sweeps.spec import SweepError
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]
 SPLITS = ("val", "test", "test_ood")
+ANALYSIS_PREFIX = "analysis"  # report --metric analysis.<name>: numbers of `fsmrun analyze`
 BASELINES = {"string_acc": "string_baseline", "class_acc": "class_baseline"}
 _NUMERIC = [
     name for name, f in SplitMetrics.model_fields.items() if name not in ("n_strings", "bins")
@@ -42,6 +44,7 @@ class ReportRun:
     run_id: str
     config: ExperimentConfig
     metrics: Metrics
+    analysis: dict[str, float | None] | None = None  # `fsmrun analyze` numbers, when analysed
 
 
 # ---------------------------------------------------------------------------- selection
@@ -58,7 +61,17 @@ def _completed(path: Path) -> ReportRun | None:
         return None
     if config is None or metrics is None:
         return None
-    return ReportRun(record.run_id, config, metrics)
+    return ReportRun(record.run_id, config, metrics, _analysis(folder, config))
+
+
+def _analysis(folder: RunFolder, config: ExperimentConfig) -> dict[str, float | None] | None:
+    """The run's analysis numbers (see analysis_summary.ANALYSIS_NUMBERS), None if none."""
+    try:
+        report = folder.read_analysis()
+    except RunFolderError:
+        return None
+    ood = config.data.ood_min_len if config.data.n_test_ood else None
+    return None if report is None else analysis_numbers(report, ood)
 
 
 def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
@@ -107,10 +120,13 @@ def filter_runs(runs: list[ReportRun], where: dict[str, str]) -> list[ReportRun]
 
 def check_metric(name: str) -> tuple[str, str]:
     split, _, field = name.partition(".")
+    if split == ANALYSIS_PREFIX and field in ANALYSIS_NUMBERS:  # from analysis/analysis.json
+        return split, field
     if split not in SPLITS or field not in _NUMERIC:
         raise ReportError(
             f"unknown metric {name!r}; use <split>.<field>: split one of {', '.join(SPLITS)}, "
-            f"field one of {', '.join(_NUMERIC)}"
+            f"field one of {', '.join(_NUMERIC)}; or analysis.<name>, name one of "
+            f"{', '.join(ANALYSIS_NUMBERS)}"
         )
     return split, field
 
@@ -179,6 +195,9 @@ def build_report(
         members = sorted(groups[key], key=lambda r: (r.config.seed, r.run_id))
         stats = {}
         for name, (split, field) in parsed.items():
+            if split == ANALYSIS_PREFIX:  # a mean of 0/1 values is the fraction of seeds
+                stats[name] = summarize([(r.analysis or {}).get(field) for r in members])
+                continue
             parts = [_split(r.metrics, checkpoint, split) for r in members]
             base = BASELINES.get(field)
             stats[name] = summarize(

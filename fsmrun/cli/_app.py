@@ -7,6 +7,7 @@ from __future__ import annotations
 import typer
 
 from fsmrun.cli import (
+    analyze,
     audit,
     diff,
     eval,
@@ -44,3 +45,4 @@ app.command("plot")(plot.plot)
 app.add_typer(sweep.app, name="sweep")
 app.command("report")(report.report)
 app.command("diff")(diff.diff)
+app.command("analyze")(analyze.analyze)

@@ -14,6 +14,11 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.analysis.analysis_summary import (
+    ANALYSIS_FIELD_PREFIX,
+    analysis_fields,
+    check_analysis_field,
+)
 from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import check_key, flatten
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
@@ -178,7 +183,10 @@ def ls(
     """
     check_filters(status, sort)
     for key in field:
-        check_key(key)
+        if not key.startswith(ANALYSIS_FIELD_PREFIX):  # analysis.<name>: see _add_analysis
+            check_key(key)
+        else:
+            check_analysis_field(key)
     root = results_root(results_dir)
     if experiment is not None:
         _check_experiment(root, experiment)
@@ -200,10 +208,23 @@ def ls(
         return
     out = data_console()
     configs = _configs(root, rows)
+    _add_analysis(root, rows, configs, list(field))
     out.print(runs_table(rows, configs, list(field), out.width))
     varying = varying_fields(configs)
     if len(rows) > 1:
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
+
+
+def _add_analysis(
+    root: Path, rows: list[RunRow], configs: list[dict[str, Any]], fields: list[str]
+) -> None:
+    """Put the asked-for `analysis.<name>` numbers of each run beside its config values."""
+    wanted = [f for f in fields if f.startswith(ANALYSIS_FIELD_PREFIX)]
+    if not wanted:
+        return
+    for row, config in zip(rows, configs, strict=True):
+        numbers = analysis_fields(RunFolder(root / row.folder))
+        config.update({f: numbers.get(f) for f in wanted})
 
 
 def _check_experiment(root: Path, experiment: str) -> None:

@@ -114,3 +114,16 @@ def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
         out.print(_metrics_panel(info.metrics))
     else:
         out.print("no metrics.json yet (the run has not finished)", markup=False)
+    _print_analysis(out, RunFolder(info.folder))
+
+
+def _print_analysis(out: Any, folder: RunFolder) -> None:
+    """The summary of analysis/analysis.json, when `fsmrun analyze` has run."""
+    from fsmrun.analysis.analysis_summary import summary_lines
+
+    report = folder.read_analysis()
+    if report is not None:
+        text = "\n".join(summary_lines(report))
+        out.print(
+            Panel(Text(text), title="analysis/analysis.json", title_align="left", expand=False)
+        )

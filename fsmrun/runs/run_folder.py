@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from fsmrun.base.errors import UserError, describe_validation_error
 from fsmrun.base.io import atomic_write_json, atomic_write_text, prev_path
 from fsmrun.runs.lock import FolderLock, lock_held, pid_alive, remove_leftovers
+from fsmrun.schemas.analysis import AnalysisReport
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import EnvInfo, Metrics, RunRecord, RunStatus
 
@@ -31,6 +32,12 @@ RUN_FILE, CONFIG_FILE, ENV_FILE, METRICS_FILE = (
 FSM_JSON_FILE, FSM_DOT_FILE = "fsm.json", "fsm.dot"
 HISTORY_FILE = "logs/history.jsonl"
 CHECKPOINTS_DIR, CAPTURES_DIR, PLOTS_DIR = "checkpoints", "captures", "plots"
+ANALYSIS_DIR = "analysis"
+ANALYSIS_FILE, EXTRACTED_JSON_FILE, EXTRACTED_DOT_FILE = (
+    "analysis.json",
+    "extracted.json",
+    "extracted.dot",
+)
 _CAPTURE_RE = re.compile(r"^epoch_([0-9]+)\.pt$")
 CheckpointName = Literal["last", "best"]
 # The loop beats every HEARTBEAT_S; a record silent for HEARTBEAT_TIMEOUT_S is of a dead process.
@@ -165,6 +172,28 @@ class RunFolder:
         return self.path / PLOTS_DIR
 
     @property
+    def analysis_dir(self) -> Path:
+        """`analysis/`: what `fsmrun analyze` derives from the model, regenerable at will."""
+        return self.path / ANALYSIS_DIR
+
+    @property
+    def analysis_json(self) -> Path:
+        return self.analysis_dir / ANALYSIS_FILE
+
+    @property
+    def extracted_json(self) -> Path:
+        """`analysis/extracted.json`: the extracted machine in fsm.json's form."""
+        return self.analysis_dir / EXTRACTED_JSON_FILE
+
+    @property
+    def extracted_dot(self) -> Path:
+        return self.analysis_dir / EXTRACTED_DOT_FILE
+
+    def analysis_figure(self, name: str, fmt: str) -> Path:
+        """`analysis/<name>.<fmt>`."""
+        return self.analysis_dir / f"{name}.{fmt}"
+
+    @property
     def results_root(self) -> Path:
         """The results folder this run lives in (three levels up)."""
         return self.path.parents[2]
@@ -222,6 +251,10 @@ class RunFolder:
         """metrics.json, or None before the run has finished once."""
         return self._optional(self.metrics_json, Metrics)
 
+    def read_analysis(self) -> AnalysisReport | None:
+        """analysis/analysis.json, or None before `fsmrun analyze` ran on this run."""
+        return self._optional(self.analysis_json, AnalysisReport)
+
     def load(self) -> RunInfo:
         """run.json, config.json, env.json and metrics.json."""
         return RunInfo(
@@ -248,6 +281,19 @@ class RunFolder:
     def write_fsm(self, fsm_json: str, fsm_dot: str) -> None:
         atomic_write_text(self.fsm_json, fsm_json + "\n")
         atomic_write_text(self.fsm_dot, fsm_dot)
+
+    def write_analysis(
+        self, report: AnalysisReport, extracted_json: str | None, extracted_dot: str | None
+    ) -> None:
+        """The extracted machine (when there is one), then analysis.json (written last: its
+        presence says the analysis is complete)."""
+        if extracted_json is not None and extracted_dot is not None:
+            atomic_write_text(self.extracted_json, extracted_json + "\n")
+            atomic_write_text(self.extracted_dot, extracted_dot)
+        else:
+            for stale in (self.extracted_json, self.extracted_dot):
+                stale.unlink(missing_ok=True)
+        atomic_write_json(self.analysis_json, report)
 
     def write_env(self, env: EnvInfo | dict[str, Any]) -> None:
         atomic_write_json(self.env_json, env)

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from fsmrun.base.io import atomic_write_text
+from fsmrun.schemas.analysis import AnalysisReport
 from fsmrun.schemas.cli import AuditReport, EvalReport
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import CheckpointMeta, EnvInfo, HistoryRecord, Metrics, RunRecord
@@ -35,6 +36,7 @@ MODELS: list[type[BaseModel]] = [
     SweepSpec,
     SweepRecord,
     Report,
+    AnalysisReport,
 ]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

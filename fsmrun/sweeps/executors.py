@@ -31,6 +31,10 @@ class CellTask:
     resume_dir: str | None = None
     command: list[str] = field(default_factory=list)
     threads: int | None = None  # torch threads in the worker (None: leave the default)
+    # "module:function" run instead of training (e.g. fsmrun.analysis.batch:analyze_cell), given
+    # the task and returning its CellOutcome; named, not imported, so sweeps never import the
+    # packages above it and the task stays picklable for spawned workers and Ray.
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ def run_cell(task: CellTask) -> CellOutcome:
     start = time.monotonic()
     if _stop_requested:
         return CellOutcome(task.index, "todo")
+    if task.worker is not None:
+        return _run_named_worker(task, start)
     import torch
 
     from fsmrun.schemas.config import ExperimentConfig
@@ -137,6 +143,28 @@ def run_cell(task: CellTask) -> CellOutcome:
         None,
         time.monotonic() - start,
     )
+
+
+def _run_named_worker(task: CellTask, start: float) -> CellOutcome:
+    """Call the task's `worker` ("module:function"); an exception is the cell's failure."""
+    import importlib
+
+    module, _, name = (task.worker or "").partition(":")
+    try:
+        if task.threads is not None:
+            import torch
+
+            torch.set_num_threads(task.threads)
+        return getattr(importlib.import_module(module), name)(task)
+    except KeyboardInterrupt:
+        return CellOutcome(task.index, "interrupted", seconds=time.monotonic() - start)
+    except Exception as err:
+        return CellOutcome(
+            task.index,
+            "failed",
+            error=f"{type(err).__name__}: {err}",
+            seconds=time.monotonic() - start,
+        )
 
 
 # ---------------------------------------------------------------------------- executors

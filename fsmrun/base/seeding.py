@@ -17,7 +17,7 @@ import torch
 
 from fsmrun.base.hashing import canonical_json, config_hash, sha256_text
 
-STREAMS = ("data", "init", "batch_order", "dropout")
+STREAMS = ("data", "init", "batch_order", "dropout", "stream")  # stream: streamed training batches
 
 __all__ = [
     "STREAMS",

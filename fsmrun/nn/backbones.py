@@ -208,14 +208,16 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def init_weights(self, generator: torch.Generator | None, resid_std: float) -> None:
-        """Norms 1/0; qkv and fc N(0, 0.02); the residual projections N(0, resid_std) (GPT-2)."""
+        """Norms 1/0; qkv and fc N(0, 0.02); the residual projections N(0, resid_std) (GPT-2);
+        the relative encoding's W_r, u and v N(0, 0.02)."""
         init_layer_norm_(self.ln_1)
         init_linear_(self.attn.qkv, INIT_STD, generator)
         init_linear_(self.attn.proj, resid_std, generator)
         if self.attn.relative:
+            # W_r, then the biases u and v: N(0, 0.02), as in Deletang et al.'s code
             init_linear_(self.attn.rel_proj, INIT_STD, generator)
-            nn.init.zeros_(self.attn.rel_u)
-            nn.init.zeros_(self.attn.rel_v)
+            nn.init.normal_(self.attn.rel_u, 0.0, INIT_STD, generator=generator)
+            nn.init.normal_(self.attn.rel_v, 0.0, INIT_STD, generator=generator)
         init_layer_norm_(self.ln_2)
         init_linear_(self.mlp.fc, INIT_STD, generator)
         init_linear_(self.mlp.proj, resid_std, generator)

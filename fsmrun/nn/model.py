@@ -47,9 +47,12 @@ class ModelOutput:
 class TokenEmbedding(nn.Module):
     """Plain lookup table, or the factorized E = U @ V (U: V x rank, V: rank x C)."""
 
-    def __init__(self, vocab_size: int, d_model: int, rank: int | None) -> None:
+    def __init__(
+        self, vocab_size: int, d_model: int, rank: int | None, std: float = INIT_STD
+    ) -> None:
         super().__init__()
         self.rank = rank
+        self.std = std
         if rank is None:
             self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
         else:
@@ -57,11 +60,12 @@ class TokenEmbedding(nn.Module):
             self.v = nn.Parameter(torch.empty(rank, d_model))
 
     def init_weights(self, generator: torch.Generator | None) -> None:
-        """E ~ N(0, 0.02); factorized: U and V each N(0, sqrt(0.02) * rank^-1/4) (E: std 0.02)."""
+        """E ~ N(0, std); factorized: U and V each N(0, sqrt(std) * rank^-1/4) (E: std).
+        std is `ModelConfig.embed_init_std`, 0.02 by default."""
         if self.rank is None:
-            nn.init.normal_(self.weight, 0.0, INIT_STD, generator=generator)
+            nn.init.normal_(self.weight, 0.0, self.std, generator=generator)
         else:
-            factor_std = math.sqrt(INIT_STD) * self.rank**-0.25
+            factor_std = math.sqrt(self.std) * self.rank**-0.25
             nn.init.normal_(self.u, 0.0, factor_std, generator=generator)
             nn.init.normal_(self.v, 0.0, factor_std, generator=generator)
 
@@ -118,7 +122,9 @@ class SequenceModel(nn.Module):
         self.num_states = num_states
         self.num_classes = num_classes
         # Registration order = parameter order (optimizer state) = init order: keep it.
-        self.token_embed = TokenEmbedding(vocab_size, cfg.d_model, cfg.factorized_rank)
+        self.token_embed = TokenEmbedding(
+            vocab_size, cfg.d_model, cfg.factorized_rank, cfg.embed_init_std
+        )
         self.backbone = BACKBONES[cfg.arch](cfg)
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.head_next = None

@@ -47,6 +47,7 @@ MONITOR_METRICS = (
     "char_baseline",
     "char_pos_acc",
     "char_pos_baseline",
+    "length_mean_acc",
 )
 # Metrics of the class head (membership / final output) and of the legal-next head.
 CLASS_METRICS = tuple(m for m in MONITOR_METRICS if m.startswith(("class_", "string_")))
@@ -105,6 +106,15 @@ class ModelConfig(_Frozen):
     factorized_rank: int | None = Field(
         default=None, ge=1, description="Rank of the factorized embedding E = U @ V (None: plain)."
     )
+    embed_init_std: float = Field(
+        default=0.02,
+        gt=0.0,
+        description=(
+            "Standard deviation of the token embedding's initialisation (0.02, GPT-2's, suits "
+            "the transformer; a recurrent cell reads the embeddings raw, and 1.0, torch's "
+            "nn.Embedding default, gives it inputs of unit scale)."
+        ),
+    )
     tie_embeddings: bool = Field(
         default=False, description="Share the token embedding with the next-token head."
     )
@@ -130,8 +140,9 @@ class ModelConfig(_Frozen):
     def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Fields added after configs were hashed stay out of the dump at their defaults.
         doc = handler(self)
-        if doc.get("causal") is True:
-            del doc["causal"]
+        for name, default in (("causal", True), ("embed_init_std", 0.02)):
+            if doc.get(name) == default:
+                del doc[name]
         return doc
 
 

@@ -16,6 +16,7 @@ from fsmrun.base.faults import fault_point
 from fsmrun.base.seeding import config_hash
 from fsmrun.data.batching import iter_batches
 from fsmrun.data.encoding import RunData
+from fsmrun.data.stream import iter_stream_batches
 from fsmrun.runs.layout import claim_run_folder, default_results_root
 from fsmrun.runs.run_folder import HEARTBEAT_S, RunFolder
 from fsmrun.schemas.config import ExperimentConfig
@@ -109,6 +110,11 @@ def train(s: Session, state: TrainState) -> TrainState:
                 start_step=state.batch_in_epoch,
                 bucket_by_length=cfg.bucket_by_length,
             )
+            if cfg.sampling == "stream":  # fresh draws, a function of (seed, step)
+                data = s.data
+                batch_iter = iter_stream_batches(
+                    batches, state.batch_in_epoch, data.dfa, data.vocab, s.device, data.task
+                )
             for b, batch in zip(range(state.batch_in_epoch, len(batches)), batch_iter, strict=True):
                 s.runner.step(batch, state.step)
                 state.step += 1

@@ -24,6 +24,7 @@ from fsmrun.base.seeding import config_hash, hash_state_dict, set_seed, torch_ge
 from fsmrun.data.batching import batch_order_hash, epoch_batches, steps_per_epoch
 from fsmrun.data.encoding import RunData
 from fsmrun.data.prepare import build_data
+from fsmrun.data.stream import stream_epoch
 from fsmrun.lang.build import build_dfa
 from fsmrun.nn.model import build_model
 from fsmrun.runs.index import RunIndex
@@ -212,7 +213,19 @@ class Session:
     config_hash: str = ""
 
     def epoch_order(self, epoch: int) -> list[np.ndarray]:
-        """The batches (row indices into train) of `epoch`, a function of (seed, epoch)."""
+        """The batches (row indices into train) of `epoch`, a function of (seed, epoch); with
+        train.sampling = stream, the epoch's drawn symbol arrays (a function of seed, step)."""
+        cfg, data_cfg = self.exp.train, self.exp.data
+        if cfg.sampling == "stream":
+            return stream_epoch(
+                self.exp.seed,
+                epoch,
+                cfg.stream_steps,
+                cfg.batch_size,
+                data_cfg.min_len,
+                data_cfg.max_len,
+                len(self.data.vocab.symbols),
+            )
         train = self.data.splits["train"]
         return epoch_batches(
             train.num_strings,
@@ -284,6 +297,8 @@ def open_session(
     amp_dtype = amp_dtype_for(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     per_epoch = steps_per_epoch(data.splits["train"].num_strings, cfg.batch_size)
+    if cfg.sampling == "stream":
+        per_epoch = cfg.stream_steps
     runner = StepRunner(
         model, optimizer, cfg, cfg.epochs * per_epoch, amp_dtype=amp_dtype, scaler=scaler
     )

@@ -221,6 +221,7 @@ def finish(s: Session, state: TrainState) -> Metrics | None:
         early_stop=state.early_stop,
         best=best,
         last=last,
+        evaluated=s.exp.train.evaluate_checkpoint,
     )
     s.folder.write_metrics(metrics)
     return metrics

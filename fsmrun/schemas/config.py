@@ -206,6 +206,13 @@ class TrainConfig(_Frozen):
         ge=0.0,
         description="Weight of the legal-next-set BCE loss (task char_prediction only).",
     )
+    legal_next_eos: bool = Field(
+        default=True,
+        description=(
+            "The legal-next set carries the end bit (EOS legal when the prefix is accepted); "
+            "false trains and scores the symbols only, as in Bhattamishra et al. 2020."
+        ),
+    )
     monitor: str = Field(
         default="val.string_acc",
         description=(
@@ -305,6 +312,7 @@ class TrainConfig(_Frozen):
             ("sampling", "corpus"),
             ("stream_steps", 100),
             ("evaluate_checkpoint", "best"),
+            ("legal_next_eos", True),
         ):
             if doc.get(name) == default:
                 del doc[name]

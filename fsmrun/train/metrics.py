@@ -18,6 +18,7 @@ from fsmrun.nn.losses import (
     LEGAL_FIRST_TOKEN,
     class_loss_mask,
     legal_bce,
+    legal_first_token,
     next_token_mask,
     token_cross_entropy,
 )
@@ -145,8 +146,9 @@ class MetricAccumulator:
         self.live_s = self.legal_next_sxv.any(dim=1)
         # Each distinct legal set (over EOS and the symbols) gets an id, for the constant-set
         # baselines: the target set of a position is the set of its state.
+        self.legal_first = legal_first_token(cfg)  # EOS, or the first symbol without it
         sets_mxv, self.set_id_s = torch.unique(
-            self.legal_next_sxv[:, LEGAL_FIRST_TOKEN:], dim=0, return_inverse=True
+            self.legal_next_sxv[:, self.legal_first :], dim=0, return_inverse=True
         )
         self.num_sets = len(sets_mxv)
         vocab_size = self.legal_next_sxv.shape[1]
@@ -181,9 +183,7 @@ class MetricAccumulator:
         )
         self._sums_k = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
         # Per string length 0..max_length: strings, and strings wholly right.
-        self._by_length_2xl = torch.zeros(
-            2, max_length + 1, dtype=torch.long, device=self.device
-        )
+        self._by_length_2xl = torch.zeros(2, max_length + 1, dtype=torch.long, device=self.device)
 
     def _bin_index(self, lengths_b: Tensor) -> Tensor:
         """long [B]: the bin of each string, num_bins when it lies outside every bin."""
@@ -255,12 +255,14 @@ class MetricAccumulator:
         legal_sum = zero
         if out.legal_next_logits_bxtxv is not None:
             self.has_legal_head = True
-            logits_bxtxv = out.legal_next_logits_bxtxv[..., LEGAL_FIRST_TOKEN:]
-            target_bxtxv = batch.target_legal_bxtxv[..., LEGAL_FIRST_TOKEN:]
+            logits_bxtxv = out.legal_next_logits_bxtxv[..., self.legal_first :]
+            target_bxtxv = batch.target_legal_bxtxv[..., self.legal_first :]
             exact_bxt = ((logits_bxtxv > 0) == target_bxtxv).all(dim=-1)
             columns["char_pos_correct"] = per_string(exact_bxt, real_bxt)
             columns["char_correct"] = (exact_bxt | ~real_bxt).all(dim=1).long()
-            legal_sum = legal_bce(out.legal_next_logits_bxtxv, batch.target_legal_bxtxv, real_bxt)
+            legal_sum = legal_bce(
+                out.legal_next_logits_bxtxv, batch.target_legal_bxtxv, real_bxt, self.legal_first
+            )
             legal_sum = legal_sum.sum()
         counts_bxk = torch.cat(
             [columns[name].reshape(len(batch.lengths_b), -1).long() for name in self.cols.slices],

@@ -206,6 +206,16 @@ def test_legal_bce_is_summed_over_eos_and_symbols_and_meaned_over_real_positions
     assert losses["total"].item() == pytest.approx(2.0 * expected, rel=1e-6)
 
 
+def test_legal_bce_without_the_end_bit_sums_the_symbol_columns_only() -> None:
+    cfg = TrainConfig(legal_next_eos=False)
+    out = legal_output()
+    out.legal_next_logits_bxtxv[:, :, 2] = 99.0  # the EOS column: no longer trained
+    losses = compute_losses(out, with_legal_targets(make_batch()), cfg)
+    # 8 real positions x 2 columns (a b), all at logit 0 but the one at L with target 0.
+    expected = (15 * math.log(2) + math.log1p(math.exp(L))) / 8
+    assert losses["legal"].item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_legal_bce_ignores_pad_positions_and_pad_bos_columns() -> None:
     batch, cfg = with_legal_targets(make_batch()), TrainConfig()
     reference = compute_losses(legal_output(), batch, cfg)["legal"]

@@ -2,9 +2,12 @@
 
 Every step draws a fresh batch: one length n uniform in [min_len, max_len], then each of the
 batch's strings uniform over alphabet^n (repeats allowed, within and across steps), labelled by
-the machine. A draw is a pure function of (seed, step), from its own random stream, so a
-resumed run redraws exactly the batches it would have seen and an audit hashes them like a
-corpus batch order. All strings of a batch share one length: no padding.
+the machine. With `data.sampling = "positives"` (e.g. modular arithmetic, whose strings are
+well-formed expressions) n is uniform over the lengths in range that have accepted strings, and
+the strings uniform among the accepted strings of length n. A draw is a pure function of
+(seed, step), from its own random stream, so a resumed run redraws exactly the batches it
+would have seen and an audit hashes them like a corpus batch order. All strings of a batch
+share one length: no padding.
 """
 
 from __future__ import annotations
@@ -15,16 +18,36 @@ import numpy as np
 
 from fsmrun.base.seeding import numpy_rng
 from fsmrun.data.encoding import Batch, Device, Vocab, encode_split
+from fsmrun.data.sampling import _PathSampler  # uniform accepted strings of one length
 from fsmrun.lang.fsm import DFA
 
 
 def stream_draw(
-    seed: int, step: int, batch_size: int, min_len: int, max_len: int, alphabet_size: int
+    seed: int,
+    step: int,
+    batch_size: int,
+    min_len: int,
+    max_len: int,
+    alphabet_size: int,
+    positives: _PathSampler | None = None,
 ) -> np.ndarray:
-    """int64 [batch_size, n]: the symbol indices of step `step`'s strings (n drawn first)."""
+    """int64 [batch_size, n]: the symbol indices of step `step`'s strings (n drawn first);
+    with `positives`, accepted strings only (n among the lengths that have some)."""
     rng = numpy_rng(seed, "stream", step)
-    length = int(rng.integers(min_len, max_len + 1))
-    return rng.integers(0, alphabet_size, size=(batch_size, length), dtype=np.int64)
+    if positives is None:
+        length = int(rng.integers(min_len, max_len + 1))
+        return rng.integers(0, alphabet_size, size=(batch_size, length), dtype=np.int64)
+    lengths = [n for n in range(min_len, max_len + 1) if positives.counts[n] > 0]
+    length = lengths[int(rng.integers(len(lengths)))]
+    return positives.sample(np.full(batch_size, length, dtype=np.int64), rng)
+
+
+def positive_sampler(dfa: DFA, min_len: int, max_len: int) -> _PathSampler:
+    """Uniform sampling of accepted strings up to `max_len` (ValueError if none in range)."""
+    sampler = _PathSampler(dfa.transitions, dfa.accepting, dfa.start, max_len)
+    if not any(sampler.counts[n] for n in range(min_len, max_len + 1)):
+        raise ValueError(f"the language has no strings of length {min_len} to {max_len}")
+    return sampler
 
 
 def stream_epoch(
@@ -35,10 +58,11 @@ def stream_epoch(
     min_len: int,
     max_len: int,
     alphabet_size: int,
+    positives: _PathSampler | None = None,
 ) -> list[np.ndarray]:
     """The draws of epoch `epoch`: global steps epoch * steps .. epoch * steps + steps - 1."""
     return [
-        stream_draw(seed, epoch * steps + b, batch_size, min_len, max_len, alphabet_size)
+        stream_draw(seed, epoch * steps + b, batch_size, min_len, max_len, alphabet_size, positives)
         for b in range(steps)
     ]
 

@@ -24,7 +24,7 @@ from fsmrun.base.seeding import config_hash, hash_state_dict, set_seed, torch_ge
 from fsmrun.data.batching import batch_order_hash, epoch_batches, steps_per_epoch
 from fsmrun.data.encoding import RunData
 from fsmrun.data.prepare import build_data
-from fsmrun.data.stream import stream_epoch
+from fsmrun.data.stream import positive_sampler, stream_epoch
 from fsmrun.lang.build import build_dfa
 from fsmrun.nn.model import build_model
 from fsmrun.runs.index import RunIndex
@@ -217,6 +217,9 @@ class Session:
         train.sampling = stream, the epoch's drawn symbol arrays (a function of seed, step)."""
         cfg, data_cfg = self.exp.train, self.exp.data
         if cfg.sampling == "stream":
+            positives = None
+            if data_cfg.sampling == "positives":
+                positives = positive_sampler(self.data.dfa, data_cfg.min_len, data_cfg.max_len)
             return stream_epoch(
                 self.exp.seed,
                 epoch,
@@ -225,6 +228,7 @@ class Session:
                 data_cfg.min_len,
                 data_cfg.max_len,
                 len(self.data.vocab.symbols),
+                positives,
             )
         train = self.data.splits["train"]
         return epoch_batches(

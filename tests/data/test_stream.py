@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from fsmrun.data.encoding import BOS, EOS, Vocab
-from fsmrun.data.stream import iter_stream_batches, stream_batch, stream_draw, stream_epoch
+from fsmrun.data.stream import (
+    iter_stream_batches,
+    positive_sampler,
+    stream_batch,
+    stream_draw,
+    stream_epoch,
+)
 from fsmrun.lang.fsm import compile_regex
 
 
@@ -46,3 +52,13 @@ def test_a_stream_batch_is_labelled_by_the_machine_without_padding() -> None:
     assert bool(batch.loss_mask_bxt.all())
     resumed = list(iter_stream_batches([draw, draw[:1]], 1, dfa, vocab, "cpu", "membership"))
     assert len(resumed) == 1 and resumed[0].labels_b.tolist() == [1]
+
+
+def test_positive_draws_are_accepted_strings_of_a_length_that_has_some() -> None:
+    dfa = compile_regex("(ab)*", "ab")  # accepted lengths are even
+    sampler = positive_sampler(dfa, 1, 6)
+    for step in range(20):
+        draw = stream_draw(1, step, 4, 1, 6, 2, sampler)
+        assert draw.shape[1] in (2, 4, 6)
+        assert (draw[:, 0::2] == 0).all() and (draw[:, 1::2] == 1).all()  # abab..
+        assert np.array_equal(draw, stream_draw(1, step, 4, 1, 6, 2, sampler))

@@ -135,9 +135,3 @@ def test_unknown_field_and_cross_field_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ExperimentFileError, match=r"data: min_len \(9\) exceeds max_len \(3\)"):
         load_experiment(str(path))
 
-
-def test_the_demo_keeps_its_config_hash() -> None:
-    # Fields added for the paper protocols stay out of the hash at their defaults.
-    from fsmrun.base.hashing import config_hash
-
-    assert config_hash(load_experiment("regex_a"))[:12] == "8beeb3967532"

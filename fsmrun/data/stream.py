@@ -17,9 +17,11 @@ from collections.abc import Iterator
 import numpy as np
 
 from fsmrun.base.seeding import numpy_rng
+from fsmrun.data.batching import steps_per_epoch
 from fsmrun.data.encoding import Batch, Device, Vocab, encode_split
 from fsmrun.data.sampling import _PathSampler  # uniform accepted strings of one length
 from fsmrun.lang.fsm import DFA
+from fsmrun.schemas.config import ExperimentConfig
 
 
 def stream_draw(
@@ -88,3 +90,10 @@ def iter_stream_batches(
         raise ValueError(f"start_step {start_step} outside the epoch's 0..{len(draws)} steps")
     for draw_bxn in draws[start_step:]:
         yield stream_batch(draw_bxn, dfa, vocab, device, task)
+
+
+def training_steps_per_epoch(exp: ExperimentConfig) -> int:
+    """Steps in one epoch: `train.stream_steps` when streaming, else the corpus's batches."""
+    if exp.train.sampling == "stream":
+        return exp.train.stream_steps
+    return steps_per_epoch(exp.data.n_train, exp.train.batch_size)

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from fsmrun.nn.backbones import SelfAttention, relative_scores, sinusoids
+from fsmrun.nn.backbones import SelfAttention
 from fsmrun.nn.model import build_model
+from fsmrun.nn.positions import relative_scores, sinusoids
 from fsmrun.schemas.config import ModelConfig
 
 SIN1, COS1 = math.sin(1.0), math.cos(1.0)

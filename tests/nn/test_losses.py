@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fsmrun.data.encoding import Batch
-from fsmrun.nn.losses import LOSS_KEYS, compute_losses
+from fsmrun.nn.losses import LOSS_KEYS, class_loss_mask, compute_losses
 from fsmrun.nn.model import ModelOutput
 from fsmrun.schemas.config import TrainConfig
 
@@ -167,6 +167,13 @@ LEGAL_SXV = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dt
 def with_legal_targets(batch: Batch) -> Batch:
     legal_bxtxv = LEGAL_SXV[batch.target_state_bxt] & batch.loss_mask_bxt.unsqueeze(-1)
     return replace(batch, target_legal_bxtxv=legal_bxtxv)
+
+
+def test_the_final_class_loss_mask_is_t_equals_n_of_each_string() -> None:
+    batch = make_batch()  # lengths 2, 2, 1
+    final = class_loss_mask(batch, "final")
+    assert final.tolist() == [[False, False, True], [False, False, True], [False, True, False]]
+    assert torch.equal(class_loss_mask(batch, "all"), batch.loss_mask_bxt)
 
 
 def test_final_class_loss_is_taken_on_the_last_position_only() -> None:

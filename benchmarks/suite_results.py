@@ -1,8 +1,8 @@
 """The README's results section, generated from completed suite runs (never typed by hand).
 
 For each suite: the published numbers beside ours (mean and max over seeds, each run at the
-checkpoint it reports), the number of runs, the summed training time of its runs and the
-sweep's wall time (first start to last update of its sweep.json).
+checkpoint it reports), the number of runs and the training time summed over them (a sweep's
+wall clock is not derivable when it reused cells of an earlier sweep: time the command).
 
     python benchmarks/suite_results.py deletang tomita [--results-dir results]
 """
@@ -22,13 +22,12 @@ def suite_section(root: Path, suite: str) -> str:
     runs = collect_runs(root, [suite])
     record = read_record(find_sweep(root, suite))
     train_s = sum(run.metrics.wall_time_s for run in runs)
-    wall_s = record.updated - record.created
+    seeds = sorted({run.config.seed for run in runs})
     lines = [
         f"#### `{suite}`",
         "",
-        f"{len(runs)} completed runs of {len(record.cells)} cells; training time summed over "
-        f"runs {train_s / 60:.1f} min; sweep wall time {wall_s / 60:.1f} min "
-        f"(`fsmrun sweep {suite} --workers 2`).",
+        f"{len(runs)} completed runs of {len(record.cells)} cells (seeds {seeds}); training "
+        f"time summed over the runs {train_s / 60:.1f} min.",
         "",
         published_markdown(published_for(root, [suite], runs)),
     ]

@@ -134,4 +134,3 @@ def test_unknown_field_and_cross_field_errors_are_clear(tmp_path: Path) -> None:
     path.write_text('[data]\nregex = "a*"\nalphabet = "ab"\nmin_len = 9\nmax_len = 3\n')
     with pytest.raises(ExperimentFileError, match=r"data: min_len \(9\) exceeds max_len \(3\)"):
         load_experiment(str(path))
-

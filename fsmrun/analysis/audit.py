@@ -21,7 +21,7 @@ from fsmrun.base.env import resolve_device
 from fsmrun.base.errors import UserError
 from fsmrun.base.hashing import config_hash
 from fsmrun.base.io import atomic_write_json
-from fsmrun.data.batching import steps_per_epoch
+from fsmrun.data.stream import training_steps_per_epoch
 from fsmrun.runs.index import RunIndex
 from fsmrun.runs.layout import AUDITS_DIR, HASH_PREFIX_LEN, check_writable, iter_run_folders
 from fsmrun.runs.run_folder import RunFolder
@@ -223,7 +223,7 @@ def compare_runs(
 
 def default_max_steps(exp: ExperimentConfig) -> int:
     """Whole epochs with at least DEFAULT_MIN_STEPS steps, no more than the config trains."""
-    per_epoch = steps_per_epoch(exp.data.n_train, exp.train.batch_size)
+    per_epoch = training_steps_per_epoch(exp)
     epochs = min(exp.train.epochs, math.ceil(DEFAULT_MIN_STEPS / per_epoch))
     return per_epoch * epochs
 
@@ -300,7 +300,7 @@ def audit_experiment(
             folders.append((label, result.run_dir))
         if resume_check:
             reference_steps = audit_runs[0].steps if audit_runs else steps
-            per_epoch = steps_per_epoch(exp.data.n_train, exp.train.batch_size)
+            per_epoch = training_steps_per_epoch(exp)
             stop = mid_epoch_step(reference_steps, per_epoch)
             notify(f"  training resumed (stopped at step {stop})")
             first = train_one_experiment(

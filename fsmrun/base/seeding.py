@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-STREAMS = ("data", "init", "batch_order", "dropout")
+STREAMS = ("data", "init", "batch_order", "dropout", "stream")  # stream: streamed training batches
 
 __all__ = [
     "STREAMS",

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from fsmrun.analysis.published import PublishedRow, published_for, published_markdown
 from fsmrun.analysis.report import (
     DEFAULT_BY,
     DEFAULT_METRICS,
@@ -52,6 +53,18 @@ def report_table(report: Report) -> Table:
                 "-" if base is None else f"{base:.3f}",
             ]
         table.add_row(*cells)
+    return table
+
+
+def published_table(rows: list[PublishedRow]) -> Table:
+    table = Table(title=Text("published beside ours (each run at its evaluated checkpoint)"))
+    for name in ("experiment", "metric", "published", "ours: mean", "ours: max", "n", "source"):
+        table.add_column(name, justify="right" if name.startswith(("ours", "n")) else "left")
+    for row in rows:
+        p = row.published
+        cells = [row.selection, p.metric, f"{p.value:.3f} ({p.aggregate})"]
+        cells += ["-" if v is None else f"{v:.3f}" for v in (row.mean, row.max)]
+        table.add_row(*cells, str(row.n_runs), p.source)
     return table
 
 
@@ -127,3 +140,9 @@ def report(
         console.print(f"no completed runs to report under {root}", markup=False)
     else:
         data_console().print(report_table(result))
+    # A suite that carries published numbers: the paper beside the runs (table and Markdown).
+    published = published_for(root, refs or [], runs) if not (json_ or csv_) else []
+    if published and markdown:
+        sys.stdout.write("\n" + published_markdown(published))
+    elif published:
+        data_console().print(published_table(published))

@@ -1,5 +1,6 @@
-"""The architectures under the model's heads: a pre-LN causal transformer (with its positional
-encodings, learned | sinusoidal | rope | alibi | none) and stacked LSTM, GRU or tanh-RNN cells.
+"""The architectures under the model's heads: a pre-LN transformer, causal or a non-causal
+encoder (with its positional encodings, learned | sinusoidal | rope | alibi | relative | none)
+and stacked LSTM, GRU or tanh-RNN cells.
 
 Each backbone maps token embeddings to hidden states and owns its initialisation. Shapes: B
 batch, T time, C = d_model, H heads, hd head width.
@@ -13,6 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fsmrun.nn.positions import (
+    alibi_bidirectional_bias,
+    alibi_causal_bias,
+    alibi_slopes,
+    apply_rope,
+    relative_scores,
+    rope_tables,
+    sinusoid_table,
+    sinusoids,
+)
 from fsmrun.schemas.config import ModelConfig
 
 INIT_STD = 0.02  # GPT-2 initialisation for linear and embedding weights
@@ -32,59 +43,13 @@ def init_layer_norm_(norm: nn.LayerNorm) -> None:
         nn.init.zeros_(norm.bias)
 
 
-# --------------------------------------------------------------------------- positions
-
-
-def sinusoid_table(length: int, dim: int, device: torch.device | None = None) -> Tensor:
-    """The (length, dim) sinusoidal table of Vaswani et al.: sin on even, cos on odd columns."""
-    pos_t = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    inv_freq = torch.exp(
-        torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim)
-    )
-    table_txc = torch.zeros(length, dim, device=device)
-    table_txc[:, 0::2] = torch.sin(pos_t * inv_freq)
-    table_txc[:, 1::2] = torch.cos(pos_t * inv_freq[: dim // 2])
-    return table_txc
-
-
-def rope_tables(length: int, head_dim: int, device: torch.device | None = None) -> Tensor:
-    """cos and sin of the rotary angles, stacked: (2, length, head_dim) in rotate-half layout."""
-    inv_freq = 1.0 / (
-        10000.0 ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    )
-    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq
-    angles = torch.cat([angles, angles], dim=-1)  # (T, hd)
-    return torch.stack([angles.cos(), angles.sin()])
-
-
-def apply_rope(x_bxhxtxd: Tensor, cos_txd: Tensor, sin_txd: Tensor) -> Tensor:
-    """Rotate each (first half, second half) pair of channels by its position's angle."""
-    x1, x2 = x_bxhxtxd.chunk(2, dim=-1)
-    rotated = torch.cat([-x2, x1], dim=-1)
-    return x_bxhxtxd * cos_txd.to(x_bxhxtxd.dtype) + rotated * sin_txd.to(x_bxhxtxd.dtype)
-
-
-def alibi_slopes(n_heads: int) -> list[float]:
-    """ALiBi head slopes (Press et al.): 2^(-8/n * (h+1)) for n a power of two; otherwise the
-    slopes of the next lower power of two, then every other slope of twice that many."""
-    if math.log2(n_heads).is_integer():
-        return [2.0 ** (-8.0 / n_heads * (h + 1)) for h in range(n_heads)]
-    lower = 2 ** math.floor(math.log2(n_heads))
-    return alibi_slopes(lower) + alibi_slopes(2 * lower)[0::2][: n_heads - lower]
-
-
-def alibi_causal_bias(slopes_h: Tensor, length: int) -> Tensor:
-    """(H, T, T) additive attention bias: -m_h * (i - j) at and below the diagonal, -inf above."""
-    pos_t = torch.arange(length, device=slopes_h.device)
-    distance_txt = (pos_t[:, None] - pos_t[None, :]).float()  # i - j
-    bias_hxtxt = -slopes_h[:, None, None] * distance_txt
-    return bias_hxtxt.masked_fill(distance_txt < 0, float("-inf"))
-
-
 # --------------------------------------------------------------------------- transformer
 
 
-class CausalSelfAttention(nn.Module):
+class SelfAttention(nn.Module):
+    """Multi-head self-attention. The mask (causal, padding) and any positional score bias
+    arrive as one additive `bias` (None: a plain causal mask, the fused fast path)."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads = cfg.n_heads
@@ -93,33 +58,53 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.relative = cfg.pos_encoding == "relative"
+        if self.relative:
+            # Transformer-XL: W_r projects the distance sinusoids; u and v are the content
+            # and position biases of each head.
+            self.rel_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+            self.rel_u = nn.Parameter(torch.zeros(cfg.n_heads, self.head_dim))
+            self.rel_v = nn.Parameter(torch.zeros(cfg.n_heads, self.head_dim))
 
     def forward(
-        self, x_bxtxc: Tensor, rope_2xtxd: Tensor | None, bias_hxtxt: Tensor | None, capture: bool
+        self,
+        x_bxtxc: Tensor,
+        rope_2xtxd: Tensor | None,
+        bias: Tensor | None,
+        capture: bool,
+        rel_pxc: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """`bias_hxtxt`: an additive score bias that already holds the causal mask (ALiBi);
-        None means a plain causal mask."""
+        """`bias`: additive scores broadcastable to (B, H, T, T) that already hold the mask
+        (-inf where a query may not look); `rel_pxc`: sinusoids of the distances T-1..-(T-1)
+        (relative encoding only)."""
         B, T, C = x_bxtxc.shape
         q, k, v = self.qkv(x_bxtxc).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         if rope_2xtxd is not None:  # (B, H, T, hd)
             q = apply_rope(q, rope_2xtxd[0], rope_2xtxd[1])
             k = apply_rope(k, rope_2xtxd[0], rope_2xtxd[1])
+        scale = 1.0 / math.sqrt(self.head_dim)
+        if self.relative and rel_pxc is not None:
+            r_hxpxd = self.rel_proj(rel_pxc.to(x_bxtxc.dtype))
+            r_hxpxd = r_hxpxd.view(-1, self.n_heads, self.head_dim).transpose(0, 1)
+            rel = relative_scores(q, k, r_hxpxd, self.rel_u.to(q.dtype), self.rel_v.to(q.dtype))
+            # SDPA scales q . k only: scale the relative terms here, add the mask.
+            bias = rel * scale if bias is None else rel * scale + bias.to(rel.dtype)
         dropout_p = self.dropout if self.training else 0.0
         att_bxhxtxt = None
         if capture:
-            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))  # (B, H, T, T)
-            if bias_hxtxt is None:
+            scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T, T)
+            if bias is None:
                 causal_txt = torch.ones(T, T, dtype=torch.bool, device=x_bxtxc.device).tril()
                 scores = scores.masked_fill(~causal_txt, float("-inf"))
             else:
-                scores = scores + bias_hxtxt.to(scores.dtype)
+                scores = scores + bias.to(scores.dtype)
             att_bxhxtxt = scores.softmax(dim=-1)
             y = F.dropout(att_bxhxtxt, dropout_p, self.training) @ v  # (B, H, T, hd)
-        elif bias_hxtxt is None:
+        elif bias is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         else:  # a float mask must match the query dtype (bfloat16/float16 under autocast)
-            mask = bias_hxtxt.to(q.dtype)
+            mask = bias.to(q.dtype)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y)), att_bxhxtxt
@@ -142,23 +127,34 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = SelfAttention(cfg)
         self.ln_2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def init_weights(self, generator: torch.Generator | None, resid_std: float) -> None:
-        """Norms 1/0; qkv and fc N(0, 0.02); the residual projections N(0, resid_std) (GPT-2)."""
+        """Norms 1/0; qkv and fc N(0, 0.02); the residual projections N(0, resid_std) (GPT-2);
+        the relative encoding's W_r, u and v N(0, 0.02)."""
         init_layer_norm_(self.ln_1)
         init_linear_(self.attn.qkv, INIT_STD, generator)
         init_linear_(self.attn.proj, resid_std, generator)
+        if self.attn.relative:
+            # W_r, then the biases u and v: N(0, 0.02), as in Deletang et al.'s code
+            init_linear_(self.attn.rel_proj, INIT_STD, generator)
+            nn.init.normal_(self.attn.rel_u, 0.0, INIT_STD, generator=generator)
+            nn.init.normal_(self.attn.rel_v, 0.0, INIT_STD, generator=generator)
         init_layer_norm_(self.ln_2)
         init_linear_(self.mlp.fc, INIT_STD, generator)
         init_linear_(self.mlp.proj, resid_std, generator)
 
     def forward(
-        self, x_bxtxc: Tensor, rope_2xtxd: Tensor | None, bias_hxtxt: Tensor | None, capture: bool
+        self,
+        x_bxtxc: Tensor,
+        rope_2xtxd: Tensor | None,
+        bias: Tensor | None,
+        capture: bool,
+        rel_pxc: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        attn_out, att_bxhxtxt = self.attn(self.ln_1(x_bxtxc), rope_2xtxd, bias_hxtxt, capture)
+        attn_out, att_bxhxtxt = self.attn(self.ln_1(x_bxtxc), rope_2xtxd, bias, capture, rel_pxc)
         x_bxtxc = x_bxtxc + attn_out
         x_bxtxc = x_bxtxc + self.mlp(self.ln_2(x_bxtxc))
         return x_bxtxc, att_bxhxtxt
@@ -172,11 +168,13 @@ BackboneOutput = tuple[Tensor, list[Tensor] | None, list[Tensor] | None]
 
 
 class TransformerBackbone(nn.Module):
-    """Positional encoding, then pre-LN causal blocks; SDPA, or an explicit path on capture."""
+    """Positional encoding, then pre-LN blocks (causal, or bidirectional when `cfg.causal` is
+    false); SDPA, or an explicit path on capture."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.causal = cfg.causal
         self.pos_encoding = cfg.pos_encoding
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.pos_encoding == "learned":
@@ -202,20 +200,21 @@ class TransformerBackbone(nn.Module):
 
     def summary(self) -> str:
         cfg = self.cfg
+        kind = "" if cfg.causal else " encoder"
         return (
-            f"{cfg.arch} d_model={cfg.d_model} n_layers={cfg.n_layers} n_heads={cfg.n_heads} "
-            f"d_ff={cfg.d_ff} pos={cfg.pos_encoding}"
+            f"{cfg.arch}{kind} d_model={cfg.d_model} n_layers={cfg.n_layers} "
+            f"n_heads={cfg.n_heads} d_ff={cfg.d_ff} pos={cfg.pos_encoding}"
         )
 
     def _positions(self, x_bxtxc: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Absolute positions added to x; or the rope tables; or the ALiBi bias (with the mask)."""
+        """Absolute positions added to x; or the rope tables; or the ALiBi bias (H, T, T)."""
         n_pos = x_bxtxc.shape[1]  # a shape, so checking it never syncs
         if self.pos_encoding == "learned":
             if n_pos > self.cfg.max_len:
                 raise ValueError(
                     f"input length {n_pos} exceeds max_len {self.cfg.max_len} of the learned "
-                    "positional encoding; raise model.max_len or use sinusoidal, rope, alibi "
-                    "or none"
+                    "positional encoding; raise model.max_len or use sinusoidal, rope, alibi, "
+                    "relative or none"
                 )
             return x_bxtxc + self.pos_embed.weight[:n_pos], None, None
         if self.pos_encoding == "sinusoidal":
@@ -229,16 +228,52 @@ class TransformerBackbone(nn.Module):
                 rope_2xtxd = rope_tables(n_pos, rope_2xtxd.shape[2], device=rope_2xtxd.device)
             return x_bxtxc, rope_2xtxd[:, :n_pos], None
         if self.pos_encoding == "alibi":
-            return x_bxtxc, None, alibi_causal_bias(self.alibi_slopes_h, n_pos)
+            make = alibi_causal_bias if self.causal else alibi_bidirectional_bias
+            return x_bxtxc, None, make(self.alibi_slopes_h, n_pos)
         return x_bxtxc, None, None
 
-    def forward(self, x_bxtxc: Tensor, capture: bool) -> BackboneOutput:
-        x_bxtxc, rope_2xtxd, bias_hxtxt = self._positions(x_bxtxc)
+    def _mask_bias(
+        self,
+        pos_bias_hxtxt: Tensor | None,
+        key_mask_bxt: Tensor | None,
+        n_pos: int,
+        device: torch.device,
+    ) -> Tensor | None:
+        """One additive bias holding the mask: None for the plain causal case (SDPA's fused
+        is_causal path); otherwise (B or 1, H or 1, T, T) with -inf where a query may not
+        look (the future when causal, padding keys when `key_mask_bxt` is given). The
+        relative encoding adds its scores to an explicit mask, so it always gets one."""
+        explicit = self.pos_encoding == "relative"
+        if self.causal and key_mask_bxt is None and not explicit:
+            return pos_bias_hxtxt  # ALiBi's causal bias already holds the mask
+        bias = torch.zeros(1, 1, n_pos, n_pos, device=device)
+        if pos_bias_hxtxt is not None:
+            bias = bias + pos_bias_hxtxt.unsqueeze(0)
+        if self.causal:
+            future_txt = torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).triu(1)
+            bias = bias.masked_fill(future_txt, float("-inf"))
+        if key_mask_bxt is not None:
+            bias = bias.masked_fill(~key_mask_bxt[:, None, None, :], float("-inf"))
+        return bias
+
+    def forward(
+        self, x_bxtxc: Tensor, capture: bool, key_mask_bxt: Tensor | None = None
+    ) -> BackboneOutput:
+        """`key_mask_bxt` (bool, True at real positions) keeps padding out of the encoder's
+        attention; a causal model needs none (right padding lies in every real position's
+        future)."""
+        n_pos = x_bxtxc.shape[1]
+        x_bxtxc, rope_2xtxd, pos_bias_hxtxt = self._positions(x_bxtxc)
+        bias = self._mask_bias(pos_bias_hxtxt, key_mask_bxt, n_pos, x_bxtxc.device)
+        rel_pxc = None
+        if self.pos_encoding == "relative":
+            distances_p = torch.arange(n_pos - 1, -n_pos, -1, device=x_bxtxc.device)
+            rel_pxc = sinusoids(distances_p, self.cfg.d_model)
         x_bxtxc = self.drop(x_bxtxc)
         hidden_states = [x_bxtxc] if capture else None
         attentions = [] if capture else None
         for block in self.blocks:
-            x_bxtxc, att_bxhxtxt = block(x_bxtxc, rope_2xtxd, bias_hxtxt, capture)
+            x_bxtxc, att_bxhxtxt = block(x_bxtxc, rope_2xtxd, bias, capture, rel_pxc)
             if capture:
                 attentions.append(att_bxhxtxt)
                 hidden_states.append(x_bxtxc)
@@ -279,7 +314,10 @@ class RecurrentBackbone(nn.Module):
     def summary(self) -> str:
         return f"{self.cfg.arch} d_model={self.cfg.d_model} n_layers={self.cfg.n_layers}"
 
-    def forward(self, x_bxtxc: Tensor, capture: bool) -> BackboneOutput:
+    def forward(
+        self, x_bxtxc: Tensor, capture: bool, key_mask_bxt: Tensor | None = None
+    ) -> BackboneOutput:
+        """`key_mask_bxt` is unused: a recurrence reads left to right, padding comes last."""
         x_bxtxc = self.drop(x_bxtxc)
         hidden_states = [x_bxtxc] if capture else None
         for i, layer in enumerate(self.layers):

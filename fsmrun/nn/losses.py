@@ -47,14 +47,26 @@ def class_loss_mask(batch: Batch, class_loss_on: str) -> Tensor:
     return positions_t.unsqueeze(0) == batch.lengths_b.unsqueeze(1)
 
 
-def legal_bce(logits_bxtxv: Tensor, target_bxtxv: Tensor, mask_bxt: Tensor) -> Tensor:
-    """float32 [B, T]: BCE-with-logits summed over the EOS and symbol columns, 0 off the mask.
+def legal_first_token(cfg: TrainConfig) -> int:
+    """The first token column of the legal-next set: EOS, or the first symbol when the set
+    carries no end bit (`train.legal_next_eos = false`, as in Bhattamishra et al.)."""
+    return LEGAL_FIRST_TOKEN if cfg.legal_next_eos else LEGAL_FIRST_TOKEN + 1
+
+
+def legal_bce(
+    logits_bxtxv: Tensor,
+    target_bxtxv: Tensor,
+    mask_bxt: Tensor,
+    first_token: int = LEGAL_FIRST_TOKEN,
+) -> Tensor:
+    """float32 [B, T]: BCE-with-logits summed over the columns from `first_token` on (EOS and
+    the symbols, or the symbols alone), 0 off the mask.
 
     Masked logits are replaced by zeros first, as in `token_cross_entropy`.
     """
-    logits_bxtxv = logits_bxtxv[..., LEGAL_FIRST_TOKEN:].float()
+    logits_bxtxv = logits_bxtxv[..., first_token:].float()
     logits_bxtxv = torch.where(mask_bxt.unsqueeze(-1), logits_bxtxv, 0.0)
-    target_bxtxv = target_bxtxv[..., LEGAL_FIRST_TOKEN:].float()
+    target_bxtxv = target_bxtxv[..., first_token:].float()
     bce_bxtxv = F.binary_cross_entropy_with_logits(logits_bxtxv, target_bxtxv, reduction="none")
     return torch.where(mask_bxt, bce_bxtxv.sum(dim=-1), 0.0)
 
@@ -113,7 +125,13 @@ def compute_losses(
     legal_loss = zero
     if out.legal_next_logits_bxtxv is not None:  # only the char_prediction head has it
         legal_loss = masked_mean(
-            legal_bce(out.legal_next_logits_bxtxv, batch.target_legal_bxtxv, real_bxt), real_bxt
+            legal_bce(
+                out.legal_next_logits_bxtxv,
+                batch.target_legal_bxtxv,
+                real_bxt,
+                legal_first_token(cfg),
+            ),
+            real_bxt,
         )
         total = total + cfg.lambda_legal * legal_loss
     return {

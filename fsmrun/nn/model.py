@@ -1,7 +1,10 @@
-"""The sequence model: one backbone (causal transformer, LSTM, GRU or RNN) under shared heads.
+"""The sequence model: one backbone (causal transformer or encoder, LSTM, GRU or RNN) under
+shared heads.
 
 Heads read the final hidden state at every position: next token (V), class (K: prefix accepted,
 or the output class), DFA state (S) and, optionally, the set of legal next tokens (V, multi-label).
+The non-causal encoder (`ModelConfig.causal = False`) reads a learned query token appended after
+each string and puts what it reads there at t = n, where a causal model has the whole string.
 Shapes: B batch, T time, C = d_model, H heads, V vocab, S states, K classes.
 """
 
@@ -14,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fsmrun.data.encoding import PAD
 from fsmrun.nn.backbones import (
     BACKBONES,
     INIT_STD,
@@ -43,9 +47,12 @@ class ModelOutput:
 class TokenEmbedding(nn.Module):
     """Plain lookup table, or the factorized E = U @ V (U: V x rank, V: rank x C)."""
 
-    def __init__(self, vocab_size: int, d_model: int, rank: int | None) -> None:
+    def __init__(
+        self, vocab_size: int, d_model: int, rank: int | None, std: float = INIT_STD
+    ) -> None:
         super().__init__()
         self.rank = rank
+        self.std = std
         if rank is None:
             self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
         else:
@@ -53,11 +60,12 @@ class TokenEmbedding(nn.Module):
             self.v = nn.Parameter(torch.empty(rank, d_model))
 
     def init_weights(self, generator: torch.Generator | None) -> None:
-        """E ~ N(0, 0.02); factorized: U and V each N(0, sqrt(0.02) * rank^-1/4) (E: std 0.02)."""
+        """E ~ N(0, std); factorized: U and V each N(0, sqrt(std) * rank^-1/4) (E: std).
+        std is `ModelConfig.embed_init_std`, 0.02 by default."""
         if self.rank is None:
-            nn.init.normal_(self.weight, 0.0, INIT_STD, generator=generator)
+            nn.init.normal_(self.weight, 0.0, self.std, generator=generator)
         else:
-            factor_std = math.sqrt(INIT_STD) * self.rank**-0.25
+            factor_std = math.sqrt(self.std) * self.rank**-0.25
             nn.init.normal_(self.u, 0.0, factor_std, generator=generator)
             nn.init.normal_(self.v, 0.0, factor_std, generator=generator)
 
@@ -114,7 +122,9 @@ class SequenceModel(nn.Module):
         self.num_states = num_states
         self.num_classes = num_classes
         # Registration order = parameter order (optimizer state) = init order: keep it.
-        self.token_embed = TokenEmbedding(vocab_size, cfg.d_model, cfg.factorized_rank)
+        self.token_embed = TokenEmbedding(
+            vocab_size, cfg.d_model, cfg.factorized_rank, cfg.embed_init_std
+        )
         self.backbone = BACKBONES[cfg.arch](cfg)
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.head_next = None
@@ -128,6 +138,9 @@ class SequenceModel(nn.Module):
         self.head_class = nn.Linear(cfg.d_model, num_classes, bias=cfg.bias)
         self.head_state = nn.Linear(cfg.d_model, num_states, bias=cfg.bias)
         self.head_legal = nn.Linear(cfg.d_model, vocab_size, bias=cfg.bias) if legal_next else None
+        self.encoder = cfg.arch == "transformer" and not cfg.causal
+        if self.encoder:  # the answer is read at this token, appended after the input
+            self.query = nn.Parameter(torch.empty(cfg.d_model))
         self.register_state_dict_post_hook(_unprefix_backbone)
         self.register_load_state_dict_pre_hook(_prefix_backbone)
 
@@ -147,6 +160,8 @@ class SequenceModel(nn.Module):
         for head in (self.head_class, self.head_state, self.head_legal):
             if head is not None:
                 init_linear_(head, INIT_STD, generator)
+        if self.encoder:
+            nn.init.normal_(self.query, 0.0, INIT_STD, generator=generator)
 
     def l1_u(self) -> Tensor:
         """L1 norm of the factorized embedding's U (a zero scalar when not factorized)."""
@@ -177,8 +192,15 @@ class SequenceModel(nn.Module):
         """Logits at every position; `capture` also returns attention maps and hidden states.
 
         Causal at every position, so right padding never changes outputs at real positions.
+        The encoder masks padding out of attention instead; its outputs at t < n have seen
+        the whole string (only t = n, the query's reading, carries a defined answer), and its
+        captured maps and hidden states have T + 1 positions (the query at n + 1).
         """
-        x_bxtxc, hidden_states, attentions = self.backbone(self.token_embed(input_ids_bxt), capture)
+        if self.encoder:
+            x_bxtxc, hidden_states, attentions = self._encode(input_ids_bxt, capture)
+        else:
+            embedded_bxtxc = self.token_embed(input_ids_bxt)
+            x_bxtxc, hidden_states, attentions = self.backbone(embedded_bxtxc, capture)
         h_bxtxc = self.ln_f(x_bxtxc)
         if self.head_next is not None:
             logits_next = self.head_next(h_bxtxc)  # (B, T, V)
@@ -191,6 +213,30 @@ class SequenceModel(nn.Module):
             attentions=attentions,
             hidden_states=hidden_states,
             legal_next_logits_bxtxv=None if self.head_legal is None else self.head_legal(h_bxtxc),
+        )
+
+    def _encode(
+        self, input_ids_bxt: Tensor, capture: bool
+    ) -> tuple[Tensor, list[Tensor] | None, list[Tensor] | None]:
+        """The encoder over [BOS s1..sn QUERY PAD...]: bidirectional attention among the real
+        positions and the query, whose output replaces position n's (shape stays (B, T, C))."""
+        B, T = input_ids_bxt.shape
+        lengths_b = (input_ids_bxt != PAD).sum(dim=1) - 1  # from the ids: no host sync
+        embedded_bxtxc = self.token_embed(input_ids_bxt)
+        x_bxtxc = torch.cat([embedded_bxtxc, embedded_bxtxc.new_zeros(B, 1, self.cfg.d_model)], 1)
+        positions_t = torch.arange(T + 1, device=input_ids_bxt.device)
+        query_at_bxt = positions_t[None, :] == (lengths_b + 1)[:, None]
+        x_bxtxc = torch.where(query_at_bxt[..., None], self.query.to(x_bxtxc.dtype), x_bxtxc)
+        key_mask_bxt = positions_t[None, :] <= (lengths_b + 1)[:, None]
+        out_bxtxc, hidden_states, attentions = self.backbone(x_bxtxc, capture, key_mask_bxt)
+        read_bx1xc = out_bxtxc.gather(
+            1, (lengths_b + 1).view(B, 1, 1).expand(B, 1, out_bxtxc.shape[-1])
+        )
+        final_bxt = positions_t[None, :T] == lengths_b[:, None]
+        return (
+            torch.where(final_bxt[..., None], read_bx1xc, out_bxtxc[:, :T]),
+            hidden_states,
+            attentions,
         )
 
 

@@ -47,6 +47,7 @@ MONITOR_METRICS = (
     "char_baseline",
     "char_pos_acc",
     "char_pos_baseline",
+    "length_mean_acc",
 )
 # Metrics of the class head (membership / final output) and of the legal-next head.
 CLASS_METRICS = tuple(m for m in MONITOR_METRICS if m.startswith(("class_", "string_")))
@@ -72,6 +73,15 @@ class ModelConfig(_Frozen):
         default="transformer",
         description="Causal transformer, or a recurrent baseline: LSTM, GRU or vanilla tanh RNN.",
     )
+    causal: bool = Field(
+        default=True,
+        description=(
+            "Transformer attention: causal (each position sees its prefix), or false for a "
+            "non-causal encoder (bidirectional attention over the whole string, the answer read "
+            "at a query token appended after it, as in Deletang et al.): then only the "
+            "whole-string class is defined (class_loss_on = final, no next-token or state loss)."
+        ),
+    )
     d_model: int = Field(default=64, ge=1, description="Width of embeddings and hidden states.")
     n_layers: int = Field(
         default=2, ge=1, description="Number of transformer blocks or recurrent layers."
@@ -86,13 +96,24 @@ class ModelConfig(_Frozen):
         ge=1,
         description="Longest input (BOS + string) the model accepts with learned positions.",
     )
-    pos_encoding: Literal["learned", "sinusoidal", "rope", "alibi", "none"] = Field(
+    pos_encoding: Literal["learned", "sinusoidal", "rope", "alibi", "relative", "none"] = Field(
         default="rope",
         description="Positional encoding (transformer only): learned or sinusoidal absolute "
-        "embeddings, rotary (rope), ALiBi linear attention biases (alibi), or none.",
+        "embeddings, rotary (rope), ALiBi linear attention biases (alibi), Transformer-XL "
+        "relative encodings (relative: sinusoids of the distance i - j, projected, with the "
+        "content and position biases u and v), or none.",
     )
     factorized_rank: int | None = Field(
         default=None, ge=1, description="Rank of the factorized embedding E = U @ V (None: plain)."
+    )
+    embed_init_std: float = Field(
+        default=0.02,
+        gt=0.0,
+        description=(
+            "Standard deviation of the token embedding's initialisation (0.02, GPT-2's, suits "
+            "the transformer; a recurrent cell reads the embeddings raw, and 1.0, torch's "
+            "nn.Embedding default, gives it inputs of unit scale)."
+        ),
     )
     tie_embeddings: bool = Field(
         default=False, description="Share the token embedding with the next-token head."
@@ -111,7 +132,18 @@ class ModelConfig(_Frozen):
             )
         if self.pos_encoding == "rope" and (self.d_model // self.n_heads) % 2 != 0:
             raise ValueError("rope needs an even head dimension (d_model / n_heads)")
+        if self.pos_encoding == "relative" and self.d_model % 2 != 0:
+            raise ValueError("relative positions need an even d_model (sinusoid pairs)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Fields added after configs were hashed stay out of the dump at their defaults.
+        doc = handler(self)
+        for name, default in (("causal", True), ("embed_init_std", 0.02)):
+            if doc.get(name) == default:
+                del doc[name]
+        return doc
 
 
 _Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -174,6 +206,13 @@ class TrainConfig(_Frozen):
         ge=0.0,
         description="Weight of the legal-next-set BCE loss (task char_prediction only).",
     )
+    legal_next_eos: bool = Field(
+        default=True,
+        description=(
+            "The legal-next set carries the end bit (EOS legal when the prefix is accepted); "
+            "false trains and scores the symbols only, as in Bhattamishra et al. 2020."
+        ),
+    )
     monitor: str = Field(
         default="val.string_acc",
         description=(
@@ -203,6 +242,27 @@ class TrainConfig(_Frozen):
     length_bins: list[int] | None = Field(
         default=None,
         description="Edges of length bins for binned metrics (None: derived from the data).",
+    )
+    sampling: Literal["corpus", "stream"] = Field(
+        default="corpus",
+        description=(
+            "Training batches: from the fixed training corpus (corpus), or drawn afresh at every "
+            "step (stream, as in Deletang et al.: one length uniform in min_len..max_len per "
+            "batch, each string uniform over the alphabet^length, repeats allowed), a pure "
+            "function of (seed, step), so resume and audits stay exact."
+        ),
+    )
+    stream_steps: int = Field(
+        default=100,
+        ge=1,
+        description="Steps per epoch (between validations) with sampling = stream.",
+    )
+    evaluate_checkpoint: Literal["best", "last"] = Field(
+        default="best",
+        description=(
+            "The checkpoint a run's summary and reports use: the best on validation (best) or "
+            "the final parameters (last, as in Deletang et al.)."
+        ),
     )
     bucket_by_length: bool = Field(
         default=False, description="Group similar lengths into batches to cut padding."
@@ -246,7 +306,14 @@ class TrainConfig(_Frozen):
     def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Fields added after configs were hashed stay out of the dump at their defaults.
         doc = handler(self)
-        for name, default in (("class_loss_on", "all"), ("lambda_legal", 1.0)):
+        for name, default in (
+            ("class_loss_on", "all"),
+            ("lambda_legal", 1.0),
+            ("sampling", "corpus"),
+            ("stream_steps", 100),
+            ("evaluate_checkpoint", "best"),
+            ("legal_next_eos", True),
+        ):
             if doc.get(name) == default:
                 del doc[name]
         return doc
@@ -295,11 +362,32 @@ class ExperimentConfig(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _check_encoder(self) -> ExperimentConfig:
+        if self.model.causal or self.model.arch != "transformer":
+            return self
+        problems = []
+        if self.data.task == "char_prediction":
+            problems.append("data.task = char_prediction (use membership or final_output)")
+        if self.train.class_loss_on != "final":
+            problems.append("train.class_loss_on must be final")
+        if self.train.lambda_next or self.train.lambda_state:
+            problems.append("train.lambda_next and train.lambda_state must be 0")
+        if problems:
+            raise ValueError(
+                "a non-causal encoder (model.causal = false) sees the whole string at every "
+                "position, so only the whole-string class is defined: " + "; ".join(problems)
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_lengths(self) -> ExperimentConfig:
         longest = max(self.data.max_len, self.data.ood_max_len if self.data.n_test_ood else 0)
-        if self.model.pos_encoding == "learned" and longest + 1 > self.model.max_len:
+        # The encoder appends a query token after the string.
+        extra = 1 if not self.model.causal and self.model.arch == "transformer" else 0
+        if self.model.pos_encoding == "learned" and longest + 1 + extra > self.model.max_len:
             raise ValueError(
                 f"model.max_len ({self.model.max_len}) is shorter than the longest input "
-                f"({longest + 1} = BOS + {longest} symbols) with learned positions"
+                f"({longest + 1 + extra} = BOS + {longest} symbols"
+                f"{' + query' if extra else ''}) with learned positions"
             )
         return self

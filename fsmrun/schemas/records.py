@@ -136,6 +136,14 @@ class SplitMetrics(_Record):
     char_baseline: CharBaseline
     char_pos_acc: CharPosAcc
     char_pos_baseline: CharPosBaseline
+    length_mean_acc: float | None = Field(
+        default=None,
+        description=(
+            "Deletang et al.'s score: the whole-string accuracy (char_acc with task "
+            "char_prediction, else string_acc) of each string length present, averaged over "
+            "the lengths (each length weighs the same, however many strings it has)."
+        ),
+    )
     bins: list[BinMetrics] = Field(default_factory=list, description="Length-binned metrics.")
 
 
@@ -173,6 +181,10 @@ class Metrics(_Record):
     early_stop: EarlyStopState
     best: CheckpointEval
     last: CheckpointEval
+    evaluated: Literal["best", "last"] = Field(
+        default="best",
+        description="The checkpoint the run reports (train.evaluate_checkpoint).",
+    )
 
 
 class HistoryRecord(_Record):

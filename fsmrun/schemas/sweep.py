@@ -14,6 +14,25 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PublishedResult(_Doc):
+    """A number a paper published that a suite reproduces, with where it was published."""
+
+    experiment: str = Field(description="The suite's experiment (its name) the number is for.")
+    where: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Config fields that select the suite's cells, e.g. {'model.arch': 'lstm'}.",
+    )
+    metric: str = Field(
+        default="test_ood.length_mean_acc",
+        description="Our metric ('<split>.<field>') that corresponds to the published one.",
+    )
+    value: float = Field(ge=0.0, le=1.0, description="The published number, as a fraction.")
+    aggregate: Literal["max", "mean"] = Field(
+        default="max", description="How the paper aggregated over seeds (and learning rates)."
+    )
+    source: str = Field(description="Paper, table and cell, e.g. 'Deletang et al. 2023, Table 2'.")
+
+
 class SweepSpec(_Doc):
     """A grid of runs: experiments x cases x grid values x seeds, each cell an ordinary run.
 
@@ -40,6 +59,10 @@ class SweepSpec(_Doc):
         description="Dotted key -> values; every combination is a cell (cartesian product).",
     )
     seeds: list[int] = Field(default=[0], min_length=1, description="Seeds of every cell.")
+    published: list[PublishedResult] = Field(
+        default_factory=list,
+        description="Published numbers the suite reproduces; reports print them beside ours.",
+    )
 
 
 class SweepCell(_Doc):

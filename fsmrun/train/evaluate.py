@@ -48,7 +48,12 @@ def evaluate(
     try:
         with torch.inference_mode():
             metrics = MetricAccumulator(
-                legal_next_sxv, cfg, length_bins, device, num_classes=num_classes
+                legal_next_sxv,
+                cfg,
+                length_bins,
+                device,
+                num_classes=num_classes,
+                max_length=split.max_length,
             )
             for batch in eval_batches(split, batch_size):
                 autocast = (

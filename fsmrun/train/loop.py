@@ -14,6 +14,7 @@ import torch
 
 from fsmrun.base.faults import fault_point
 from fsmrun.data.batching import gather_batches
+from fsmrun.data.stream import iter_stream_batches
 from fsmrun.runs.layout import claim_run_folder, default_results_root
 from fsmrun.runs.run_folder import HEARTBEAT_S, RunFolder
 from fsmrun.schemas.config import ExperimentConfig
@@ -118,11 +119,14 @@ def train(session: Session, state: TrainState) -> TrainState:
                 session.hooks.fire("on_epoch_start", ctx(epoch))
             session.display.start_epoch(epoch, cfg.epochs, len(batches), state.batch_in_epoch)
             interval_start, interval_steps = time.monotonic(), 0
-            steps = zip(
-                range(state.batch_in_epoch, len(batches)),
-                gather_batches(train_split, batches, state.batch_in_epoch),
-                strict=True,
-            )
+            if cfg.sampling == "stream":  # fresh draws, a function of (seed, step)
+                data = session.data
+                batch_iter = iter_stream_batches(
+                    batches, state.batch_in_epoch, data.dfa, data.vocab, session.device, data.task
+                )
+            else:
+                batch_iter = gather_batches(train_split, batches, state.batch_in_epoch)
+            steps = zip(range(state.batch_in_epoch, len(batches)), batch_iter, strict=True)
             for b, batch in steps:
                 session.runner.step(batch, state.step)
                 state.step += 1

@@ -18,6 +18,7 @@ from fsmrun.nn.losses import (
     LEGAL_FIRST_TOKEN,
     class_loss_mask,
     legal_bce,
+    legal_first_token,
     next_token_mask,
     token_cross_entropy,
 )
@@ -112,6 +113,8 @@ class MetricAccumulator:
       whose set is exact; char_baseline / char_pos_baseline: the best constant set predictor,
       one fixed set everywhere, chosen to maximise that rate on the same strings (per bin: on
       the bin's strings).
+    - length_mean_acc: string_acc (char_acc with the legal-next head) per string length,
+      averaged over the lengths present (Deletang et al.'s score).
     - loss: lambda_next*nll + lambda_class*class CE (on its loss positions) + lambda_state*state
       CE (+ lambda_legal*legal BCE with the head), each a token-level mean over the split.
     Bins: edges [e0, e1, ..., ek] give bins [e(i), e(i+1) - 1]; strings outside every bin count
@@ -127,7 +130,10 @@ class MetricAccumulator:
         device: torch.device | str,
         *,
         num_classes: int = 2,
+        max_length: int = 0,
     ) -> None:
+        """`max_length`: the longest string to come (sizes the per-length counts of
+        `length_mean_acc`; longer strings are left out of that score)."""
         edges = list(length_bins or [])
         if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
             raise ValueError(f"length_bins must be strictly increasing, got {edges}")
@@ -140,8 +146,9 @@ class MetricAccumulator:
         self.live_s = self.legal_next_sxv.any(dim=1)
         # Each distinct legal set (over EOS and the symbols) gets an id, for the constant-set
         # baselines: the target set of a position is the set of its state.
+        self.legal_first = legal_first_token(cfg)  # EOS, or the first symbol without it
         sets_mxv, self.set_id_s = torch.unique(
-            self.legal_next_sxv[:, LEGAL_FIRST_TOKEN:], dim=0, return_inverse=True
+            self.legal_next_sxv[:, self.legal_first :], dim=0, return_inverse=True
         )
         self.num_sets = len(sets_mxv)
         vocab_size = self.legal_next_sxv.shape[1]
@@ -175,6 +182,8 @@ class MetricAccumulator:
             self.num_bins + 1, self.cols.width, dtype=torch.long, device=self.device
         )
         self._sums_k = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
+        # Per string length 0..max_length: strings, and strings wholly right.
+        self._by_length_2xl = torch.zeros(2, max_length + 1, dtype=torch.long, device=self.device)
 
     def _bin_index(self, lengths_b: Tensor) -> Tensor:
         """long [B]: the bin of each string, num_bins when it lies outside every bin."""
@@ -246,18 +255,28 @@ class MetricAccumulator:
         legal_sum = zero
         if out.legal_next_logits_bxtxv is not None:
             self.has_legal_head = True
-            logits_bxtxv = out.legal_next_logits_bxtxv[..., LEGAL_FIRST_TOKEN:]
-            target_bxtxv = batch.target_legal_bxtxv[..., LEGAL_FIRST_TOKEN:]
+            logits_bxtxv = out.legal_next_logits_bxtxv[..., self.legal_first :]
+            target_bxtxv = batch.target_legal_bxtxv[..., self.legal_first :]
             exact_bxt = ((logits_bxtxv > 0) == target_bxtxv).all(dim=-1)
             columns["char_pos_correct"] = per_string(exact_bxt, real_bxt)
             columns["char_correct"] = (exact_bxt | ~real_bxt).all(dim=1).long()
-            legal_sum = legal_bce(out.legal_next_logits_bxtxv, batch.target_legal_bxtxv, real_bxt)
+            legal_sum = legal_bce(
+                out.legal_next_logits_bxtxv, batch.target_legal_bxtxv, real_bxt, self.legal_first
+            )
             legal_sum = legal_sum.sum()
         counts_bxk = torch.cat(
             [columns[name].reshape(len(batch.lengths_b), -1).long() for name in self.cols.slices],
             dim=1,
         )
         self._counts_rxk.index_add_(0, self._bin_index(batch.lengths_b), counts_bxk)
+        whole_ok_b = columns["char_correct"] if self.has_legal_head else columns["string_correct"]
+        lengths_b = batch.lengths_b.clamp(max=self._by_length_2xl.shape[1])
+        by_length = torch.zeros(
+            2, self._by_length_2xl.shape[1] + 1, dtype=torch.long, device=self.device
+        )  # the extra column catches lengths beyond max_length
+        by_length[0].index_add_(0, lengths_b, torch.ones_like(lengths_b))
+        by_length[1].index_add_(0, lengths_b, whole_ok_b.long())
+        self._by_length_2xl += by_length[:, :-1]
 
         sums = [
             token_cross_entropy(out.logits_next, batch.target_next_bxt, next_bxt).sum(),
@@ -300,10 +319,16 @@ class MetricAccumulator:
 
     def compute(self) -> SplitMetrics:
         """The metrics of everything added so far (one host sync)."""
-        host = torch.cat([self._counts_rxk.flatten().double(), self._sums_k]).tolist()
+        by_length = self._by_length_2xl.flatten().double()
+        host = torch.cat([self._counts_rxk.flatten().double(), self._sums_k, by_length]).tolist()
         width = self.cols.width
         rows = [host[r * width : (r + 1) * width] for r in range(self.num_bins + 1)]
-        nll_sum, class_ce_sum, state_ce_sum, legal_sum = host[len(rows) * width :]
+        start = len(rows) * width
+        nll_sum, class_ce_sum, state_ce_sum, legal_sum = host[start : start + len(_SUMS)]
+        n_lengths = self._by_length_2xl.shape[1]
+        strings_l = host[start + len(_SUMS) : start + len(_SUMS) + n_lengths]
+        correct_l = host[start + len(_SUMS) + n_lengths :]
+        per_length = [ok / n for ok, n in zip(correct_l, strings_l, strict=True) if n]
         total = [sum(column) for column in zip(*rows, strict=True)]
 
         def strings_of(row: list[float]) -> int:
@@ -326,5 +351,10 @@ class MetricAccumulator:
         if self.has_legal_head:
             loss += self.cfg.lambda_legal * legal_sum / positions
         return SplitMetrics(
-            n_strings=strings_of(total), loss=loss, nll=nll, **self._rates(total), bins=bins
+            n_strings=strings_of(total),
+            loss=loss,
+            nll=nll,
+            **self._rates(total),
+            length_mean_acc=sum(per_length) / len(per_length) if per_length else None,
+            bins=bins,
         )

@@ -24,6 +24,7 @@ from fsmrun.base.seeding import hash_state_dict, set_seed, torch_generator
 from fsmrun.data.batching import batch_order_hash, epoch_batches, steps_per_epoch
 from fsmrun.data.encoding import RunData
 from fsmrun.data.prepare import build_data
+from fsmrun.data.stream import positive_sampler, stream_epoch
 from fsmrun.lang.build import build_dfa
 from fsmrun.nn.model import build_model
 from fsmrun.runs.index import RunIndex
@@ -221,20 +222,38 @@ class Session:
     _order: tuple[int, list[np.ndarray]] | None = field(default=None, init=False, repr=False)
 
     def epoch_order(self, epoch: int) -> list[np.ndarray]:
-        """The batches (row indices into train) of `epoch`, a function of (seed, epoch); the
-        latest epoch's is kept, so the loop, the checkpoints and the resume checks share one."""
+        """The batches of `epoch`: row indices into train, a function of (seed, epoch); with
+        train.sampling = stream, the epoch's drawn symbol arrays (a function of seed, step).
+        The latest epoch's is kept, so the loop, the checkpoints and the resume checks share one."""
         if self._order is None or self._order[0] != epoch:
-            train = self.data.splits["train"]
-            order = epoch_batches(
-                train.num_strings,
-                self.exp.train.batch_size,
+            self._order = (epoch, self._compute_order(epoch))
+        return self._order[1]
+
+    def _compute_order(self, epoch: int) -> list[np.ndarray]:
+        cfg, data_cfg = self.exp.train, self.exp.data
+        if cfg.sampling == "stream":
+            positives = None
+            if data_cfg.sampling == "positives":
+                positives = positive_sampler(self.data.dfa, data_cfg.min_len, data_cfg.max_len)
+            return stream_epoch(
                 self.exp.seed,
                 epoch,
-                lengths_np=train.lengths_np,
-                bucket_by_length=self.exp.train.bucket_by_length,
+                cfg.stream_steps,
+                cfg.batch_size,
+                data_cfg.min_len,
+                data_cfg.max_len,
+                len(self.data.vocab.symbols),
+                positives,
             )
-            self._order = (epoch, order)
-        return self._order[1]
+        train = self.data.splits["train"]
+        return epoch_batches(
+            train.num_strings,
+            cfg.batch_size,
+            self.exp.seed,
+            epoch,
+            lengths_np=train.lengths_np,
+            bucket_by_length=cfg.bucket_by_length,
+        )
 
     def update_index(self) -> None:
         """Upsert this run's row in the index (a warning on failure); skipped when the
@@ -289,6 +308,8 @@ def open_session(plan: Plan, folder: RunFolder, record: RunRecord) -> Session:
     amp_dtype = amp_dtype_for(device, cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     per_epoch = steps_per_epoch(data.splits["train"].num_strings, cfg.batch_size)
+    if cfg.sampling == "stream":
+        per_epoch = cfg.stream_steps
     runner = StepRunner(
         model, optimizer, cfg, cfg.epochs * per_epoch, amp_dtype=amp_dtype, scaler=scaler
     )

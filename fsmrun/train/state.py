@@ -223,6 +223,7 @@ def finish(session: Session, state: TrainState) -> Metrics | None:
         early_stop=state.early_stop,
         best=best,
         last=last,
+        evaluated=session.exp.train.evaluate_checkpoint,
     )
     session.folder.write_metrics(metrics)
     return metrics

@@ -152,6 +152,14 @@ def test_default_audit_length_is_whole_epochs_of_at_least_60_steps():
     assert default_max_steps(longer) == 60  # 15 epochs of 4 steps
     wide = exp.model_copy(update={"train": exp.train.model_copy(update={"batch_size": 5})})
     assert default_max_steps(wide) == 26  # 13 steps a run, 2 epochs allowed
+    stream = exp.model_copy(
+        update={
+            "train": exp.train.model_copy(
+                update={"sampling": "stream", "stream_steps": 7, "epochs": 100}
+            )
+        }
+    )
+    assert default_max_steps(stream) == 63  # 9 epochs of stream_steps 7, not of the corpus
 
 
 def test_mark_verified_marks_only_runs_of_the_config(run_dir, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fsmrun.nn.backbones import alibi_causal_bias, alibi_slopes
+from fsmrun.nn.positions import alibi_causal_bias, alibi_slopes
 
 
 def test_alibi_slopes_are_geometric_and_interpolated_for_other_head_counts() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fsmrun.data.encoding import Batch
-from fsmrun.nn.losses import LOSS_KEYS, compute_losses
+from fsmrun.nn.losses import LOSS_KEYS, class_loss_mask, compute_losses
 from fsmrun.nn.model import ModelOutput
 from fsmrun.schemas.config import TrainConfig
 
@@ -169,6 +169,13 @@ def with_legal_targets(batch: Batch) -> Batch:
     return replace(batch, target_legal_bxtxv=legal_bxtxv)
 
 
+def test_the_final_class_loss_mask_is_t_equals_n_of_each_string() -> None:
+    batch = make_batch()  # lengths 2, 2, 1
+    final = class_loss_mask(batch, "final")
+    assert final.tolist() == [[False, False, True], [False, False, True], [False, True, False]]
+    assert torch.equal(class_loss_mask(batch, "all"), batch.loss_mask_bxt)
+
+
 def test_final_class_loss_is_taken_on_the_last_position_only() -> None:
     losses = compute_losses(make_output(), make_batch(), TrainConfig(class_loss_on="final"))
     # t = n: 'ab' predicts 1 (right), 'ba' 0 (right), 'b' 0 where 1 is due (wrong).
@@ -204,6 +211,16 @@ def test_legal_bce_is_summed_over_eos_and_symbols_and_meaned_over_real_positions
     expected = (23 * math.log(2) + math.log1p(math.exp(L))) / 8
     assert losses["legal"].item() == pytest.approx(expected, rel=1e-6)
     assert losses["total"].item() == pytest.approx(2.0 * expected, rel=1e-6)
+
+
+def test_legal_bce_without_the_end_bit_sums_the_symbol_columns_only() -> None:
+    cfg = TrainConfig(legal_next_eos=False)
+    out = legal_output()
+    out.legal_next_logits_bxtxv[:, :, 2] = 99.0  # the EOS column: no longer trained
+    losses = compute_losses(out, with_legal_targets(make_batch()), cfg)
+    # 8 real positions x 2 columns (a b), all at logit 0 but the one at L with target 0.
+    expected = (15 * math.log(2) + math.log1p(math.exp(L))) / 8
+    assert losses["legal"].item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_legal_bce_ignores_pad_positions_and_pad_bos_columns() -> None:

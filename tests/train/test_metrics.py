@@ -258,3 +258,18 @@ def test_a_constant_set_predictor_scores_one_on_tomita1() -> None:
     assert m.char_baseline == 1.0 and m.char_pos_baseline == 1.0
     assert m.char_acc == 0.0 and m.char_pos_acc == 0.0  # predicting the empty set everywhere
     assert m.next_valid_baseline == 1.0  # '1' is always legal: the constant predictor
+
+
+def test_length_mean_acc_weighs_every_length_alike() -> None:
+    # 'ab' and 'ba' (length 2) right, 'b' (length 1) wrong: pooled 2/3, per length 1 and 0.
+    acc = MetricAccumulator(LEGAL_SXV, TrainConfig(), None, "cpu", max_length=2)
+    acc.update(make_output(), make_batch())
+    metrics = acc.compute()
+    assert metrics.string_acc == pytest.approx(2 / 3)
+    assert metrics.length_mean_acc == pytest.approx(0.5)
+
+
+def test_length_mean_acc_leaves_out_lengths_beyond_max_length() -> None:
+    acc = MetricAccumulator(LEGAL_SXV, TrainConfig(), None, "cpu", max_length=1)
+    acc.update(make_output(), make_batch())
+    assert acc.compute().length_mean_acc == pytest.approx(0.0)  # only 'b', wrong

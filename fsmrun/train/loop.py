@@ -197,7 +197,9 @@ def train(s: Session, state: TrainState) -> TrainState:
 
 
 def run_session(s: Session, start: Start) -> RunResult:
-    """Train (from the start's checkpoint, or a step-0 one), then finish; statuses honest."""
+    """Train (from the start's checkpoint, or a step-0 one), then finish; statuses honest:
+    whatever stops the process after the run is set up (Ctrl-C during the final evaluation
+    included) leaves run.json interrupted or failed, never running."""
     cfg = s.exp.train
     state = TrainState(EarlyStopState(monitor=cfg.monitor, mode=cfg.monitor_mode))
     try:
@@ -209,33 +211,23 @@ def run_session(s: Session, start: Start) -> RunResult:
             first_checkpoint(s, state)
         amp = f"  amp {str(s.amp_dtype).removeprefix('torch.')}" if s.amp_dtype else ""
         s.reporter.info(f"[bold]{s.record.run_id}[/]  {s.model.summary()}  device {s.device}{amp}")
-        state = train(s, state)
+        try:
+            state = train(s, state)
+        finally:
+            try:
+                s.history.sync()
+            except OSError as err:
+                log.warning("%s", err)
+        return _finish_run(s, state)
     except TrainingError as err:
-        s.reporter.end_epoch(f"[red]{err}[/]")
-        state.stop_reason = state.stop_reason or "non_finite"
-        state.message = str(err)
-        log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
-        try:
-            metrics = finish(s, state)
-        except ckpt.CheckpointError:
-            metrics = None
-        s.set_status(state, "failed", error=str(err))
-        return RunResult(
-            s.record.run_id, s.folder.path, "failed", state.stop_reason, metrics, state.step
-        )
+        return _finish_failed_run(s, state, err)
     except BaseException as err:
-        s.reporter.end_epoch("")
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        s.record = s.record.model_copy(update={"steps": state.step, "epochs": state.epoch})
-        record_failure(
-            s.folder, s.record, status, f"{type(err).__name__}: {err}", index=s.controls.index
-        )
+        _record_abort(s, state, err)
         raise
-    finally:
-        try:
-            s.history.sync()
-        except OSError as err:
-            log.warning("%s", err)
+
+
+def _finish_run(s: Session, state: TrainState) -> RunResult:
+    """The stop line, the final evaluation and metrics.json, then the status."""
     log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
     if state.stop_reason == "interrupted":
         s.set_status(state, "interrupted")
@@ -248,6 +240,37 @@ def run_session(s: Session, start: Start) -> RunResult:
     s.history.close()
     return RunResult(
         s.record.run_id, s.folder.path, "completed", state.stop_reason, metrics, state.step
+    )
+
+
+def _finish_failed_run(s: Session, state: TrainState, err: TrainingError) -> RunResult:
+    """A run that failed by itself (a non-finite loss): evaluated as far as it got, failed."""
+    try:
+        s.reporter.end_epoch(f"[red]{err}[/]")
+        state.stop_reason = state.stop_reason or "non_finite"
+        state.message = str(err)
+        log_history(s, state, "stop", stop_reason=state.stop_reason, message=state.message)
+        try:
+            metrics = finish(s, state)
+        except ckpt.CheckpointError:
+            metrics = None
+        s.set_status(state, "failed", error=str(err))
+        s.history.close()
+    except BaseException as abort:
+        _record_abort(s, state, abort)
+        raise
+    return RunResult(
+        s.record.run_id, s.folder.path, "failed", state.stop_reason, metrics, state.step
+    )
+
+
+def _record_abort(s: Session, state: TrainState, err: BaseException) -> None:
+    """Ctrl-C (interrupted) or an unexpected error (failed), recorded in run.json."""
+    s.reporter.end_epoch("")
+    status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    s.record = s.record.model_copy(update={"steps": state.step, "epochs": state.epoch})
+    record_failure(
+        s.folder, s.record, status, f"{type(err).__name__}: {err}", index=s.controls.index
     )
 
 

@@ -127,6 +127,19 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     # -- paths
+    def inside(self, *parts: str) -> Path:
+        """`<folder>/<parts...>`; RunFolderError where one of its parts below the run folder is
+        a symbolic link, since a write through it would land outside the run folder."""
+        path = self.path
+        for part in Path(*parts).parts:
+            path = path / part
+            if path.is_symlink():
+                raise RunFolderError(
+                    f"{path} is a symbolic link; fsmrun reads and writes only inside the run "
+                    f"folder: remove the link (or replace it with a real folder)"
+                )
+        return path
+
     @property
     def run_json(self) -> Path:
         return self.path / RUN_FILE
@@ -145,7 +158,7 @@ class RunFolder:
 
     @property
     def history(self) -> Path:
-        return self.path / HISTORY_FILE
+        return self.inside(HISTORY_FILE)
 
     @property
     def fsm_json(self) -> Path:
@@ -157,12 +170,12 @@ class RunFolder:
 
     @property
     def captures_dir(self) -> Path:
-        return self.path / CAPTURES_DIR
+        return self.inside(CAPTURES_DIR)
 
     @property
     def plots_dir(self) -> Path:
         """`plots/`: figures derived from the other files, redrawn at will (never read back)."""
-        return self.path / PLOTS_DIR
+        return self.inside(PLOTS_DIR)
 
     @property
     def results_root(self) -> Path:
@@ -171,7 +184,7 @@ class RunFolder:
 
     def checkpoint(self, name: CheckpointName) -> Path:
         """`checkpoints/last.pt` or `checkpoints/best.pt`."""
-        return self.path / CHECKPOINTS_DIR / f"{name}.pt"
+        return self.inside(CHECKPOINTS_DIR, f"{name}.pt")
 
     def has_checkpoint(self, name: CheckpointName) -> bool:
         """Whether the checkpoint or its `.prev.pt` copy exists."""
@@ -180,7 +193,7 @@ class RunFolder:
 
     def capture(self, epoch: int) -> Path:
         """`captures/epoch_NNNN.pt`."""
-        return self.path / CAPTURES_DIR / f"epoch_{epoch:04d}.pt"
+        return self.inside(CAPTURES_DIR, f"epoch_{epoch:04d}.pt")
 
     def capture_epochs(self) -> list[int]:
         """Epochs (1-based) with a capture file, ascending."""

@@ -9,6 +9,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Identifiers in run.json become folder names, index keys and a child's `parent_run`: they obey
+# the experiment-name rule (no '/', no leading '.' or '-'), so that a damaged or hand-edited
+# run.json cannot point a path outside the results folder. A run id adds '-<hash12>-v<N>'.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,139}$"
+HASH_PATTERN = r"^[0-9a-f]{1,64}$"
+
 RunStatus = Literal["running", "completed", "failed", "interrupted"]
 StopReason = Literal[
     "max_epochs", "patience", "threshold", "non_finite", "max_steps", "interrupted"
@@ -163,8 +169,8 @@ class EarlyStopState(_Record):
 class Metrics(_Record):
     """metrics.json: the final summary of a run."""
 
-    run_id: str
-    experiment: str
+    run_id: str = Field(pattern=IDENTIFIER_PATTERN)
+    experiment: str = Field(pattern=IDENTIFIER_PATTERN)
     monitor: str = Field(description="Metric that chose the best checkpoint.")
     stop_reason: StopReason
     steps: int = Field(description="Optimizer steps taken.")
@@ -259,9 +265,9 @@ class RunHashes(_Record):
 class RunRecord(_Record):
     """run.json: identity, status and provenance of one run."""
 
-    run_id: str = Field(description="'<experiment>-<hash12>-v<N>'.")
-    experiment: str
-    config_hash: str
+    run_id: str = Field(pattern=IDENTIFIER_PATTERN, description="'<experiment>-<hash12>-v<N>'.")
+    experiment: str = Field(pattern=IDENTIFIER_PATTERN)
+    config_hash: str = Field(pattern=HASH_PATTERN, description="sha256 of the config (hex).")
     version: int
     status: RunStatus
     command: list[str] = Field(description="argv that started the run (or last resumed it).")
@@ -284,7 +290,9 @@ class RunRecord(_Record):
     )
     error: str | None = Field(default=None, description="Why the run failed, if it did.")
     parent_run: str | None = Field(
-        default=None, description="Run id this run extends (it started from its last.pt)."
+        default=None,
+        pattern=IDENTIFIER_PATTERN,
+        description="Run id this run extends (it started from its last.pt).",
     )
     parent_step: int | None = Field(
         default=None, description="Step of the parent's checkpoint this run started from."

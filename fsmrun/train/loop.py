@@ -337,12 +337,17 @@ def resume_run(
     root = Path(results_root) if results_root is not None else folder.results_root
     start = resume_start(folder, old, root, extend=extend)
     torch_device, data = preflight(exp, device, root)
-    if controls.console is not None:  # every check passed: say what happens now
-        what = "extending {} into a new run" if extend else f"resuming {{}} ({folder.status()})"
-        controls.console.print(f"{what.format(old.run_id)} from {folder.path}", markup=False)
+
+    def say(what: str) -> None:  # every check passed: say what happens now
+        if controls.console is not None:
+            controls.console.print(f"{what} from {folder.path}", markup=False)
+
     if extend:
+        say(f"extending {old.run_id} into a new run")
         return _new_run(exp, root, torch_device, controls, data, command, start, False)
+    status = folder.status()  # before taking the lock, which this process then holds
     with folder.lock():
+        say(f"resuming {old.run_id} ({status})")
         fallback = start.checkpoint.fallback if start.checkpoint else None
         record = resumed_record(old, torch_device, command, fallback)
         return _launch(exp, folder, record, torch_device, controls, data, start)

@@ -5,6 +5,7 @@ before and after, registry.sqlite included)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -328,7 +329,58 @@ CASES = [
     Case("audit-results-dir-under-a-file",
          lambda e: ["audit-determinism", e.toml, "--results-dir", e.file("f", "x") / "r",
                     "--device", "cpu"], "results folder"),
+    # -- fault findings: links out of a run folder, identifiers in run.json, capture files
+    Case("plot-plots-folder-is-a-link",
+         lambda e: ["plot", _link(e.folders[0] / "plots", _folder(e.tmp / "outside")),
+                    "--results-dir", e.root], "symbolic link"),
+    Case("resume-lock-is-a-link-to-nowhere",
+         lambda e: ["resume", _interrupted(_link(e.folders[0] / ".lock", e.tmp / "nowhere")),
+                    "--results-dir", e.root, "--device", "cpu"], "symbolic link"),
+    Case("resume-checkpoints-folder-is-a-link",
+         lambda e: ["resume", _interrupted(_link(e.folders[0] / "checkpoints",
+                                                 _folder(e.tmp / "ckpts"))),
+                    "--results-dir", e.root, "--device", "cpu"], "symbolic link"),
+    Case("resume-run-id-with-a-path",
+         lambda e: ["resume", _record_field(e.folders[0], run_id="../../x"), "--epochs", "3",
+                    "--results-dir", e.root, "--device", "cpu"], "run_id"),
+    Case("show-parent-run-with-a-path",
+         lambda e: ["show", _record_field(e.folders[0], parent_run="a/../../b"),
+                    "--results-dir", e.root], "parent_run"),
+    Case("plot-capture-not-weights-only",
+         lambda e: ["plot", _capture(e.folders[0], {"epoch": datetime.date(2020, 1, 1)}),
+                    "--results-dir", e.root], "datetime.date"),
+    Case("plot-capture-garbage",
+         lambda e: ["plot", _capture(e.folders[0], GARBAGE), "--results-dir", e.root],
+         "epoch_0001.pt"),
 ]  # fmt: skip
+
+
+def _link(path: Path, target: Path) -> Path:
+    """Replace `path` (in a run folder) by a symbolic link to `target`; the run folder."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.symlink_to(target)
+    return path.parent
+
+
+def _record_field(folder: Path, **fields: str) -> Path:
+    """Set fields of run.json as a hand edit would; the folder."""
+    record = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**record, **fields}))
+    return folder
+
+
+def _capture(folder: Path, content: object) -> Path:
+    """Write captures/epoch_0001.pt: raw bytes, or `content` saved by torch.save; the folder."""
+    path = folder / "captures" / "epoch_0001.pt"
+    path.parent.mkdir(exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    return folder
 
 
 def _folder(path: Path) -> Path:

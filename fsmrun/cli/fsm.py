@@ -232,8 +232,10 @@ def _data_config(what: str, **fields: Any) -> DataConfig:
 
     try:
         return DataConfig(**fields)
-    except ValidationError as err:
-        raise UserError(describe_validation_error(err, f"invalid {what}")) from None
+    except ValidationError as err:  # name the option the user typed, not the [data] field
+        field = str(err.errors()[0]["loc"][0]) if err.errors() else ""
+        option = {"alphabet": "--alphabet", "max_states": "--max-states"}.get(field, what)
+        raise UserError(describe_validation_error(err, f"invalid {option}")) from None
 
 
 def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
@@ -254,7 +256,9 @@ def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:
         data = DataConfig(dfa=doc, alphabet=alphabet, max_states=max_states)
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'][1:])) or '(top level)'}: {e['msg']}" for e in err.errors()
+            f"{'.'.join(str(p) for p in e['loc'][1:] if '[' not in str(p)) or '(top level)'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
         )
         raise SourceError(f"{path}: invalid DFA table: {problems}") from None
     try:

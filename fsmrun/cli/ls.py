@@ -178,7 +178,7 @@ def ls(
     """
     check_filters(status, sort)
     for key in field:
-        check_key(key)
+        check_key(key, "--field")
     root = results_root(results_dir)
     if experiment is not None:
         _check_experiment(root, experiment)
@@ -195,8 +195,7 @@ def ls(
             echo_json(row.model_dump_json())
         return
     if not rows:
-        what = f"of {experiment} " if experiment is not None else ""
-        console.print(f"no runs {what}under {root}", markup=False)
+        console.print(_nothing_listed(index, root, experiment, status), markup=False)
         return
     out = data_console()
     configs = _configs(root, rows)
@@ -204,6 +203,18 @@ def ls(
     varying = varying_fields(configs)
     if len(rows) > 1:
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
+
+
+def _nothing_listed(index: RunIndex, root: Path, experiment: str | None, status: str | None) -> str:
+    """Why the list is empty: no runs at all, or filters that matched none of them."""
+    what = f"of {experiment} " if experiment is not None else ""
+    if status is None:
+        return f"no runs {what}under {root}"
+    total = len(index.rows(experiment=experiment))
+    return (
+        f"no runs {what}with status {status} under {root} ({total} run(s) {what}in all; "
+        f"drop --status {status} to list them)"
+    )
 
 
 def _check_experiment(root: Path, experiment: str) -> None:

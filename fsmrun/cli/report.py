@@ -113,6 +113,11 @@ def report(
             raise ReportError(f"--where expects field=value, got {item!r}")
         conditions[key.strip()] = value
     root = results_root(results_dir)
+    if not root.is_dir():  # not "no runs": nothing was looked at
+        raise ReportError(
+            f"the results folder {root} does not exist; point --results-dir (or "
+            f"FSMRUN_RESULTS_DIR) at the folder your runs are in"
+        )
     runs = filter_runs(collect_runs(root, refs or []), conditions)
     result = build_report(
         runs, _split_list(by) or None, _split_list(metric) or None, checkpoint, bins

@@ -329,6 +329,35 @@ CASES = [
     Case("audit-results-dir-under-a-file",
          lambda e: ["audit-determinism", e.toml, "--results-dir", e.file("f", "x") / "r",
                     "--device", "cpu"], "results folder"),
+    # -- messages that name the option typed and the actual problem
+    Case("sweep-grid-unknown-key",
+         lambda e: ["sweep", e.toml, "--grid", "train.lrr=0.1,0.2", "--results-dir", e.fresh],
+         "unknown key 'train.lrr' in --grid"),
+    Case("sweep-seeds-backwards",
+         lambda e: ["sweep", e.toml, "--seeds", "5-2", "--results-dir", e.fresh],
+         "the range 5-2 runs backwards; write 2-5"),
+    Case("ls-field-unknown-key", lambda e: ["ls", "--field", "foo", "--results-dir", e.root],
+         "unknown key 'foo' in --field"),
+    Case("show-link-loop", lambda e: ["show", _loop(e.tmp / "loop"), "--results-dir", e.root],
+         "symbolic link that loops"),
+    Case("report-results-dir-missing", lambda e: ["report", "--results-dir", e.fresh],
+         "does not exist"),
+    Case("fsm-alphabet-with-operator", fsm("a", "--alphabet", "a*"), "invalid --alphabet"),
+    Case("fsm-alphabet-combining-mark", fsm("a", "--alphabet", "a\u0301"), "combining mark"),
+    Case("fsm-att-epsilon-only", fsm_file("--att", "0 1 <eps>\n1\n"), "--alphabet"),
+    Case("fsm-dfa-two-field-row",
+         fsm_file("--dfa", 'states = ["q0"]\nstart = "q0"\naccepting = ["q0"]\n'
+                           'transitions = [["q0", "a"]]\n'), "row 1"),
+    Case("fsm-dfa-moore-negative-output",
+         fsm_file("--dfa", 'states = ["q0"]\nstart = "q0"\noutputs = { q0 = -1 }\n'
+                           'transitions = [["q0", "a", "q0"]]\n'), "output -1 is negative"),
+    Case("fsm-state-cap-proved-before-building", fsm("a{100000}", "--alphabet", "ab"),
+         "at least 100,001 states"),
+    Case("set-boolean-as-number", train("--set", "data.n_train=true"),
+         "n_train = true is a boolean"),
+    Case("train-toml-boolean-as-number",
+         train_toml('[data]\nregex = "a*"\nalphabet = "ab"\nn_train = true\n'),
+         "n_train = true is a boolean"),
     # -- fault findings: links out of a run folder, identifiers in run.json, capture files
     Case("plot-plots-folder-is-a-link",
          lambda e: ["plot", _link(e.folders[0] / "plots", _folder(e.tmp / "outside")),
@@ -353,6 +382,12 @@ CASES = [
          lambda e: ["plot", _capture(e.folders[0], GARBAGE), "--results-dir", e.root],
          "epoch_0001.pt"),
 ]  # fmt: skip
+
+
+def _loop(path: Path) -> Path:
+    """A symbolic link pointing to itself."""
+    path.symlink_to(path)
+    return path
 
 
 def _link(path: Path, target: Path) -> Path:

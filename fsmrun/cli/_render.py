@@ -17,6 +17,7 @@ from fsmrun.cli._common import (
     results_root,
     with_baseline,
 )
+from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 
 if TYPE_CHECKING:
@@ -132,4 +133,12 @@ def finish_run(result: RunResult, root: Path) -> None:
         )
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status == "failed":
+        # On stderr whatever the progress display: --no-progress hides the epoch lines.
+        error = RunFolder(result.run_dir).read_record().error or result.stop_reason
+        console.print(
+            f"error: run {result.run_id} failed at step {result.steps}: {error}; "
+            f"`fsmrun eval {result.run_id} --checkpoint last` scores its last good checkpoint",
+            soft_wrap=True,
+            markup=False,
+        )
         raise typer.Exit(1)

@@ -26,7 +26,12 @@ from fsmrun.schemas.records import (
     StopReason,
 )
 from fsmrun.train import checkpoint as ckpt
-from fsmrun.train.early_stop import decide_stop, flat_metrics, update_early_stop
+from fsmrun.train.early_stop import (
+    decide_stop,
+    extension_warning,
+    flat_metrics,
+    update_early_stop,
+)
 from fsmrun.train.evaluate import evaluate_splits
 from fsmrun.train.hooks import HookContext, Hooks
 from fsmrun.train.session import (
@@ -343,6 +348,11 @@ def resume_run(
             controls.console.print(f"{what} from {folder.path}", markup=False)
 
     if extend:
+        parent_metrics = folder.read_metrics()
+        if parent_metrics is not None and (
+            warning := extension_warning(exp.train, parent_metrics.early_stop, old.epochs)
+        ):
+            log.warning("%s", warning)
         say(f"extending {old.run_id} into a new run")
         return _new_run(exp, root, torch_device, controls, data, command, start, False)
     status = folder.status()  # before taking the lock, which this process then holds

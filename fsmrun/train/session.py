@@ -33,7 +33,7 @@ from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunHashes, RunRecord
 from fsmrun.train.history import HistoryWriter
 from fsmrun.train.hooks import CaptureHook, Hooks
-from fsmrun.train.optim import optimizer_from_config
+from fsmrun.train.optim import optimizer_from_config, warmup_warning
 from fsmrun.train.step import StepRunner
 
 if TYPE_CHECKING:
@@ -68,6 +68,9 @@ def preflight(
     torch_device = resolve_device(device)
     build_dfa(exp.data)  # a bad language is reported before anything is written
     root = check_writable(root)
+    total_steps = exp.train.epochs * steps_per_epoch(exp.data.n_train, exp.train.batch_size)
+    if (warning := warmup_warning(exp.train, total_steps)) is not None:
+        log.warning("%s", warning)
     return torch_device, build_data(exp, torch_device, corpus_cache_dir(root))
 
 

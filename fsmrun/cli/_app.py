@@ -18,6 +18,7 @@ from fsmrun.cli import (
     resume,
     show,
     sweep,
+    tag,
     train,
 )
 from fsmrun.cli._common import FsmrunGroup
@@ -44,3 +45,4 @@ app.command("plot")(plot.plot)
 app.add_typer(sweep.app, name="sweep")
 app.command("report")(report.report)
 app.command("diff")(diff.diff)
+app.command("tag")(tag.tag)

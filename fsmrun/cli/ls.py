@@ -19,6 +19,7 @@ from fsmrun.base.overrides import check_key, flatten
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.runs.index import RunIndex, check_filters, is_plain_name
+from fsmrun.runs.labels import matches_tags, parse_tags
 from fsmrun.runs.layout import HASH_PREFIX_LEN
 from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError
 from fsmrun.schemas.run_row import RunRow
@@ -161,6 +162,14 @@ def ls(
             help="Add a config field as a column, e.g. model.d_model (repeatable).",
         ),
     ] = [],  # noqa: B006
+    tag: Annotated[
+        list[str],
+        typer.Option(
+            "--tag",
+            metavar="KEY=VALUE",
+            help="Only runs with this tag (repeatable; KEY= for any value).",
+        ),
+    ] = [],  # noqa: B006
     json_: Annotated[
         bool, typer.Option("--json", help="One JSON object (a RunRow) per line on stdout.")
     ] = False,
@@ -190,12 +199,15 @@ def ls(
         count = index.reindex()
         console.print(f"reindexed {count} run(s) from the folders under {root}", markup=False)
     rows = index.rows(experiment=experiment, status=status, sort=sort, descending=desc)
+    if tag:
+        wanted = parse_tags(tag)
+        rows = [row for row in rows if matches_tags(row.tags, wanted)]
     if json_:
         for row in rows:
             echo_json(row.model_dump_json())
         return
     if not rows:
-        console.print(_nothing_listed(index, root, experiment, status), markup=False)
+        console.print(_nothing_listed(index, root, experiment, status, tag), markup=False)
         return
     out = data_console()
     configs = _configs(root, rows)
@@ -205,15 +217,18 @@ def ls(
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
 
 
-def _nothing_listed(index: RunIndex, root: Path, experiment: str | None, status: str | None) -> str:
+def _nothing_listed(
+    index: RunIndex, root: Path, experiment: str | None, status: str | None, tags: list[str]
+) -> str:
     """Why the list is empty: no runs at all, or filters that matched none of them."""
     what = f"of {experiment} " if experiment is not None else ""
-    if status is None:
+    filters = ([f"--status {status}"] if status else []) + [f"--tag {t}" for t in tags]
+    if not filters:
         return f"no runs {what}under {root}"
     total = len(index.rows(experiment=experiment))
     return (
-        f"no runs {what}with status {status} under {root} ({total} run(s) {what}in all; "
-        f"drop --status {status} to list them)"
+        f"no runs {what}match {' '.join(filters)} under {root} ({total} run(s) {what}in all; "
+        f"drop the filter to list them)"
     )
 
 

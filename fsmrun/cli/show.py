@@ -95,6 +95,11 @@ def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
     if r.error:
         record_pairs.append(("error", r.error))
     out.print(Panel(_grid(record_pairs), title="run.json", title_align="left", expand=False))
+    labels = RunFolder(info.folder).read_labels()
+    if labels.tags or labels.note:
+        pairs = [(f"tag {k}", v) for k, v in labels.tags.items()]
+        pairs += [("note", labels.note)] if labels.note else []
+        out.print(Panel(_grid(pairs), title="labels.json", title_align="left", expand=False))
     if info.config is not None:
         doc = info.config.model_dump()
         sections = {k: doc.pop(k) for k in ("data", "model", "train")}

@@ -14,7 +14,9 @@ from rich.text import Text
 
 from fsmrun.base.overrides import parse_assignment
 from fsmrun.cli._common import EXIT_INTERRUPTED, console, data_console, echo_json, results_root
-from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
+from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, TagOption
+from fsmrun.runs.labels import label_run, parse_tags
+from fsmrun.runs.layout import resolve_run
 from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
 from fsmrun.sweeps.coordinator import (
     SweepError,
@@ -217,6 +219,7 @@ def run(
     list_: Annotated[bool, typer.Option("--list", help="List the built-in suites.")] = False,
     device: DeviceOption = "cpu",
     results_dir: ResultsDirOption = None,
+    tag: TagOption = None,
 ) -> None:
     """Run a sweep: every cell not yet done, in the one registry (idempotent).
 
@@ -238,6 +241,7 @@ def run(
     if backend not in ("local", "ray"):
         raise SweepError(f"--backend must be local or ray, got {backend!r}")
     spec = build_spec(args, grid, seeds, set_, name)
+    tags = parse_tags(tag or [])
     root = results_root(results_dir)
     executor = _executor(backend, workers, address, cpus_per_task)
     console.print(f"sweep {spec.name}: {spec_size(spec)} cells; backend {backend}", markup=False)
@@ -246,6 +250,8 @@ def run(
 
     def report(cell: SweepCell, outcome: Any) -> None:
         done[0] += 1
+        if tags and cell.run_id:  # the cell's process is done with the run: label it now
+            label_run(resolve_run(root, cell.run_id), tags)
         console.print(
             Text(
                 f"[{done[0]}] {cell.status:<11} {cell.experiment} "

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-
-from pydantic import ValidationError
 
 from fsmrun.base.faults import fault_point
 from fsmrun.runs.layout import FIX_HINT, RegistryError, iter_run_folders, make_dirs
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "registry.sqlite"
 BUSY_TIMEOUT_S = 30.0
 INDEX_SCHEMA_VERSION = 1
-SORT_KEYS: tuple[str, ...] = tuple(RunRow.model_fields)
+SORT_KEYS: tuple[str, ...] = tuple(f for f in RunRow.model_fields if f != "tags")
 
 _COLUMN_TYPES = {
     "run_id": "TEXT PRIMARY KEY",
@@ -51,6 +50,7 @@ _COLUMN_TYPES = {
     "test_ood_string_acc": "REAL",
     "wall_time_s": "REAL",
     "audit_verified": "INTEGER",
+    "tags": "TEXT NOT NULL",  # JSON object of labels.json's tags
 }
 _COLUMNS = tuple(_COLUMN_TYPES)
 _CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()))
@@ -106,7 +106,17 @@ def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Run
         test_ood_string_acc=best.test_ood.string_acc if best and best.test_ood else None,
         wall_time_s=metrics.wall_time_s if metrics else None,
         audit_verified=record.audit_verified,
+        tags=_tags_of(run),
     )
+
+
+def _tags_of(run: RunFolder) -> dict[str, str]:
+    """labels.json's tags; a damaged file is a warning, not a lost row."""
+    try:
+        return run.read_labels().tags
+    except RunFolderError as exc:
+        log.warning("%s", exc)
+        return {}
 
 
 def _now_row(root: Path, row: RunRow) -> RunRow:
@@ -339,12 +349,16 @@ class RunIndex:
         indexed = {}
         for v in values:
             try:
-                row = RunRow.model_validate(dict(zip(_COLUMNS, v, strict=True)))
-            except ValidationError:  # a damaged row: its folder is read instead
+                values = dict(zip(_COLUMNS, v, strict=True))
+                row = RunRow.model_validate({**values, "tags": json.loads(values["tags"])})
+            except ValueError:  # a damaged row (invalid, or bad JSON): its folder is read
                 continue
             indexed[row.folder] = row
         return indexed
 
     @staticmethod
     def _values(row: RunRow) -> tuple[Any, ...]:
-        return tuple(getattr(row, c) for c in _COLUMNS)
+        return tuple(
+            json.dumps(row.tags, sort_keys=True) if c == "tags" else getattr(row, c)
+            for c in _COLUMNS
+        )

@@ -20,7 +20,7 @@ from fsmrun.base.errors import UserError, describe_validation_error
 from fsmrun.base.io import atomic_write_json, atomic_write_text, prev_path
 from fsmrun.runs.lock import FolderLock, lock_held, pid_alive, remove_leftovers
 from fsmrun.schemas.config import ExperimentConfig
-from fsmrun.schemas.records import EnvInfo, Metrics, RunRecord, RunStatus
+from fsmrun.schemas.records import EnvInfo, Metrics, RunLabels, RunRecord, RunStatus
 
 RUN_FILE, CONFIG_FILE, ENV_FILE, METRICS_FILE = (
     "run.json",
@@ -29,6 +29,7 @@ RUN_FILE, CONFIG_FILE, ENV_FILE, METRICS_FILE = (
     "metrics.json",
 )
 FSM_JSON_FILE, FSM_DOT_FILE = "fsm.json", "fsm.dot"
+LABELS_FILE = "labels.json"  # tags and note: written beside the data files, never into them
 HISTORY_FILE = "logs/history.jsonl"
 CHECKPOINTS_DIR, CAPTURES_DIR, PLOTS_DIR = "checkpoints", "captures", "plots"
 _CAPTURE_RE = re.compile(r"^epoch_([0-9]+)\.pt$")
@@ -161,6 +162,10 @@ class RunFolder:
         return self.inside(HISTORY_FILE)
 
     @property
+    def labels_json(self) -> Path:
+        return self.path / LABELS_FILE
+
+    @property
     def fsm_json(self) -> Path:
         return self.path / FSM_JSON_FILE
 
@@ -234,6 +239,29 @@ class RunFolder:
     def read_metrics(self) -> Metrics | None:
         """metrics.json, or None before the run has finished once."""
         return self._optional(self.metrics_json, Metrics)
+
+    def read_labels(self) -> RunLabels:
+        """labels.json: the run's tags and note (none when the file is missing)."""
+        return self._optional(self.labels_json, RunLabels) or RunLabels()
+
+    def label(
+        self, tags: dict[str, str], *, remove: tuple[str, ...] = (), note: str | None = None
+    ) -> RunLabels:
+        """Add or change `tags`, drop the `remove` keys, replace the note when given; under the
+        writer lock (so a run being trained is refused), written atomically. The new labels."""
+        with self.lock():
+            current = self.read_labels()
+            kept = {k: v for k, v in current.tags.items() if k not in remove}
+            labels = RunLabels.model_validate(
+                {"tags": {**kept, **tags}, "note": current.note if note is None else note}
+            )
+            if labels != current:
+                self.write_labels(labels)
+        return labels
+
+    def write_labels(self, labels: RunLabels) -> None:
+        """labels.json, atomically (the caller holds the lock)."""
+        atomic_write_json(self.labels_json, labels)
 
     def load(self) -> RunInfo:
         """run.json, config.json, env.json and metrics.json."""

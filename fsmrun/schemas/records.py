@@ -5,9 +5,10 @@ Each is a Pydantic model; `registry/*.schema.json` are generated from these.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Identifiers in run.json become folder names, index keys and a child's `parent_run`: they obey
 # the experiment-name rule (no '/', no leading '.' or '-'), so that a damaged or hand-edited
@@ -260,6 +261,40 @@ class RunHashes(_Record):
     init_weights: str = Field(description="sha256 of the initial model state_dict.")
     corpus: str = Field(description="sha256 of the corpus content.")
     batch_order: str = Field(description="sha256 of the first epoch's batch order.")
+
+
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+MAX_TAG_VALUE, MAX_NOTE = 200, 10_000
+
+
+class RunLabels(_Record):
+    """labels.json: a run's tags and note, written beside its data files (which labelling
+    never changes), so a completed run can be labelled at any time."""
+
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "key -> value; keys are 1-64 letters, digits, '_', '-', '.' (not starting with "
+            "'.' or '-'), values one line of at most 200 characters."
+        ),
+    )
+    note: str = Field(default="", max_length=MAX_NOTE, description="Free text about the run.")
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not re.fullmatch(TAG_KEY_PATTERN, key):
+                raise ValueError(
+                    f"tag key {key!r} cannot be used: 1 to 64 letters, digits, '_', '-' and "
+                    f"'.', not starting with '.' or '-'"
+                )
+            if len(value) > MAX_TAG_VALUE or not value.isprintable():
+                raise ValueError(
+                    f"tag {key}: the value must be one printable line of at most "
+                    f"{MAX_TAG_VALUE} characters"
+                )
+        return dict(sorted(tags.items()))
 
 
 class RunRecord(_Record):

@@ -22,6 +22,7 @@ from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import (
     EarlyStopState,
     Metrics,
+    RunLabels,
     RunRecord,
     StopReason,
 )
@@ -295,6 +296,7 @@ def train_one_experiment(
     max_steps: int | None = None,
     stop_at_step: int | None = None,
     index: bool = True,
+    labels: RunLabels | None = None,
 ) -> RunResult:
     """Train `exp` from scratch into a new run folder and return where it landed.
 
@@ -303,12 +305,13 @@ def train_one_experiment(
     run.json and config.json, under its lock) and trained from a step-0 checkpoint.
     `max_steps` ends training early (audits); `stop_at_step` behaves like an interruption
     after that step (tests of exact resume). `index=False` leaves the SQLite index alone
-    (sweep workers: the coordinator indexes the folder).
+    (sweep workers: the coordinator indexes the folder). `labels` (tags, note) are written
+    to labels.json with run.json, from the run's first moment.
     """
     controls = SessionControls(hooks, console, progress, max_steps, stop_at_step, index)
     root = default_results_root(results_root)
     torch_device, data = preflight(exp, device, root)
-    return _new_run(exp, root, torch_device, controls, data, command, Start(), overwrite)
+    return _new_run(exp, root, torch_device, controls, data, command, Start(), overwrite, labels)
 
 
 def resume_run(
@@ -372,8 +375,10 @@ def _new_run(
     command: list[str] | None,
     start: Start,
     overwrite: bool,
+    labels: RunLabels | None = None,
 ) -> RunResult:
-    """Claim a new run folder (run.json and config.json in it from its first moment), run."""
+    """Claim a new run folder (run.json, config.json and any labels in it from its first
+    moment), run."""
     parent = None
     if start.parent is not None and start.checkpoint is not None:
         parent = (start.parent.read_record().run_id, start.checkpoint.meta.step)
@@ -381,6 +386,8 @@ def _new_run(
     def make_files(folder: RunFolder, version: int) -> None:
         folder.write_record(new_record(exp, version, device, command, parent))
         folder.write_config(exp)
+        if labels is not None and labels != RunLabels():
+            folder.write_labels(labels)
 
     folder = claim_run_folder(root, exp.name, config_hash(exp), make_files, overwrite=overwrite)
     try:

@@ -358,6 +358,18 @@ CASES = [
     Case("train-toml-boolean-as-number",
          train_toml('[data]\nregex = "a*"\nalphabet = "ab"\nn_train = true\n'),
          "n_train = true is a boolean"),
+    # -- labels
+    Case("tag-bad-key", on_run("tag", ".x=1"), "tag key '.x' cannot be used"),
+    Case("tag-no-equals", on_run("tag", "paper"), "expects key=value"),
+    Case("tag-unknown-run", lambda e: ["tag", "nosuchrun", "a=1", "--results-dir", e.root],
+         "no run"),
+    Case("tag-value-two-lines", on_run("tag", "a=x\ny"), "one printable line"),
+    Case("tag-run-being-trained",
+         lambda e: ["tag", _held_by_another_process(e.folders[0]), "a=1", "--results-dir",
+                    e.root], "being written by process"),
+    Case("train-tag-bad-key", train("--tag", "-x=1"), "tag key '-x' cannot be used"),
+    Case("ls-tag-no-equals", lambda e: ["ls", "--tag", "paper", "--results-dir", e.root],
+         "--tag expects key=value"),
     # -- fault findings: links out of a run folder, identifiers in run.json, capture files
     Case("plot-plots-folder-is-a-link",
          lambda e: ["plot", _link(e.folders[0] / "plots", _folder(e.tmp / "outside")),

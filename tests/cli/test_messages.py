@@ -106,8 +106,8 @@ def test_ls_says_when_a_filter_matched_none_of_the_runs(cli, trained):
     result = cli("ls", "--status", "failed", "--results-dir", trained.root)
     assert result.exit_code == 0
     assert result.stderr == (
-        f"no runs with status failed under {trained.root} (2 run(s) in all; drop --status "
-        "failed to list them)\n"
+        f"no runs match --status failed under {trained.root} (2 run(s) in all; drop the "
+        "filter to list them)\n"
     )
 
 

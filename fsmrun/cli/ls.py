@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -18,15 +16,17 @@ from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import check_key, flatten
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
+from fsmrun.cli._render import dropped_line, fit_table
 from fsmrun.runs.index import RunIndex, check_filters, is_plain_name
 from fsmrun.runs.labels import matches_tags, parse_tags
 from fsmrun.runs.layout import HASH_PREFIX_LEN
 from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError
 from fsmrun.schemas.run_row import RunRow
 
-# Columns from most to least important: narrow terminals drop them from the end of this list.
+# Columns from most to least important: narrow terminals drop them from the end of this list
+# (the accuracies go last: they are what a listing is read for).
 PRIORITY = (
-    "run id", "status", "arch", "seed", "test acc", "ood acc", "*fields", "steps", "best val",
+    "run id", "test acc", "ood acc", "status", "seed", "arch", "best val", "*fields", "steps",
     "wall", "created", "resumed", "audited", "device", "experiment", "config",
 )  # fmt: skip
 ORDER = (
@@ -101,36 +101,24 @@ def _cells(row: RunRow, config: dict[str, Any], fields: list[str]) -> dict[str, 
     return cells
 
 
-def _table(columns: list[str], lines: list[dict[str, str]]) -> Table:
-    table = Table()
-    for name in columns:
-        table.add_column(name, justify="right" if name in RIGHT else "left", no_wrap=True)
-    for cells in lines:
-        table.add_row(*(Text(cells[c]) for c in columns))
-    return table
-
-
-def runs_table(
+def runs_table_fit(
     rows: list[RunRow], configs: list[dict[str, Any]], fields: list[str], width: int | None
-) -> Table:
-    """The runs table; without room for every column, the least important ones are dropped."""
+) -> tuple[Table, list[str]]:
+    """The runs table; without room for every column, the least important ones are left out
+    (see `fit_table`). The table and the columns left out."""
     lines = [_cells(r, c, fields) for r, c in zip(rows, configs, strict=True)]
 
     def expand(names: tuple[str, ...]) -> list[str]:
         return [f for n in names for f in (fields if n == "*fields" else [n])]
 
-    kept = expand(PRIORITY)
-    order = expand(ORDER)
-    table = _table([c for c in order if c in kept], lines)
-    if width is None:
-        return table
-    measure = Console(width=10_000)
-    while len(kept) > 2:
-        if Measurement.get(measure, measure.options, table).maximum <= width:
-            break
-        kept.pop()
-        table = _table([c for c in order if c in kept], lines)
-    return table
+    return fit_table(expand(ORDER), lines, expand(PRIORITY), width, right=RIGHT)
+
+
+def runs_table(
+    rows: list[RunRow], configs: list[dict[str, Any]], fields: list[str], width: int | None
+) -> Table:
+    """`runs_table_fit`'s table."""
+    return runs_table_fit(rows, configs, fields, width)[0]
 
 
 def ls(
@@ -211,7 +199,10 @@ def ls(
         return
     out = data_console()
     configs = _configs(root, rows)
-    out.print(runs_table(rows, configs, list(field), out.width))
+    table, dropped = runs_table_fit(rows, configs, list(field), out.width)
+    out.print(table)
+    if (line := dropped_line(dropped, out.width)) is not None:
+        out.print(Text(line))
     varying = varying_fields(configs)
     if len(rows) > 1:
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))

@@ -105,6 +105,21 @@ class RunFiles:
                 f"or train again with train.capture_epochs to write a new one"
             ) from None
 
+    def status_mark(self) -> str:
+        """What a figure title adds for a run that did not complete: '' when completed, else
+        e.g. ' - FAILED at step 2: non-finite ...' or ' - RUNNING (step 40 so far)'."""
+        status = self.run.status()
+        if status == "completed":
+            return ""
+        record = self.record()
+        if status == "failed":
+            reason = (record.error or "").strip().splitlines()
+            why = f": {reason[0][:60]}" if reason else ""
+            return f" - FAILED at step {record.steps}{why}"
+        if status == "running":
+            return f" - RUNNING (step {record.steps} so far)"
+        return f" - {status.upper()} at step {record.steps}"
+
     def plots_dir(self) -> Path:
         return self.run.plots_dir
 

@@ -11,6 +11,7 @@ from fsmrun.cli import (
     diff,
     eval,
     experiments,
+    export,
     fsm,
     ls,
     plot,
@@ -46,3 +47,4 @@ app.add_typer(sweep.app, name="sweep")
 app.command("report")(report.report)
 app.command("diff")(diff.diff)
 app.command("tag")(tag.tag)
+app.add_typer(export.app, name="export")

@@ -154,6 +154,11 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return not any(w in message for w in ("locked", "busy", "readonly", "unable to open", "disk"))
 
 
+def _has_runs_table(conn: sqlite3.Connection) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+    return conn.execute(query).fetchone() is not None
+
+
 class RunIndex:
     """`<root>/registry.sqlite`: one row per run, rebuilt from the folders when needed."""
 
@@ -332,8 +337,15 @@ class RunIndex:
         try:
             conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
             try:
-                if not self._schema_ok(conn):
+                if not self._schema_ok(conn) and not _has_runs_table(conn):
                     raise sqlite3.DatabaseError("not an index of this fsmrun version")
+                if not self._schema_ok(conn):  # other columns: not damage, just out of date
+                    log.warning(
+                        "registry index %s was written by another fsmrun version; reading the "
+                        "run folders (`fsmrun ls --reindex` rebuilds it)",
+                        self.path,
+                    )
+                    return {}
                 values = conn.execute(sql, args).fetchall()
             finally:
                 conn.close()
@@ -349,8 +361,8 @@ class RunIndex:
         indexed = {}
         for v in values:
             try:
-                values = dict(zip(_COLUMNS, v, strict=True))
-                row = RunRow.model_validate({**values, "tags": json.loads(values["tags"])})
+                fields = dict(zip(_COLUMNS, v, strict=True))
+                row = RunRow.model_validate({**fields, "tags": json.loads(fields["tags"])})
             except ValueError:  # a damaged row (invalid, or bad JSON): its folder is read
                 continue
             indexed[row.folder] = row

@@ -150,3 +150,17 @@ def test_a_checkpoint_that_never_trained_gets_no_curve(cli, tiny_toml, tmp_path,
         assert any("FAILED" in title for title in _titles(fig)), name
         assert _legend_labels_drawn(fig) == [], name
     assert internals is not None
+
+
+def test_a_comparison_names_the_runs_that_did_not_complete(cli, trained_copy, tmp_path, figures):
+    failed, other = trained_copy.folders
+    _mark(failed, "failed")
+    out = tmp_path / "figures"
+    result = cli("plot", *trained_copy.run_ids, "--out", out, "--results-dir", trained_copy.root)
+    assert result.exit_code == 0, result.output
+    assert {"accuracy_by_length", "ood_accuracy"} <= {name for name, _ in figures}
+    note = f"NOT COMPLETED: {trained_copy.run_ids[0]} (failed)"
+    for name, fig in figures:
+        assert any(note in title for title in _titles(fig)), (name, _titles(fig))
+        assert _texts_outside(fig) == [], name
+    assert other.is_dir()

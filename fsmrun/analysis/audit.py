@@ -240,10 +240,18 @@ def mid_epoch_step(total_steps: int, per_epoch: int) -> int:
 
 
 def _expect(result: RunResult, label: str, status: str) -> None:
+    """AuditError unless the run ended `status`; the message carries the run's own error, as
+    its folder lies in the scratch folder, deleted before the message is read."""
     if result.status != status:
+        try:
+            error = RunFolder(result.run_dir).read_record().error
+        except UserError:
+            error = None
+        why = f": {error}" if error else ""
         raise AuditError(
-            f"audit {label} ended {result.status} ({result.stop_reason}) instead of {status}; "
-            f"see {result.run_dir}"
+            f"audit {label} ended {result.status} ({result.stop_reason}{why}) instead of "
+            f"{status}; its scratch folder is deleted: `fsmrun train` the experiment to keep "
+            f"such a run and look at it"
         )
 
 

@@ -5,6 +5,7 @@ min, max of chosen metrics beside their baselines, optionally per length bin). N
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import statistics
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from typing import Any
 from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS, analysis_numbers
 from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import flatten
+from fsmrun.runs.labels import is_tag_field, tag_value
 from fsmrun.runs.layout import iter_run_folders
 from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.config import ExperimentConfig
@@ -45,6 +47,7 @@ class ReportRun:
     config: ExperimentConfig
     metrics: Metrics
     analysis: dict[str, float | None] | None = None  # `fsmrun analyze` numbers, when analysed
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)  # for `tag.KEY` groups
 
 
 # ---------------------------------------------------------------------------- selection
@@ -61,7 +64,9 @@ def _completed(path: Path) -> ReportRun | None:
         return None
     if config is None or metrics is None:
         return None
-    return ReportRun(record.run_id, config, metrics, _analysis(folder, config))
+    return ReportRun(
+        record.run_id, config, metrics, _analysis(folder, config), folder.read_labels().tags
+    )
 
 
 def _analysis(folder: RunFolder, config: ExperimentConfig) -> dict[str, float | None] | None:
@@ -110,9 +115,15 @@ def field_value(config: ExperimentConfig, field: str) -> Any:
     return flat[field]
 
 
+def run_value(run: ReportRun, field: str) -> Any:
+    """`field_value` of the run's config, or the value of its tag for `tag.KEY` (None when it
+    has no such tag)."""
+    return tag_value(run.tags, field) if is_tag_field(field) else field_value(run.config, field)
+
+
 def filter_runs(runs: list[ReportRun], where: dict[str, str]) -> list[ReportRun]:
-    """Runs whose config fields equal the given values (compared as text)."""
-    return [r for r in runs if all(str(field_value(r.config, k)) == v for k, v in where.items())]
+    """Runs whose config fields (or `tag.KEY` tags) equal the given values (compared as text)."""
+    return [r for r in runs if all(str(run_value(r, k)) == v for k, v in where.items())]
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -188,7 +199,7 @@ def build_report(
     parsed = {m: check_metric(m) for m in metrics}
     groups: dict[tuple[Any, ...], list[ReportRun]] = {}
     for run in runs:
-        key = tuple(field_value(run.config, f) for f in by)
+        key = tuple(run_value(run, f) for f in by)
         groups.setdefault(key, []).append(run)
     rows = []
     for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):

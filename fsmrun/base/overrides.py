@@ -52,37 +52,40 @@ def _section(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     return None
 
 
-def _unknown_key(key: str, part: str, prefix: str, model: type[BaseModel]) -> OverrideError:
+def _unknown_key(
+    key: str, part: str, prefix: str, model: type[BaseModel], option: str
+) -> OverrideError:
     valid = list(model.model_fields)
     close = difflib.get_close_matches(part, valid, n=3)
     where = f"under {prefix}" if prefix else "at the top level"
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return OverrideError(
-        f"unknown key {key!r} in --set{hint}; valid keys {where}: {', '.join(valid)}"
+        f"unknown key {key!r} in {option}{hint}; valid keys {where}: {', '.join(valid)}"
     )
 
 
-def check_key(key: str) -> type[BaseModel]:
-    """The model holding the leaf of dotted `key` (OverrideError if `key` is not a value)."""
-    return _check_path(key, key.strip().split("."))
+def check_key(key: str, option: str = "--set") -> type[BaseModel]:
+    """The model holding the leaf of dotted `key` (OverrideError if `key` is not a value);
+    `option` is what the user typed the key into (--set, --grid, --field), named in errors."""
+    return _check_path(key, key.strip().split("."), option)
 
 
-def _check_path(key: str, path: list[str]) -> type[BaseModel]:
+def _check_path(key: str, path: list[str], option: str = "--set") -> type[BaseModel]:
     model: type[BaseModel] = ExperimentConfig
     for depth, part in enumerate(path):
         prefix = ".".join(path[:depth])
         if part not in model.model_fields:
-            raise _unknown_key(key, part, prefix, model)
+            raise _unknown_key(key, part, prefix, model, option)
         section = _section(model, part)
         last = depth == len(path) - 1
         if section is None and not last:
             raise OverrideError(
-                f"--set {key}: {'.'.join(path[: depth + 1])} is a value, not a section; "
-                f"set it whole, e.g. --set {'.'.join(path[: depth + 1])}=<value>"
+                f"{option} {key}: {'.'.join(path[: depth + 1])} is a value, not a section; "
+                f"set it whole, e.g. {option} {'.'.join(path[: depth + 1])}=<value>"
             )
         if section is not None and last:
             raise OverrideError(
-                f"--set {key}: {key} is a section; set one of its keys: "
+                f"{option} {key}: {key} is a section; name one of its keys: "
                 + ", ".join(f"{key}.{k}" for k in section.model_fields)
             )
         if section is not None:
@@ -90,17 +93,18 @@ def _check_path(key: str, path: list[str]) -> type[BaseModel]:
     return model
 
 
-def parse_assignment(assignment: str) -> Override:
-    """'train.lr=0.01' -> Override(('train', 'lr'), 0.01), the path checked against the schema;
-    the value is JSON where it parses, except for text fields (alphabet=01 stays '01')."""
+def parse_assignment(assignment: str, option: str = "--set") -> Override:
+    """'train.lr=0.01' -> Override(('train', 'lr'), 0.01), the path checked against the schema
+    (errors name `option`); the value is JSON where it parses, except for text fields
+    (alphabet=01 stays '01')."""
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key:
         raise OverrideError(
-            f"--set expects key.path=value (e.g. train.lr=0.01), got {assignment!r}"
+            f"{option} expects key.path=value (e.g. train.lr=0.01), got {assignment!r}"
         )
     path = key.split(".")
-    model = _check_path(key, path)
+    model = _check_path(key, path, option)
     if model.model_fields[path[-1]].annotation in (str, str | None):  # alphabet=01: keep text
         return Override(tuple(path), raw)
     return Override(tuple(path), parse_value(raw))

@@ -12,6 +12,7 @@ from fsmrun.cli import (
     diff,
     eval,
     experiments,
+    export,
     fsm,
     ls,
     plot,
@@ -19,6 +20,7 @@ from fsmrun.cli import (
     resume,
     show,
     sweep,
+    tag,
     train,
 )
 from fsmrun.cli._common import FsmrunGroup
@@ -46,3 +48,5 @@ app.add_typer(sweep.app, name="sweep")
 app.command("report")(report.report)
 app.command("diff")(diff.diff)
 app.command("analyze")(analyze.analyze)
+app.command("tag")(tag.tag)
+app.add_typer(export.app, name="export")

@@ -48,3 +48,17 @@ ExperimentArg = Annotated[
         show_default=False,
     ),
 ]
+TagOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tag",
+        metavar="KEY=VALUE",
+        help="Label the run with a tag (repeatable), kept in <run>/labels.json beside it; "
+        "`fsmrun tag` changes tags later.",
+        show_default=False,
+    ),
+]
+NoteOption = Annotated[
+    str | None,
+    typer.Option(help="A free-text note on the run (labels.json).", show_default=False),
+]

@@ -10,7 +10,7 @@ import typer
 from fsmrun.cli._common import data_console, echo_json
 from fsmrun.cli._common import results_root as resolve_root
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, RunArg
-from fsmrun.cli._render import bins_table, split_table
+from fsmrun.cli._render import bins_table_fit, dropped_line, split_table_fit
 from fsmrun.runs.layout import resolve_run
 
 
@@ -61,7 +61,14 @@ def eval_run(
         f"epoch {report.epoch})",
         markup=False,
     )
-    out.print(split_table("overall (class accuracies beside majority baselines)", report.splits))
+    width = out.width
+    title = "overall (accuracies beside majority-class baselines)"
+    table, dropped = split_table_fit(title, report.splits, width)
+    out.print(table)
     for name, metrics in report.splits.items():
         if metrics.bins:
-            out.print(bins_table(name, metrics))
+            table, more = bins_table_fit(name, metrics, width)
+            out.print(table)
+            dropped += [c for c in more if c not in dropped]
+    if (line := dropped_line(dropped, width)) is not None:
+        out.print(line, markup=False)

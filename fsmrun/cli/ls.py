@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -23,14 +21,17 @@ from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import check_key, flatten
 from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
+from fsmrun.cli._render import dropped_line, fit_table
 from fsmrun.runs.index import RunIndex, check_filters, is_plain_name
+from fsmrun.runs.labels import matches_tags, parse_tags
 from fsmrun.runs.layout import HASH_PREFIX_LEN
 from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError
 from fsmrun.schemas.run_row import RunRow
 
-# Columns from most to least important: narrow terminals drop them from the end of this list.
+# Columns from most to least important: narrow terminals drop them from the end of this list
+# (the accuracies go last: they are what a listing is read for).
 PRIORITY = (
-    "run id", "status", "arch", "seed", "test acc", "ood acc", "*fields", "steps", "best val",
+    "run id", "test acc", "ood acc", "status", "seed", "arch", "best val", "*fields", "steps",
     "wall", "created", "resumed", "audited", "device", "experiment", "config",
 )  # fmt: skip
 ORDER = (
@@ -105,36 +106,24 @@ def _cells(row: RunRow, config: dict[str, Any], fields: list[str]) -> dict[str, 
     return cells
 
 
-def _table(columns: list[str], lines: list[dict[str, str]]) -> Table:
-    table = Table()
-    for name in columns:
-        table.add_column(name, justify="right" if name in RIGHT else "left", no_wrap=True)
-    for cells in lines:
-        table.add_row(*(Text(cells[c]) for c in columns))
-    return table
-
-
-def runs_table(
+def runs_table_fit(
     rows: list[RunRow], configs: list[dict[str, Any]], fields: list[str], width: int | None
-) -> Table:
-    """The runs table; without room for every column, the least important ones are dropped."""
+) -> tuple[Table, list[str]]:
+    """The runs table; without room for every column, the least important ones are left out
+    (see `fit_table`). The table and the columns left out."""
     lines = [_cells(r, c, fields) for r, c in zip(rows, configs, strict=True)]
 
     def expand(names: tuple[str, ...]) -> list[str]:
         return [f for n in names for f in (fields if n == "*fields" else [n])]
 
-    kept = expand(PRIORITY)
-    order = expand(ORDER)
-    table = _table([c for c in order if c in kept], lines)
-    if width is None:
-        return table
-    measure = Console(width=10_000)
-    while len(kept) > 2:
-        if Measurement.get(measure, measure.options, table).maximum <= width:
-            break
-        kept.pop()
-        table = _table([c for c in order if c in kept], lines)
-    return table
+    return fit_table(expand(ORDER), lines, expand(PRIORITY), width, right=RIGHT)
+
+
+def runs_table(
+    rows: list[RunRow], configs: list[dict[str, Any]], fields: list[str], width: int | None
+) -> Table:
+    """`runs_table_fit`'s table."""
+    return runs_table_fit(rows, configs, fields, width)[0]
 
 
 def ls(
@@ -166,6 +155,14 @@ def ls(
             help="Add a config field as a column, e.g. model.d_model (repeatable).",
         ),
     ] = [],  # noqa: B006
+    tag: Annotated[
+        list[str],
+        typer.Option(
+            "--tag",
+            metavar="KEY=VALUE",
+            help="Only runs with this tag (repeatable; KEY= for any value).",
+        ),
+    ] = [],  # noqa: B006
     json_: Annotated[
         bool, typer.Option("--json", help="One JSON object (a RunRow) per line on stdout.")
     ] = False,
@@ -184,7 +181,7 @@ def ls(
     check_filters(status, sort)
     for key in field:
         if not key.startswith(ANALYSIS_FIELD_PREFIX):  # analysis.<name>: see _add_analysis
-            check_key(key)
+            check_key(key, "--field")
         else:
             check_analysis_field(key)
     root = results_root(results_dir)
@@ -198,18 +195,23 @@ def ls(
         count = index.reindex()
         console.print(f"reindexed {count} run(s) from the folders under {root}", markup=False)
     rows = index.rows(experiment=experiment, status=status, sort=sort, descending=desc)
+    if tag:
+        wanted = parse_tags(tag)
+        rows = [row for row in rows if matches_tags(row.tags, wanted)]
     if json_:
         for row in rows:
             echo_json(row.model_dump_json())
         return
     if not rows:
-        what = f"of {experiment} " if experiment is not None else ""
-        console.print(f"no runs {what}under {root}", markup=False)
+        console.print(_nothing_listed(index, root, experiment, status, tag), markup=False)
         return
     out = data_console()
     configs = _configs(root, rows)
     _add_analysis(root, rows, configs, list(field))
-    out.print(runs_table(rows, configs, list(field), out.width))
+    table, dropped = runs_table_fit(rows, configs, list(field), out.width)
+    out.print(table)
+    if (line := dropped_line(dropped, out.width)) is not None:
+        out.print(Text(line))
     varying = varying_fields(configs)
     if len(rows) > 1:
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
@@ -225,6 +227,21 @@ def _add_analysis(
     for row, config in zip(rows, configs, strict=True):
         numbers = analysis_fields(RunFolder(root / row.folder))
         config.update({f: numbers.get(f) for f in wanted})
+
+
+def _nothing_listed(
+    index: RunIndex, root: Path, experiment: str | None, status: str | None, tags: list[str]
+) -> str:
+    """Why the list is empty: no runs at all, or filters that matched none of them."""
+    what = f"of {experiment} " if experiment is not None else ""
+    filters = ([f"--status {status}"] if status else []) + [f"--tag {t}" for t in tags]
+    if not filters:
+        return f"no runs {what}under {root}"
+    total = len(index.rows(experiment=experiment))
+    return (
+        f"no runs {what}match {' '.join(filters)} under {root} ({total} run(s) {what}in all; "
+        f"drop the filter to list them)"
+    )
 
 
 def _check_experiment(root: Path, experiment: str) -> None:

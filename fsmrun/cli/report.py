@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,6 +23,7 @@ from fsmrun.analysis.report import (
 )
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import ResultsDirOption
+from fsmrun.cli._render import dropped_line, fit_table
 from fsmrun.schemas.sweep import Report
 
 
@@ -30,30 +31,69 @@ def _split_list(values: list[str]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
-def report_table(report: Report) -> Table:
+def report_table(report: Report, width: int | None = None) -> Table:
+    """`report_table_fit`'s table."""
+    return report_table_fit(report, width)[0]
+
+
+def report_table_fit(report: Report, width: int | None) -> tuple[Table, list[str]]:
+    """The report as a table fitted to `width`. When not every metric fits, group columns
+    whose value is the same in every row move into the title, then a metric cell reads
+    'mean ± std' instead of 'mean ± std [min, max]'; past that, baselines, n and finally
+    metrics are left out (`fit_table`). The table and what was left out."""
     header, lines = report_records(report)
-    lead = len(header) - 5 * len(report.metrics)
-    title = Text(f"{report.checkpoint} checkpoint; mean ± std over seeds [min, max]")
-    table = Table(title=title)
-    for name in header[:lead]:
-        table.add_column(name, justify="right" if name == "n" else "left")
-    for metric in report.metrics:
-        table.add_column(metric, justify="right")
-        table.add_column("baseline", justify="right")
-    for line in lines:
-        cells = ["-" if v is None else str(v) for v in line[:lead]]
-        for i in range(len(report.metrics)):
-            mean, std, lo, hi, base = line[lead + 5 * i : lead + 5 * i + 5]
-            if mean is None:
-                cells += ["-", "-"]
-                continue
-            spread = f" ± {std:.3f}" if std is not None else ""
-            cells += [
-                f"{mean:.3f}{spread} [{lo:.2f}, {hi:.2f}]",
-                "-" if base is None else f"{base:.3f}",
-            ]
-        table.add_row(*cells)
-    return table
+    lead = header[: len(header) - 5 * len(report.metrics)]
+    groups = [c for c in lead if c != "n"]
+    constant = [c for c in groups if len({str(line[lead.index(c)]) for line in lines}) == 1]
+    best: tuple[Table, list[str]] | None = None
+    for hoist, compact in ((False, False), (True, False), (True, True)):
+        shown = [c for c in groups if not (hoist and c in constant)]
+        columns = [*shown, *(["n"] if "n" in lead else [])]
+        for metric in report.metrics:
+            columns += [metric, f"{metric}\nbaseline"]
+        baselines = [f"{m}\nbaseline" for m in report.metrics]
+        priority = [*shown, *report.metrics, "n", *baselines]
+        cells = [_report_cells(line, lead, report.metrics, compact) for line in lines]
+        spread = "mean ± std" if compact else "mean ± std over seeds [min, max]"
+        same = (
+            ", ".join(f"{c}={lines[0][lead.index(c)]}" for c in constant) + "; "
+            if hoist and constant
+            else ""
+        )
+        title = f"{same}{report.checkpoint} checkpoint; {spread}"
+        fitted = fit_table(
+            columns,
+            cells,
+            priority,
+            width,
+            right=set(columns) - set(shown),
+            title=title,
+            headers={b: "baseline" for b in baselines},  # each right of its metric
+        )
+        lost = sum(c in report.metrics or c in baselines for c in fitted[1])
+        if best is None or lost < sum(c in report.metrics or c in baselines for c in best[1]):
+            best = (fitted[0], fitted[1] + (["min/max"] if compact else []))
+        if not lost:
+            break
+    assert best is not None
+    return best
+
+
+def _report_cells(
+    line: list[Any], lead: list[str], metrics: list[str], compact: bool
+) -> dict[str, str]:
+    cells = {name: "-" if v is None else str(v) for name, v in zip(lead, line, strict=False)}
+    for i, metric in enumerate(metrics):
+        mean, std, lo, hi, base = line[len(lead) + 5 * i : len(lead) + 5 * i + 5]
+        spread = f" ± {std:.3f}" if std is not None else ""
+        if mean is None:
+            cells[metric] = "-"
+        elif compact:
+            cells[metric] = f"{mean:.3f}{spread}"
+        else:
+            cells[metric] = f"{mean:.3f}{spread} [{lo:.2f}, {hi:.2f}]"
+        cells[f"{metric}\nbaseline"] = "-" if base is None else f"{base:.3f}"
+    return cells
 
 
 def published_table(rows: list[PublishedRow]) -> Table:
@@ -126,6 +166,11 @@ def report(
             raise ReportError(f"--where expects field=value, got {item!r}")
         conditions[key.strip()] = value
     root = results_root(results_dir)
+    if not root.is_dir():  # not "no runs": nothing was looked at
+        raise ReportError(
+            f"the results folder {root} does not exist; point --results-dir (or "
+            f"FSMRUN_RESULTS_DIR) at the folder your runs are in"
+        )
     runs = filter_runs(collect_runs(root, refs or []), conditions)
     result = build_report(
         runs, _split_list(by) or None, _split_list(metric) or None, checkpoint, bins
@@ -139,7 +184,11 @@ def report(
     elif not runs:
         console.print(f"no completed runs to report under {root}", markup=False)
     else:
-        data_console().print(report_table(result))
+        out = data_console()
+        table, dropped = report_table_fit(result, out.width)
+        out.print(table)
+        if (line := dropped_line(dropped, out.width)) is not None:
+            out.print(line, markup=False)
     # A suite that carries published numbers: the paper beside the runs (table and Markdown).
     published = published_for(root, refs or [], runs) if not (json_ or csv_) else []
     if published and markdown:

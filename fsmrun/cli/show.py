@@ -12,7 +12,7 @@ from rich.text import Text
 
 from fsmrun.cli._common import data_console, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption, RunArg
-from fsmrun.cli._render import split_table
+from fsmrun.cli._render import dropped_line, split_table_fit
 from fsmrun.runs.layout import resolve_run
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.records import Metrics
@@ -41,7 +41,7 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def _metrics_panel(metrics: Metrics) -> Panel:
+def _metrics_panel(metrics: Metrics, width: int) -> tuple[Panel, list[str]]:
     es = metrics.early_stop
     head = _grid(
         [
@@ -57,12 +57,16 @@ def _metrics_panel(metrics: Metrics) -> Panel:
     )
     parts = Table.grid()
     parts.add_row(head)
+    dropped: list[str] = []
     for name, ev in (("best", metrics.best), ("last", metrics.last)):
         splits = {"val": ev.val, "test": ev.test}
         if ev.test_ood is not None:
             splits["test_ood"] = ev.test_ood
-        parts.add_row(split_table(f"{name} checkpoint (step {ev.step})", splits))
-    return Panel(parts, title="metrics.json", title_align="left", expand=False)
+        # the panel's border and padding take 4 columns
+        table, more = split_table_fit(f"{name} checkpoint (step {ev.step})", splits, width - 4)
+        parts.add_row(table)
+        dropped += [c for c in more if c not in dropped]
+    return Panel(parts, title="metrics.json", title_align="left", expand=False), dropped
 
 
 def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
@@ -95,6 +99,11 @@ def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
     if r.error:
         record_pairs.append(("error", r.error))
     out.print(Panel(_grid(record_pairs), title="run.json", title_align="left", expand=False))
+    labels = RunFolder(info.folder).read_labels()
+    if labels.tags or labels.note:
+        pairs = [(f"tag {k}", v) for k, v in labels.tags.items()]
+        pairs += [("note", labels.note)] if labels.note else []
+        out.print(Panel(_grid(pairs), title="labels.json", title_align="left", expand=False))
     if info.config is not None:
         doc = info.config.model_dump()
         sections = {k: doc.pop(k) for k in ("data", "model", "train")}
@@ -111,7 +120,10 @@ def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
             )
         )
     if info.metrics is not None:
-        out.print(_metrics_panel(info.metrics))
+        panel, dropped = _metrics_panel(info.metrics, out.width)
+        out.print(panel)
+        if (line := dropped_line(dropped, out.width)) is not None:
+            out.print(line, markup=False)
     else:
         out.print("no metrics.json yet (the run has not finished)", markup=False)
     _print_analysis(out, RunFolder(info.folder))

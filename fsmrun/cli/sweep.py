@@ -11,7 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from fsmrun.cli._common import EXIT_INTERRUPTED, console, data_console, echo_json, results_root
-from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
+from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, TagOption
+from fsmrun.runs.labels import label_run, parse_tags
+from fsmrun.runs.layout import resolve_run
 from fsmrun.schemas.sweep import SweepCell, SweepRecord
 from fsmrun.sweeps.spec import describe_overrides, list_suites, load_spec, spec_size
 
@@ -153,6 +155,7 @@ def run(
     list_: Annotated[bool, typer.Option("--list", help="List the built-in suites.")] = False,
     device: DeviceOption = "cpu",
     results_dir: ResultsDirOption = None,
+    tag: TagOption = None,
 ) -> None:
     """Run a sweep: every cell not yet done, in the one results folder (idempotent).
 
@@ -173,6 +176,7 @@ def run(
     from fsmrun.sweeps.request import make_executor, spec_from_args
 
     spec = spec_from_args(args or [], grid, seeds, set_, name)
+    tags = parse_tags(tag or [])
     root = results_root(results_dir)
     executor = make_executor(backend, workers, address, cpus_per_task)
     console.print(f"sweep {spec.name}: {spec_size(spec)} cells; backend {backend}", markup=False)
@@ -181,6 +185,8 @@ def run(
 
     def report(cell: SweepCell, outcome: Any) -> None:
         done[0] += 1
+        if tags and cell.run_id:  # the cell's process is done with the run: label it now
+            label_run(resolve_run(root, cell.run_id), tags)
         console.print(
             Text(
                 f"[{done[0]}] {cell.status:<11} {cell.experiment} "

@@ -11,12 +11,15 @@ from fsmrun.cli._common import console, results_root
 from fsmrun.cli._options import (
     DeviceOption,
     ExperimentArg,
+    NoteOption,
     ProgressOption,
     ResultsDirOption,
     SetOption,
+    TagOption,
 )
 from fsmrun.cli._render import finish_run
 from fsmrun.experiments import load_experiment
+from fsmrun.runs.labels import checked_labels, parse_tags
 
 
 def train(
@@ -52,6 +55,8 @@ def train(
         bool, typer.Option(help="Replace the newest run of this config instead of adding v<N+1>.")
     ] = False,
     progress: ProgressOption = True,
+    tag: TagOption = None,
+    note: NoteOption = None,
 ) -> None:
     """Train an experiment; prints the run id, its folder and a result summary.
 
@@ -74,6 +79,7 @@ def train(
         "seed": seed,
     }
     exp = apply_overrides(exp, collect_overrides(set_ or [], flags))
+    labels = checked_labels(parse_tags(tag or []), note or "")
     root = results_root(results_dir)
     result = loop.train_one_experiment(
         exp,
@@ -82,5 +88,6 @@ def train(
         overwrite=overwrite,
         console=console,
         progress=progress,
+        labels=labels,
     )
     finish_run(result, root)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -18,7 +19,8 @@ from fsmrun.lang.minimize import (
     refine,
     thompson_subsets,
 )
-from fsmrun.lang.regex_parse import Parser, RegexSyntaxError, ThompsonNFA
+from fsmrun.lang.regex_parse import Parser, RegexSyntaxError, ThompsonNFA, min_dfa_states
+from fsmrun.schemas.data import combining_mark_message
 
 __all__ = [
     "DFA",
@@ -273,6 +275,15 @@ def compile_regex(pattern: str, alphabet: str | Sequence[str], *, max_states: in
         raise ValueError(f"max_states must be at least 1, got {max_states}")
     try:
         ast = Parser(pattern, symbols).parse()
+        # Refuse before building anything when the language alone proves the DFA too big:
+        # building `a{100000}` to find out takes half a minute.
+        at_least = min_dfa_states(ast)
+        if at_least > max_states:
+            raise StateLimitError(
+                f"the minimal DFA has at least {at_least:,} states (a shortest or longest "
+                f"accepted string of length {at_least - 1:,} passes through as many), over the "
+                f"cap of {max_states:,}; {RAISE_CAP_HINT}"
+            )
         nfa = ThompsonNFA()
         start, final = nfa.build(ast)
     except RegexSyntaxError as err:
@@ -374,6 +385,8 @@ def _check_alphabet(alphabet: str | Sequence[str]) -> tuple[str, ...]:
     for symbol in symbols:
         if not isinstance(symbol, str) or len(symbol) != 1:
             raise ValueError(f"alphabet symbols must be single characters, got {symbol!r}")
+        if unicodedata.category(symbol).startswith("M"):
+            raise ValueError(combining_mark_message(symbol))
     if len(set(symbols)) != len(symbols):
         raise ValueError(f"the alphabet has repeated symbols: {''.join(symbols)!r}")
     return symbols

@@ -75,8 +75,10 @@ def _data_config(what: str, **fields: Any) -> DataConfig:
     """A [data] table holding one language source; UserError naming the bad field."""
     try:
         return DataConfig(**fields)
-    except ValidationError as err:
-        raise UserError(describe_validation_error(err, f"invalid {what}")) from None
+    except ValidationError as err:  # name the option the user typed, not the [data] field
+        field = str(err.errors()[0]["loc"][0]) if err.errors() else ""
+        option = {"alphabet": "--alphabet", "max_states": "--max-states"}.get(field, what)
+        raise UserError(describe_validation_error(err, f"invalid {option}")) from None
 
 
 def _table_dfa(path: Path, alphabet: str | None, max_states: int) -> DFA:

@@ -6,6 +6,7 @@ resolved against the alphabet here and the automaton code never sees raw charact
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -72,6 +73,58 @@ def expanded_size(node: Node) -> int:
         return sum(expanded_size(option) for option in node.options) + 2
     copies = max(node.low, node.high if node.high is not None else node.low + 1, 1)
     return copies * (expanded_size(node.item) + 2) + 2
+
+
+def shortest_length(node: Node) -> int | None:
+    """Length of the shortest string `node` matches; None when it matches nothing."""
+    if isinstance(node, Empty):
+        return 0
+    if isinstance(node, Chars):
+        return 1 if node.mask else None
+    if isinstance(node, Concat):
+        lengths = [shortest_length(item) for item in node.items]
+        return None if None in lengths else sum(lengths)  # type: ignore[arg-type]
+    if isinstance(node, Alt):
+        found = [n for n in map(shortest_length, node.options) if n is not None]
+        return min(found) if found else None
+    if node.low == 0:
+        return 0
+    item = shortest_length(node.item)
+    return None if item is None else node.low * item
+
+
+def longest_length(node: Node) -> float | None:
+    """Length of the longest string `node` matches (math.inf when unbounded); None when it
+    matches nothing."""
+    if isinstance(node, Empty):
+        return 0
+    if isinstance(node, Chars):
+        return 1 if node.mask else None
+    if isinstance(node, Concat):
+        lengths = [longest_length(item) for item in node.items]
+        return None if None in lengths else sum(lengths)  # type: ignore[arg-type]
+    if isinstance(node, Alt):
+        found = [n for n in map(longest_length, node.options) if n is not None]
+        return max(found) if found else None
+    item = longest_length(node.item)
+    if item is None:
+        return 0 if node.low == 0 else None
+    if item == 0:
+        return 0
+    return math.inf if node.high is None else node.high * item
+
+
+def min_dfa_states(node: Node) -> int:
+    """A lower bound on the states of the minimal DFA of `node`, found without building it.
+
+    The states along a shortest accepted string are all different (a repeated one would give
+    a shorter accepted string), and so are those along the longest one of a finite language
+    (a repeat would be a cycle, making it infinite): so at least length + 1 states."""
+    shortest, longest = shortest_length(node), longest_length(node)
+    if shortest is None:  # the empty language: one (rejecting) state
+        return 1
+    known = [shortest] + ([int(longest)] if longest is not None and longest != math.inf else [])
+    return max(known) + 1
 
 
 class Parser:

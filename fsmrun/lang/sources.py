@@ -116,7 +116,10 @@ def _table_alphabet(alphabet: str | None, used: Sequence[str], where: str) -> tu
             raise SourceError(f"{where}: symbol {symbol!r} must be a single character")
     if alphabet is None:
         if not used:
-            raise SourceError(f"{where}: no transitions and no alphabet; give data.alphabet")
+            raise SourceError(
+                f"{where}: no transitions and no alphabet; "
+                "give the alphabet (data.alphabet, or --alphabet of `fsmrun fsm`)"
+            )
         return tuple(sorted(set(used)))
     foreign = sorted(set(used) - set(alphabet))
     if foreign:
@@ -147,9 +150,14 @@ def _table_outputs(
             if names is None or value not in names:
                 raise SourceError(f"{where}.{entry}: output {value!r} is not in {names}")
             return names.index(value)
-        if value < 0 or (limit is not None and value >= limit):
+        if value < 0:
             raise SourceError(
-                f"{where}.{entry}: output {value} is outside 0..{(limit or 1) - 1}; outputs are "
+                f"{where}.{entry}: output {value} is negative; outputs are class indices "
+                f"0, 1, ... (or names from output_names)"
+            )
+        if limit is not None and value >= limit:
+            raise SourceError(
+                f"{where}.{entry}: output {value} is outside 0..{limit - 1}; outputs are "
                 f"class indices (or names from output_names)"
             )
         return value
@@ -203,7 +211,8 @@ def parse_att(
     max_states: int = 10_000,
 ) -> DFA:
     """Minimal DFA of AT&T text: arcs `src dst label [weight]` or `src dst in out [weight]`
-    (in must equal out), final states `state [weight]`; weights are read and ignored.
+    (in must equal out), final states `state [weight]`. Weights are read and ignored, except
+    a final weight `inf` (OpenFst's semiring zero), which leaves the state not final.
 
     The first line's source state is the start (the OpenFst convention). Epsilon arcs and
     nondeterminism are removed by subset construction. With a symbol table (`symbol id`
@@ -223,26 +232,28 @@ def parse_att(
         states = [_state_id(f, where) for f in fields[: 1 if len(fields) <= 2 else 2]]
         start = states[0] if start is None else start
         if len(fields) <= 2:
-            _weight(fields[1:], where)
-            finals.add(states[0])
+            if not _is_zero_weight(fields[1:], where):
+                finals.add(states[0])
             continue
         if len(fields) == 3 or (
             len(fields) == 4 and (fields[2] == fields[3] or _is_number(fields[3]))
         ):
             label = fields[2]  # an acceptor arc with or without weight, or in = out
+            weight = fields[3:] if len(fields) == 4 and fields[2] != fields[3] else []
         elif len(fields) in (4, 5):
             if fields[2] != fields[3]:
                 raise SourceError(
                     f"{where}: transducer arc {fields[2]!r}:{fields[3]!r} has different input "
                     f"and output; fsmrun reads acceptors (input = output on every arc)"
                 )
-            _weight(fields[4:], where)
+            weight = fields[4:]
             label = fields[2]
         else:
             raise SourceError(
                 f"{where}: {len(fields)} fields; expected 'src dst label [weight]', "
                 f"'src dst in out [weight]' or 'state [weight]'"
             )
+        _is_zero_weight(weight, where)  # checked only: an arc's weight does not matter here
         arcs.append((states[0], _symbol(label, table, where), states[1]))
     if start is None:
         raise SourceError(f"{source}: no arcs and no final states; the file is empty")
@@ -312,7 +323,10 @@ def _att_alphabet(
         by_id = sorted((int(k), s) for k, s in table.items() if k.isdigit() and s is not None)
         return tuple(s for _, s in by_id)
     if not used:
-        raise SourceError(f"{source}: no labelled arcs; give data.alphabet")
+        raise SourceError(
+            f"{source}: no labelled arcs; give the alphabet "
+            "(data.alphabet, or --alphabet of `fsmrun fsm`)"
+        )
     return tuple(sorted(used))
 
 
@@ -330,9 +344,14 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _weight(fields: list[str], where: str) -> None:
-    if fields and not _is_number(fields[0]):
+def _is_zero_weight(fields: list[str], where: str) -> bool:
+    """Whether an optional weight field is `inf`: the zero of OpenFst's tropical and log
+    semirings, i.e. no final weight or no arc (SourceError if it is not a number)."""
+    if not fields:
+        return False
+    if not _is_number(fields[0]) or math.isnan(float(fields[0])):
         raise SourceError(f"{where}: weight {fields[0]!r} is not a number")
+    return float(fields[0]) == math.inf
 
 
 def random_dfa(

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-
-from pydantic import ValidationError
 
 from fsmrun.base.faults import fault_point
 from fsmrun.runs.layout import FIX_HINT, ResultsFolderError, iter_run_folders, make_dirs
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "registry.sqlite"
 BUSY_TIMEOUT_S = 30.0
 INDEX_SCHEMA_VERSION = 1
-SORT_KEYS: tuple[str, ...] = tuple(RunRow.model_fields)
+SORT_KEYS: tuple[str, ...] = tuple(f for f in RunRow.model_fields if f != "tags")
 
 _COLUMN_TYPES = {
     "run_id": "TEXT PRIMARY KEY",
@@ -51,6 +50,7 @@ _COLUMN_TYPES = {
     "test_ood_string_acc": "REAL",
     "wall_time_s": "REAL",
     "audit_verified": "INTEGER",
+    "tags": "TEXT NOT NULL",  # JSON object of labels.json's tags
 }
 _COLUMNS = tuple(_COLUMN_TYPES)
 _CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()))
@@ -106,7 +106,17 @@ def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Run
         test_ood_string_acc=best.test_ood.string_acc if best and best.test_ood else None,
         wall_time_s=metrics.wall_time_s if metrics else None,
         audit_verified=record.audit_verified,
+        tags=_tags_of(run),
     )
+
+
+def _tags_of(run: RunFolder) -> dict[str, str]:
+    """labels.json's tags; a damaged file is a warning, not a lost row."""
+    try:
+        return run.read_labels().tags
+    except RunFolderError as exc:
+        log.warning("%s", exc)
+        return {}
 
 
 def _now_row(root: Path, row: RunRow) -> RunRow:
@@ -142,6 +152,11 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
         return True  # "file is not a database", "database disk image is malformed", ...
     message = str(exc).lower()
     return not any(w in message for w in ("locked", "busy", "readonly", "unable to open", "disk"))
+
+
+def _has_runs_table(conn: sqlite3.Connection) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+    return conn.execute(query).fetchone() is not None
 
 
 class RunIndex:
@@ -322,8 +337,15 @@ class RunIndex:
         try:
             conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
             try:
-                if not self._schema_ok(conn):
+                if not self._schema_ok(conn) and not _has_runs_table(conn):
                     raise sqlite3.DatabaseError("not an index of this fsmrun version")
+                if not self._schema_ok(conn):  # other columns: not damage, just out of date
+                    log.warning(
+                        "registry index %s was written by another fsmrun version; reading the "
+                        "run folders (`fsmrun ls --reindex` rebuilds it)",
+                        self.path,
+                    )
+                    return {}
                 values = conn.execute(sql, args).fetchall()
             finally:
                 conn.close()
@@ -339,12 +361,16 @@ class RunIndex:
         indexed = {}
         for v in values:
             try:
-                row = RunRow.model_validate(dict(zip(_COLUMNS, v, strict=True)))
-            except ValidationError:  # a damaged row: its folder is read instead
+                fields = dict(zip(_COLUMNS, v, strict=True))
+                row = RunRow.model_validate({**fields, "tags": json.loads(fields["tags"])})
+            except ValueError:  # a damaged row (invalid, or bad JSON): its folder is read
                 continue
             indexed[row.folder] = row
         return indexed
 
     @staticmethod
     def _values(row: RunRow) -> tuple[Any, ...]:
-        return tuple(getattr(row, c) for c in _COLUMNS)
+        return tuple(
+            json.dumps(row.tags, sort_keys=True) if c == "tags" else getattr(row, c)
+            for c in _COLUMNS
+        )

@@ -259,6 +259,23 @@ def _run_ids(root: Path) -> dict[str, Path]:
     return ids
 
 
+def _why_not_a_run_folder(path: Path) -> str:
+    """What is wrong with a path given as a run folder, in words."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link that loops (it points back to itself); fix or remove it"
+        if path.is_symlink():
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        if exc.errno == errno.ENOENT:
+            return "does not exist"
+        return f"cannot be read ({exc.strerror})"
+    if path.is_dir():
+        return f"is a folder but not a run folder (no {RUN_FILE} in it)"
+    return f"is a file, not a run folder (a run folder holds {RUN_FILE})"
+
+
 def resolve_run(root: str | os.PathLike[str], ref: str) -> Path:
     """The run folder `ref` names: a run folder path, a run id, or a unique prefix of one."""
     root = Path(root)
@@ -268,8 +285,7 @@ def resolve_run(root: str | os.PathLike[str], ref: str) -> Path:
         if RunFolder(candidate).is_run():
             return candidate
     if "/" in ref or os.sep in ref:  # run ids hold no slash: this was meant as a folder
-        what = "is a folder but not a run folder" if Path(ref).is_dir() else "does not exist"
-        raise RunNotFound(f"{ref} {what} (no {RUN_FILE} in it)")
+        raise RunNotFound(f"{ref} {_why_not_a_run_folder(Path(ref))}")
     ids = _run_ids(root)
     if ref in ids:
         return ids[ref]

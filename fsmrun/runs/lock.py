@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from fsmrun.base.errors import EnvironmentFailure
+from fsmrun.base.errors import EnvironmentFailure, UserError
 from fsmrun.base.io import remove_stale_temp_files
 
 LOCK_FILE = ".lock"
 # A reader's probe holds a shared lock for microseconds: retry this often before "busy".
 LOCK_ATTEMPTS = 5
 _RETRY_S = 0.02
+# The lock file is opened without following a symbolic link: a link would make the writer
+# create (or lock) a file outside the folder it owns.
+_NO_FOLLOW = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def pid_alive(pid: int) -> bool:
@@ -41,7 +44,7 @@ def lock_held(folder: str | os.PathLike[str]) -> bool | None:
     except ImportError:  # pragma: no cover - no flock on this platform
         return None
     try:
-        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | _NO_FOLLOW)
     except OSError:
         return None
     try:
@@ -80,12 +83,14 @@ class FolderLock:
             return True
         path = self.folder / LOCK_FILE
         aside = self.folder / f"{LOCK_FILE}.new"
-        try:
-            fd = os.open(
-                aside if new_folder else path,
-                os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                0o644,
+        target = aside if new_folder else path
+        if target.is_symlink():
+            raise UserError(
+                f"{target} is a symbolic link; a run's lock must be a plain file inside its "
+                f"folder: remove the link"
             )
+        try:
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644)
         except OSError as exc:
             raise EnvironmentFailure.from_os_error(exc, path) from exc
         for attempt in range(LOCK_ATTEMPTS):

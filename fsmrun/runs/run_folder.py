@@ -21,7 +21,7 @@ from fsmrun.base.io import atomic_write_json, atomic_write_text, prev_path
 from fsmrun.runs.lock import FolderLock, lock_held, pid_alive, remove_leftovers
 from fsmrun.schemas.analysis import AnalysisReport
 from fsmrun.schemas.config import ExperimentConfig
-from fsmrun.schemas.records import EnvInfo, Metrics, RunRecord, RunStatus
+from fsmrun.schemas.records import EnvInfo, Metrics, RunLabels, RunRecord, RunStatus
 
 RUN_FILE, CONFIG_FILE, ENV_FILE, METRICS_FILE = (
     "run.json",
@@ -30,6 +30,7 @@ RUN_FILE, CONFIG_FILE, ENV_FILE, METRICS_FILE = (
     "metrics.json",
 )
 FSM_JSON_FILE, FSM_DOT_FILE = "fsm.json", "fsm.dot"
+LABELS_FILE = "labels.json"  # tags and note: written beside the data files, never into them
 HISTORY_FILE = "logs/history.jsonl"
 CHECKPOINTS_DIR, CAPTURES_DIR, PLOTS_DIR = "checkpoints", "captures", "plots"
 ANALYSIS_DIR = "analysis"
@@ -134,6 +135,19 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     # -- paths
+    def inside(self, *parts: str) -> Path:
+        """`<folder>/<parts...>`; RunFolderError where one of its parts below the run folder is
+        a symbolic link, since a write through it would land outside the run folder."""
+        path = self.path
+        for part in Path(*parts).parts:
+            path = path / part
+            if path.is_symlink():
+                raise RunFolderError(
+                    f"{path} is a symbolic link; fsmrun reads and writes only inside the run "
+                    f"folder: remove the link (or replace it with a real folder)"
+                )
+        return path
+
     @property
     def run_json(self) -> Path:
         return self.path / RUN_FILE
@@ -152,7 +166,11 @@ class RunFolder:
 
     @property
     def history(self) -> Path:
-        return self.path / HISTORY_FILE
+        return self.inside(HISTORY_FILE)
+
+    @property
+    def labels_json(self) -> Path:
+        return self.path / LABELS_FILE
 
     @property
     def fsm_json(self) -> Path:
@@ -164,12 +182,12 @@ class RunFolder:
 
     @property
     def captures_dir(self) -> Path:
-        return self.path / CAPTURES_DIR
+        return self.inside(CAPTURES_DIR)
 
     @property
     def plots_dir(self) -> Path:
         """`plots/`: figures derived from the other files, redrawn at will (never read back)."""
-        return self.path / PLOTS_DIR
+        return self.inside(PLOTS_DIR)
 
     @property
     def analysis_dir(self) -> Path:
@@ -200,7 +218,7 @@ class RunFolder:
 
     def checkpoint(self, name: CheckpointName) -> Path:
         """`checkpoints/last.pt` or `checkpoints/best.pt`."""
-        return self.path / CHECKPOINTS_DIR / f"{name}.pt"
+        return self.inside(CHECKPOINTS_DIR, f"{name}.pt")
 
     def has_checkpoint(self, name: CheckpointName) -> bool:
         """Whether the checkpoint or its `.prev.pt` copy exists."""
@@ -209,7 +227,7 @@ class RunFolder:
 
     def capture(self, epoch: int) -> Path:
         """`captures/epoch_NNNN.pt`."""
-        return self.path / CAPTURES_DIR / f"epoch_{epoch:04d}.pt"
+        return self.inside(CAPTURES_DIR, f"epoch_{epoch:04d}.pt")
 
     def capture_epochs(self) -> list[int]:
         """Epochs (1-based) with a capture file, ascending."""
@@ -254,6 +272,29 @@ class RunFolder:
     def read_analysis(self) -> AnalysisReport | None:
         """analysis/analysis.json, or None before `fsmrun analyze` ran on this run."""
         return self._optional(self.analysis_json, AnalysisReport)
+
+    def read_labels(self) -> RunLabels:
+        """labels.json: the run's tags and note (none when the file is missing)."""
+        return self._optional(self.labels_json, RunLabels) or RunLabels()
+
+    def label(
+        self, tags: dict[str, str], *, remove: tuple[str, ...] = (), note: str | None = None
+    ) -> RunLabels:
+        """Add or change `tags`, drop the `remove` keys, replace the note when given; under the
+        writer lock (so a run being trained is refused), written atomically. The new labels."""
+        with self.lock():
+            current = self.read_labels()
+            kept = {k: v for k, v in current.tags.items() if k not in remove}
+            labels = RunLabels.model_validate(
+                {"tags": {**kept, **tags}, "note": current.note if note is None else note}
+            )
+            if labels != current:
+                self.write_labels(labels)
+        return labels
+
+    def write_labels(self, labels: RunLabels) -> None:
+        """labels.json, atomically (the caller holds the lock)."""
+        atomic_write_json(self.labels_json, labels)
 
     def load(self) -> RunInfo:
         """run.json, config.json, env.json and metrics.json."""

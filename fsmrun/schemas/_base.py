@@ -1,9 +1,35 @@
-"""The base of every config model: frozen, unknown keys refused."""
+"""The base of every config model: frozen, unknown keys refused, booleans not taken as numbers."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+def _is_number_field(annotation: Any) -> bool:
+    """Whether a field holds a plain number (int or float, maybe optional), not a bool."""
+    if annotation in (int, float):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = set(get_args(annotation))
+        return bool(args & {int, float}) and bool not in args
+    return False
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_booleans_as_numbers(cls, data: Any) -> Any:
+        # Pydantic reads true as 1 in a number field: `n_train = true` would train on one
+        # string and exit 0. A boolean where a number belongs is a mistake; say so.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                if isinstance(value, bool) and _is_number_field(field.annotation):
+                    shown = "true" if value else "false"
+                    raise ValueError(f"{name} = {shown} is a boolean; {name} takes a number")
+        return data

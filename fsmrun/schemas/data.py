@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Literal
 
 from pydantic import (
@@ -20,6 +21,16 @@ REGEX_SYNTAX = ".|*+?()[]{}\\^$"
 
 # The language sources of DataConfig: exactly one is set.
 LANGUAGE_SOURCES = ("regex", "dfa", "att", "random_dfa")
+
+
+def combining_mark_message(symbol: str) -> str:
+    """Why a combining mark cannot be a symbol: it is drawn onto the character before it."""
+    name = unicodedata.name(symbol, "unnamed")
+    return (
+        f"symbol U+{ord(symbol):04X} ({name}) is a combining mark: it joins the character "
+        f"before it on screen, so a symbol would look like two or two like one; every symbol "
+        f"must be one character as seen (use a precomposed letter such as 'é')"
+    )
 
 
 class DfaTableConfig(_Frozen):
@@ -56,6 +67,32 @@ class DfaTableConfig(_Frozen):
         default=None,
         description="Moore machine: output of the dead state that missing transitions go to.",
     )
+
+    @field_validator("transitions", mode="before")
+    @classmethod
+    def _check_transitions_shape(cls, value: Any) -> Any:
+        # Before the union is tried: its own errors name both alternatives' internals.
+        if isinstance(value, list):
+            for number, row in enumerate(value, start=1):
+                if not isinstance(row, list | tuple) or len(row) != 3:
+                    fields = f"{len(row)} fields" if isinstance(row, list | tuple) else "no list"
+                    raise ValueError(
+                        f"row {number} {row!r} has {fields}; each row is [source, symbol, "
+                        f'target], e.g. ["q0", "a", "q1"]'
+                    )
+        elif isinstance(value, dict):
+            for state, row in value.items():
+                if not isinstance(row, dict):
+                    raise ValueError(
+                        f"{state} = {row!r} is not a table of symbol = target, e.g. "
+                        f'{state} = {{ a = "q1" }}'
+                    )
+        else:
+            raise ValueError(
+                "give a table state -> { symbol = target } or a list of [source, symbol, "
+                f"target] rows, not {type(value).__name__}"
+            )
+        return value
 
 
 class AttConfig(_Frozen):
@@ -163,6 +200,8 @@ class DataConfig(_Frozen):
                     f"symbol {symbol!r} is not allowed: alphabet symbols are distinct printable "
                     f"characters, neither whitespace nor one of {REGEX_SYNTAX}"
                 )
+            if unicodedata.category(symbol).startswith("M"):
+                raise ValueError(combining_mark_message(symbol))
             if symbol in seen:
                 raise ValueError(f"symbol {symbol!r} appears twice in {alphabet!r}")
             seen.add(symbol)

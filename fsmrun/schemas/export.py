@@ -18,7 +18,14 @@ from fsmrun.base.io import atomic_write_text
 from fsmrun.schemas.analysis import AnalysisReport
 from fsmrun.schemas.cli import AuditReport, EvalReport
 from fsmrun.schemas.config import ExperimentConfig
-from fsmrun.schemas.records import CheckpointMeta, EnvInfo, HistoryRecord, Metrics, RunRecord
+from fsmrun.schemas.records import (
+    CheckpointMeta,
+    EnvInfo,
+    HistoryRecord,
+    Metrics,
+    RunLabels,
+    RunRecord,
+)
 from fsmrun.schemas.run_row import RunRow
 from fsmrun.schemas.sweep import Report, SweepRecord, SweepSpec
 
@@ -26,6 +33,7 @@ from fsmrun.schemas.sweep import Report, SweepRecord, SweepSpec
 MODELS: list[type[BaseModel]] = [
     ExperimentConfig,
     RunRecord,
+    RunLabels,
     EnvInfo,
     Metrics,
     HistoryRecord,

@@ -5,9 +5,16 @@ Each is a Pydantic model; `json_schemas/*.schema.json` are generated from these.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Identifiers in run.json become folder names, index keys and a child's `parent_run`: they obey
+# the experiment-name rule (no '/', no leading '.' or '-'), so that a damaged or hand-edited
+# run.json cannot point a path outside the results folder. A run id adds '-<hash12>-v<N>'.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,139}$"
+HASH_PATTERN = r"^[0-9a-f]{1,64}$"
 
 RunStatus = Literal["running", "completed", "failed", "interrupted"]
 StopReason = Literal[
@@ -171,8 +178,8 @@ class EarlyStopState(_Record):
 class Metrics(_Record):
     """metrics.json: the final summary of a run."""
 
-    run_id: str
-    experiment: str
+    run_id: str = Field(pattern=IDENTIFIER_PATTERN)
+    experiment: str = Field(pattern=IDENTIFIER_PATTERN)
     monitor: str = Field(description="Metric that chose the best checkpoint.")
     stop_reason: StopReason
     steps: int = Field(description="Optimizer steps taken.")
@@ -268,12 +275,46 @@ class RunHashes(_Record):
     batch_order: str = Field(description="sha256 of the first epoch's batch order.")
 
 
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+MAX_TAG_VALUE, MAX_NOTE = 200, 10_000
+
+
+class RunLabels(_Record):
+    """labels.json: a run's tags and note, written beside its data files (which labelling
+    never changes), so a completed run can be labelled at any time."""
+
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "key -> value; keys are 1-64 letters, digits, '_', '-', '.' (not starting with "
+            "'.' or '-'), values one line of at most 200 characters."
+        ),
+    )
+    note: str = Field(default="", max_length=MAX_NOTE, description="Free text about the run.")
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not re.fullmatch(TAG_KEY_PATTERN, key):
+                raise ValueError(
+                    f"tag key {key!r} cannot be used: 1 to 64 letters, digits, '_', '-' and "
+                    f"'.', not starting with '.' or '-'"
+                )
+            if len(value) > MAX_TAG_VALUE or not value.isprintable():
+                raise ValueError(
+                    f"tag {key}: the value must be one printable line of at most "
+                    f"{MAX_TAG_VALUE} characters"
+                )
+        return dict(sorted(tags.items()))
+
+
 class RunRecord(_Record):
     """run.json: identity, status and provenance of one run."""
 
-    run_id: str = Field(description="'<experiment>-<hash12>-v<N>'.")
-    experiment: str
-    config_hash: str
+    run_id: str = Field(pattern=IDENTIFIER_PATTERN, description="'<experiment>-<hash12>-v<N>'.")
+    experiment: str = Field(pattern=IDENTIFIER_PATTERN)
+    config_hash: str = Field(pattern=HASH_PATTERN, description="sha256 of the config (hex).")
     version: int
     status: RunStatus
     command: list[str] = Field(description="argv that started the run (or last resumed it).")
@@ -296,7 +337,9 @@ class RunRecord(_Record):
     )
     error: str | None = Field(default=None, description="Why the run failed, if it did.")
     parent_run: str | None = Field(
-        default=None, description="Run id this run extends (it started from its last.pt)."
+        default=None,
+        pattern=IDENTIFIER_PATTERN,
+        description="Run id this run extends (it started from its last.pt).",
     )
     parent_step: int | None = Field(
         default=None, description="Step of the parent's checkpoint this run started from."

@@ -44,3 +44,6 @@ class RunRow(BaseModel):
     audit_verified: bool | None = Field(
         description="True once audit-determinism verified this config."
     )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="The run's tags (from labels.json beside it)."
+    )

@@ -54,7 +54,7 @@ def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
             raise SweepError(
                 f"--grid expects key=v1,v2 (e.g. model.arch=transformer,lstm), got {assignment!r}"
             )
-        grid[key.strip()] = [parse_assignment(f"{key}={v}").value for v in raw.split(",")]
+        grid[key.strip()] = [parse_assignment(f"{key}={v}", "--grid").value for v in raw.split(",")]
     return grid
 
 

@@ -105,13 +105,17 @@ def check_spec_keys(spec: SweepSpec) -> None:
 
 def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7' and '0-2,9' work too."""
-    seeds: list[int] = []
+    ranges: list[tuple[str, int, int]] = []
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             lo, dash, hi = part.partition("-")
-            seeds.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+            ranges.append((part, int(lo), int(hi) if dash else int(lo)))
     except ValueError:
         raise SweepError(f"--seeds expects e.g. 0-4 or 0,3,7, got {text!r}") from None
+    for part, lo, hi in ranges:
+        if hi < lo:
+            raise SweepError(f"--seeds {text!r}: the range {part} runs backwards; write {hi}-{lo}")
+    seeds = [seed for _, lo, hi in ranges for seed in range(lo, hi + 1)]
     if not seeds or min(seeds) < 0:
         raise SweepError(f"--seeds expects non-negative seeds, got {text!r}")
     return list(dict.fromkeys(seeds))

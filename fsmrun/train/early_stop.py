@@ -22,6 +22,24 @@ def update_early_stop(
     return state.model_copy(update={"bad_epochs": state.bad_epochs + 1}), False
 
 
+def extension_warning(cfg: TrainConfig, inherited: EarlyStopState, epochs_done: int) -> str | None:
+    """Why an extension may stop before `cfg.epochs`: it inherits its parent's evaluations
+    without improvement (patience counts from the best value, as in a run trained that long
+    from the start), so fewer than the new epochs may be left to it. None when no warning."""
+    if cfg.patience is None or inherited.bad_epochs == 0:
+        return None
+    left = max(1, cfg.patience - inherited.bad_epochs)  # at least one evaluation runs
+    if left >= cfg.epochs - epochs_done:
+        return None
+    return (
+        f"the extension inherits {inherited.bad_epochs} evaluation(s) without improvement of "
+        f"{cfg.monitor} from its parent: with patience {cfg.patience} it stops after {left} "
+        f"more epoch(s) unless {cfg.monitor} improves, before epoch {cfg.epochs}; pass "
+        f"--no-early-stop "
+        f"(or a larger --patience) to train all {cfg.epochs} epochs"
+    )
+
+
 def decide_stop(
     cfg: TrainConfig,
     *,

@@ -144,6 +144,13 @@ def evaluate_run(
             f"unknown split {unknown[0]!r}; this run has {', '.join(sorted(data.splits))}"
         )
     path = folder.checkpoint(checkpoint)  # type: ignore[arg-type]
+    if checkpoint == "best" and not folder.has_checkpoint("best") and folder.has_checkpoint("last"):
+        status = folder.status()
+        why = f": {record.error}" if record.status == "failed" and record.error else ""
+        raise UserError(
+            f"{record.run_id} has no best checkpoint (it is {status} after {record.steps} "
+            f"steps, no validation chose one{why}); evaluate its last one with --checkpoint last"
+        )
     notes: list[str] = []
     meta, results = evaluate_checkpoint(path, exp, data, torch_device, wanted, notes)
     return EvalReport(

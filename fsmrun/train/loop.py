@@ -21,11 +21,17 @@ from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import (
     EarlyStopState,
     Metrics,
+    RunLabels,
     RunRecord,
     StopReason,
 )
 from fsmrun.train import checkpoint as ckpt
-from fsmrun.train.early_stop import decide_stop, flat_metrics, update_early_stop
+from fsmrun.train.early_stop import (
+    decide_stop,
+    extension_warning,
+    flat_metrics,
+    update_early_stop,
+)
 from fsmrun.train.evaluate import evaluate_splits
 from fsmrun.train.hooks import HookContext
 from fsmrun.train.session import (
@@ -203,20 +209,11 @@ def train(session: Session, state: TrainState) -> TrainState:
 
 
 def run_session(session: Session, start: Start) -> RunResult:
-    """Train (from the start's checkpoint, or a step-0 one), then finish; statuses honest."""
+    """Train (from the start's checkpoint, or a step-0 one), then finish; statuses honest:
+    whatever stops the process after the run is set up (Ctrl-C during the final evaluation
+    included) leaves run.json interrupted or failed, never running."""
     cfg = session.exp.train
     state = TrainState(EarlyStopState(monitor=cfg.monitor, mode=cfg.monitor_mode))
-
-    def result(status: str, metrics: Metrics | None = None) -> RunResult:
-        return RunResult(
-            session.record.run_id,
-            session.folder.path,
-            status,
-            state.stop_reason,
-            metrics,
-            state.step,
-        )
-
     try:
         if start.checkpoint is not None:
             state = restore_state(session, start.checkpoint, same_config=start.parent is None)
@@ -229,8 +226,43 @@ def run_session(session: Session, start: Start) -> RunResult:
             f"[bold]{session.record.run_id}[/]  {session.model.summary()}  "
             f"device {session.device}{amp}"
         )
-        state = train(session, state)
+        try:
+            state = train(session, state)
+        finally:
+            try:
+                session.history.sync()
+            except OSError as err:
+                log.warning("%s", err)
+        return _finish_run(session, state)
     except TrainingError as err:
+        return _finish_failed_run(session, state, err)
+    except BaseException as err:
+        _record_abort(session, state, err)
+        raise
+
+
+def _result(session: Session, state: TrainState, status: str, metrics: Metrics | None) -> RunResult:
+    return RunResult(
+        session.record.run_id, session.folder.path, status, state.stop_reason, metrics, state.step
+    )
+
+
+def _finish_run(session: Session, state: TrainState) -> RunResult:
+    """The stop line, the final evaluation and metrics.json, then the status."""
+    log_history(session, state, "stop", stop_reason=state.stop_reason, message=state.message)
+    if state.stop_reason == "interrupted":
+        session.set_status("interrupted", steps=state.step, epochs=state.epoch)
+        return _result(session, state, "interrupted", None)
+    metrics = finish(session, state)
+    fault_point("metrics_written")
+    session.set_status("completed", steps=state.step, epochs=state.epoch)
+    session.history.close()
+    return _result(session, state, "completed", metrics)
+
+
+def _finish_failed_run(session: Session, state: TrainState, err: TrainingError) -> RunResult:
+    """A run that failed by itself (a non-finite loss): evaluated as far as it got, failed."""
+    try:
         session.display.end_epoch(f"[red]{err}[/]")
         state.stop_reason = state.stop_reason or "non_finite"
         state.message = str(err)
@@ -240,30 +272,20 @@ def run_session(session: Session, start: Start) -> RunResult:
         except ckpt.CheckpointError:
             metrics = None
         session.set_status("failed", steps=state.step, epochs=state.epoch, error=str(err))
-        return result("failed", metrics)
-    except BaseException as err:
-        session.display.end_epoch("")
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        session.record = session.record.model_copy(
-            update={"steps": state.step, "epochs": state.epoch}
-        )
-        error = f"{type(err).__name__}: {err}"
-        record_failure(session.folder, session.record, status, error, index=session.controls.index)
+        session.history.close()
+    except BaseException as abort:
+        _record_abort(session, state, abort)
         raise
-    finally:
-        try:
-            session.history.sync()
-        except OSError as err:
-            log.warning("%s", err)
-    log_history(session, state, "stop", stop_reason=state.stop_reason, message=state.message)
-    if state.stop_reason == "interrupted":
-        session.set_status("interrupted", steps=state.step, epochs=state.epoch)
-        return result("interrupted")
-    metrics = finish(session, state)
-    fault_point("metrics_written")
-    session.set_status("completed", steps=state.step, epochs=state.epoch)
-    session.history.close()
-    return result("completed", metrics)
+    return _result(session, state, "failed", metrics)
+
+
+def _record_abort(session: Session, state: TrainState, err: BaseException) -> None:
+    """Ctrl-C (interrupted) or an unexpected error (failed), recorded in run.json."""
+    session.display.end_epoch("")
+    status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    session.record = session.record.model_copy(update={"steps": state.step, "epochs": state.epoch})
+    error = f"{type(err).__name__}: {err}"
+    record_failure(session.folder, session.record, status, error, index=session.controls.index)
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -275,6 +297,7 @@ def train_one_experiment(
     *,
     results_root: str | Path | None = None,
     overwrite: bool = False,
+    labels: RunLabels | None = None,
     **options: Any,
 ) -> RunResult:
     """Train `exp` from scratch into a new run folder and return where it landed.
@@ -283,11 +306,12 @@ def train_one_experiment(
     fields may be given as keywords instead (`device="cpu", progress=False`), which build it.
     Pre-flight first (device, language, writable results folder, corpus: a UserError before
     any run folder is claimed), then `<root>/<experiment>/<hash12>/v<N>/` is claimed (with
-    run.json and config.json, under its lock) and trained from a step-0 checkpoint.
+    run.json and config.json, under its lock) and trained from a step-0 checkpoint. `labels`
+    (tags, note) are written to labels.json with run.json, from the run's first moment.
     """
     controls = _controls(controls, options)
     root = default_results_root(results_root)
-    return _new_run(preflight(exp, controls, root), root, Start(), overwrite)
+    return _new_run(preflight(exp, controls, root), root, Start(), overwrite, labels)
 
 
 def resume_run(
@@ -316,12 +340,22 @@ def resume_run(
     root = Path(results_root) if results_root is not None else folder.results_root
     start = resume_start(folder, old, root, extend=extend)
     plan = preflight(exp, controls, root)
-    if controls.console is not None:  # every check passed: say what happens now
-        what = "extending {} into a new run" if extend else f"resuming {{}} ({folder.status()})"
-        controls.console.print(f"{what.format(old.run_id)} from {folder.path}", markup=False)
+
+    def say(what: str) -> None:  # every check passed: say what happens now
+        if controls.console is not None:
+            controls.console.print(f"{what} from {folder.path}", markup=False)
+
     if extend:
+        parent_metrics = folder.read_metrics()
+        if parent_metrics is not None and (
+            warning := extension_warning(exp.train, parent_metrics.early_stop, old.epochs)
+        ):
+            log.warning("%s", warning)
+        say(f"extending {old.run_id} into a new run")
         return _new_run(plan, root, start, overwrite=False)
+    status = folder.status()  # before taking the lock, which this process then holds
     with folder.lock():
+        say(f"resuming {old.run_id} ({status})")
         fallback = start.checkpoint.fallback if start.checkpoint else None
         return _launch(plan, folder, resumed_record(old, plan, fallback), start)
 
@@ -334,8 +368,11 @@ def _controls(controls: SessionControls | None, options: dict[str, Any]) -> Sess
     return controls if controls is not None else SessionControls(**options)
 
 
-def _new_run(plan: Plan, root: Path, start: Start, overwrite: bool) -> RunResult:
-    """Claim a new run folder (run.json and config.json in it from its first moment), run."""
+def _new_run(
+    plan: Plan, root: Path, start: Start, overwrite: bool, labels: RunLabels | None = None
+) -> RunResult:
+    """Claim a new run folder (run.json, config.json and any labels in it from its first
+    moment), run."""
     parent = None
     if start.parent is not None and start.checkpoint is not None:
         parent = (start.parent.read_record().run_id, start.checkpoint.meta.step)
@@ -343,6 +380,8 @@ def _new_run(plan: Plan, root: Path, start: Start, overwrite: bool) -> RunResult
     def make_files(folder: RunFolder, version: int) -> None:
         folder.write_record(new_record(plan, version, parent))
         folder.write_config(plan.exp)
+        if labels is not None and labels != RunLabels():
+            folder.write_labels(labels)
 
     folder = claim_run_folder(
         root, plan.exp.name, plan.config_hash, make_files, overwrite=overwrite

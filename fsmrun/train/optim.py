@@ -87,6 +87,19 @@ def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
     return peak - (peak - floor) * progress  # linear
 
 
+def warmup_warning(cfg: TrainConfig, total_steps: int) -> str | None:
+    """Why the schedule cannot do what it says, when the warm-up outlasts the run (the
+    learning rate then never reaches train.lr); None when it fits."""
+    if cfg.warmup_steps <= total_steps:
+        return None
+    reached = lr_at(total_steps - 1, cfg, total_steps)
+    return (
+        f"train.warmup_steps ({cfg.warmup_steps}) is longer than the run ({total_steps} steps): "
+        f"the learning rate peaks at {reached:.3g}, never reaching train.lr ({cfg.lr:g}); "
+        f"lower it, e.g. --set train.warmup_steps={max(0, total_steps // 10)}"
+    )
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every param group."""
     for group in optimizer.param_groups:

@@ -24,7 +24,7 @@ from fsmrun.base.seeding import hash_state_dict, set_seed, torch_generator
 from fsmrun.data.batching import batch_order_hash, epoch_batches, steps_per_epoch
 from fsmrun.data.encoding import RunData
 from fsmrun.data.prepare import build_data
-from fsmrun.data.stream import positive_sampler, stream_epoch
+from fsmrun.data.stream import positive_sampler, stream_epoch, training_steps_per_epoch
 from fsmrun.lang.build import build_dfa
 from fsmrun.nn.model import build_model
 from fsmrun.runs.index import RunIndex
@@ -34,7 +34,7 @@ from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import RunHashes, RunRecord
 from fsmrun.train.history import HistoryWriter
 from fsmrun.train.hooks import CaptureHook, Hooks
-from fsmrun.train.optim import optimizer_from_config
+from fsmrun.train.optim import optimizer_from_config, warmup_warning
 from fsmrun.train.step import StepRunner
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ def preflight(
     device = resolve_device(controls.device)
     dfa = build_dfa(exp.data)  # a bad language is reported before anything is written
     root = check_writable(root)
+    total_steps = exp.train.epochs * training_steps_per_epoch(exp)
+    if (warning := warmup_warning(exp.train, total_steps)) is not None:
+        log.warning("%s", warning)
     data = build_data(exp, device, corpus_cache_dir(root), dfa=dfa)
     return Plan(exp, config_hash(exp), device, data, controls)
 

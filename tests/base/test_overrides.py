@@ -18,7 +18,12 @@ def test_an_assignment_becomes_a_checked_path_and_a_typed_value():
 def test_each_key_is_checked_once_from_the_command_line_to_the_config(monkeypatch):
     checked: list[str] = []
     real = ov._check_path
-    monkeypatch.setattr(ov, "_check_path", lambda key, path: checked.append(key) or real(key, path))
+
+    def spy(key, path, *rest):
+        checked.append(key)
+        return real(key, path, *rest)
+
+    monkeypatch.setattr(ov, "_check_path", spy)
     overrides = ov.collect_overrides(
         ["train.lr=0.01", "seed=3"], {"train.epochs": 5, "seed": 7, "train.batch_size": None}
     )

@@ -5,6 +5,7 @@ before and after, registry.sqlite included)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -328,7 +329,105 @@ CASES = [
     Case("audit-results-dir-under-a-file",
          lambda e: ["audit-determinism", e.toml, "--results-dir", e.file("f", "x") / "r",
                     "--device", "cpu"], "results folder"),
+    # -- messages that name the option typed and the actual problem
+    Case("sweep-grid-unknown-key",
+         lambda e: ["sweep", e.toml, "--grid", "train.lrr=0.1,0.2", "--results-dir", e.fresh],
+         "unknown key 'train.lrr' in --grid"),
+    Case("sweep-seeds-backwards",
+         lambda e: ["sweep", e.toml, "--seeds", "5-2", "--results-dir", e.fresh],
+         "the range 5-2 runs backwards; write 2-5"),
+    Case("ls-field-unknown-key", lambda e: ["ls", "--field", "foo", "--results-dir", e.root],
+         "unknown key 'foo' in --field"),
+    Case("show-link-loop", lambda e: ["show", _loop(e.tmp / "loop"), "--results-dir", e.root],
+         "symbolic link that loops"),
+    Case("report-results-dir-missing", lambda e: ["report", "--results-dir", e.fresh],
+         "does not exist"),
+    Case("fsm-alphabet-with-operator", fsm("a", "--alphabet", "a*"), "invalid --alphabet"),
+    Case("fsm-alphabet-combining-mark", fsm("a", "--alphabet", "a\u0301"), "combining mark"),
+    Case("fsm-att-epsilon-only", fsm_file("--att", "0 1 <eps>\n1\n"), "--alphabet"),
+    Case("fsm-dfa-two-field-row",
+         fsm_file("--dfa", 'states = ["q0"]\nstart = "q0"\naccepting = ["q0"]\n'
+                           'transitions = [["q0", "a"]]\n'), "row 1"),
+    Case("fsm-dfa-moore-negative-output",
+         fsm_file("--dfa", 'states = ["q0"]\nstart = "q0"\noutputs = { q0 = -1 }\n'
+                           'transitions = [["q0", "a", "q0"]]\n'), "output -1 is negative"),
+    Case("fsm-state-cap-proved-before-building", fsm("a{100000}", "--alphabet", "ab"),
+         "at least 100,001 states"),
+    Case("set-boolean-as-number", train("--set", "data.n_train=true"),
+         "n_train = true is a boolean"),
+    Case("train-toml-boolean-as-number",
+         train_toml('[data]\nregex = "a*"\nalphabet = "ab"\nn_train = true\n'),
+         "n_train = true is a boolean"),
+    # -- labels
+    Case("tag-bad-key", on_run("tag", ".x=1"), "tag key '.x' cannot be used"),
+    Case("tag-no-equals", on_run("tag", "paper"), "expects key=value"),
+    Case("tag-unknown-run", lambda e: ["tag", "nosuchrun", "a=1", "--results-dir", e.root],
+         "no run"),
+    Case("tag-value-two-lines", on_run("tag", "a=x\ny"), "one printable line"),
+    Case("tag-run-being-trained",
+         lambda e: ["tag", _held_by_another_process(e.folders[0]), "a=1", "--results-dir",
+                    e.root], "being written by process"),
+    Case("train-tag-bad-key", train("--tag", "-x=1"), "tag key '-x' cannot be used"),
+    Case("ls-tag-no-equals", lambda e: ["ls", "--tag", "paper", "--results-dir", e.root],
+         "--tag expects key=value"),
+    # -- fault findings: links out of a run folder, identifiers in run.json, capture files
+    Case("plot-plots-folder-is-a-link",
+         lambda e: ["plot", _link(e.folders[0] / "plots", _folder(e.tmp / "outside")),
+                    "--results-dir", e.root], "symbolic link"),
+    Case("resume-lock-is-a-link-to-nowhere",
+         lambda e: ["resume", _interrupted(_link(e.folders[0] / ".lock", e.tmp / "nowhere")),
+                    "--results-dir", e.root, "--device", "cpu"], "symbolic link"),
+    Case("resume-checkpoints-folder-is-a-link",
+         lambda e: ["resume", _interrupted(_link(e.folders[0] / "checkpoints",
+                                                 _folder(e.tmp / "ckpts"))),
+                    "--results-dir", e.root, "--device", "cpu"], "symbolic link"),
+    Case("resume-run-id-with-a-path",
+         lambda e: ["resume", _record_field(e.folders[0], run_id="../../x"), "--epochs", "3",
+                    "--results-dir", e.root, "--device", "cpu"], "run_id"),
+    Case("show-parent-run-with-a-path",
+         lambda e: ["show", _record_field(e.folders[0], parent_run="a/../../b"),
+                    "--results-dir", e.root], "parent_run"),
+    Case("plot-capture-not-weights-only",
+         lambda e: ["plot", _capture(e.folders[0], {"epoch": datetime.date(2020, 1, 1)}),
+                    "--results-dir", e.root], "datetime.date"),
+    Case("plot-capture-garbage",
+         lambda e: ["plot", _capture(e.folders[0], GARBAGE), "--results-dir", e.root],
+         "epoch_0001.pt"),
 ]  # fmt: skip
+
+
+def _loop(path: Path) -> Path:
+    """A symbolic link pointing to itself."""
+    path.symlink_to(path)
+    return path
+
+
+def _link(path: Path, target: Path) -> Path:
+    """Replace `path` (in a run folder) by a symbolic link to `target`; the run folder."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.symlink_to(target)
+    return path.parent
+
+
+def _record_field(folder: Path, **fields: str) -> Path:
+    """Set fields of run.json as a hand edit would; the folder."""
+    record = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**record, **fields}))
+    return folder
+
+
+def _capture(folder: Path, content: object) -> Path:
+    """Write captures/epoch_0001.pt: raw bytes, or `content` saved by torch.save; the folder."""
+    path = folder / "captures" / "epoch_0001.pt"
+    path.parent.mkdir(exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    return folder
 
 
 def _folder(path: Path) -> Path:

@@ -10,7 +10,7 @@ def test_eval_table_shows_splits_baselines_and_length_bins(cli, trained):
     result = cli("eval", trained.run_ids[0], "--results-dir", trained.root, "--device", "cpu")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "checkpoint best" in out and "(baseline)" in out
+    assert "checkpoint best" in out and "(base)" in out
     for split in ("val", "test", "test_ood"):
         assert f"{split} by string length" in out
     assert "9-12" in out  # the OOD length range forms a bin

@@ -146,7 +146,7 @@ def test_fsm_state_cap_error_names_the_option_and_the_config_field(cli):
 def test_fsm_checks_the_alphabet_like_an_experiment_config(cli):
     result = cli("fsm", "a", "--alphabet", "a b")
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith("error: invalid regex: alphabet: symbol ' ' is not allowed")
+    assert result.stderr.startswith("error: invalid --alphabet: alphabet: symbol ' ' is not")
     result = cli("fsm", "a", "--alphabet", "aa")
     assert result.exit_code == 2 and "appears twice" in result.stderr, result.output
 

@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from fsmrun.base.errors import UserError
 from fsmrun.runs.lock import LOCK_FILE, FolderLock, lock_held, pid_alive, remove_leftovers
 
 
@@ -92,3 +95,13 @@ def test_the_lock_module_stands_on_no_run_folder_or_registry_module():
     assert "fsmrun.runs.lock" in loaded
     assert "fsmrun.runs.layout" not in loaded
     assert "fsmrun.runs.run_folder" not in loaded
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_nothing_is_created(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").symlink_to(tmp_path / "elsewhere" / "lockfile")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(UserError, match=r"\.lock is a symbolic link"):
+        FolderLock(tmp_path / "run").acquire()
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert lock_held(tmp_path / "run") is None  # a probe does not follow it either

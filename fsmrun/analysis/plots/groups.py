@@ -38,6 +38,7 @@ class RunPoint:
     group: tuple[str, ...]  # values of the group-by keys other than "experiment"
     data: DataConfig
     evaluation: CheckpointEval
+    status: str = "completed"  # a failed or running run is named in the figure's title
 
 
 def group_value(config: ExperimentConfig, key: str) -> str:
@@ -81,8 +82,14 @@ def collect(
             continue
         group = tuple(group_value(config, k) for k in group_by if k != "experiment")
         ev = metrics.best if checkpoint == "best" else metrics.last
-        points.append(RunPoint(run_id, config.name, group, config.data, ev))
+        points.append(RunPoint(run_id, config.name, group, config.data, ev, run.run.status()))
     return points, skipped
+
+
+def not_completed_note(points: Sequence[RunPoint]) -> str:
+    """'; not completed: run-1 (failed), ...' for a figure title, '' when all completed."""
+    odd = [f"{p.run_id} ({p.status})" for p in points if p.status != "completed"]
+    return f"; NOT COMPLETED: {', '.join(odd)}" if odd else ""
 
 
 def _facets(points: list[RunPoint], by_experiment: bool) -> dict[str, list[RunPoint]]:
@@ -172,7 +179,11 @@ def accuracy_by_length(
         for ax in axes[len(facets) :]:
             ax.set_axis_off()
         keys_text = ", ".join(k for k in group_keys if k != "experiment") or "all runs"
-        fig.suptitle(f"mean over runs, band: min to max ({keys_text})", fontsize=7)
+        fig.suptitle(
+            f"mean over runs, band: min to max ({keys_text}){not_completed_note(points)}",
+            fontsize=7,
+            wrap=True,
+        )
         return style.save_figure(fig, out_dir, "accuracy_by_length", fmt)
 
 
@@ -227,4 +238,6 @@ def ood_accuracy(
         ax.set_xticks(range(len(facets)), list(facets), rotation=30 if len(facets) > 3 else 0)
         ax.set(ylabel=f"OOD {ACCURACY_LABEL}", ylim=(0, 1.02), xlim=(-0.6, len(facets) - 0.4))
         ax.grid(axis="x", visible=False)
+        if note := not_completed_note(ood):
+            ax.set_title(note.removeprefix("; "), fontsize=7, wrap=True)
         return style.save_figure(fig, out_dir, "ood_accuracy", fmt)

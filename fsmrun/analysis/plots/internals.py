@@ -92,7 +92,11 @@ def attention_maps(run: RunFiles, cap: Capture, fmt: str, *, string_index: int =
                 if layer == n_layers - 1:
                     ax.set_xlabel("key position")
         fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
-        fig.suptitle(f"'{text}'{verdict}, epoch {cap.epoch} (step {cap.step})", fontsize=8)
+        fig.suptitle(
+            f"'{text}'{verdict}, epoch {cap.epoch} (step {cap.step}){run.status_mark()}",
+            fontsize=8,
+            wrap=True,
+        )
         return style.save_figure(fig, run.plots_dir(), "attention", fmt)
 
 
@@ -171,7 +175,8 @@ def hidden_states(run: RunFiles, cap: Capture, fmt: str) -> Path:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5))
         fig.suptitle(
             f"hidden states by DFA state: {len(states_n)} prefixes of {len(cap.strings)} "
-            f"strings, epoch {cap.epoch} (step {cap.step})",
+            f"strings, epoch {cap.epoch} (step {cap.step}){run.status_mark()}",
             fontsize=8,
+            wrap=True,
         )
         return style.save_figure(fig, run.plots_dir(), "hidden_states", fmt)

@@ -63,7 +63,7 @@ def _validation_axes(
         if key == monitor and best_step in steps:
             at = steps.index(best_step)
             ax.plot([best_step], [values[at]], marker="*", ms=10, color="black", ls="none")
-    if best_step is not None:
+    if best_step is not None and best_step > 0:  # step 0 is the untrained model, not a best
         ax.axvline(best_step, color=style.BASELINE_COLOR, ls="--", lw=0.8)
         ax.annotate(
             f"best (step {best_step})",
@@ -75,7 +75,8 @@ def _validation_axes(
             color=style.BASELINE_COLOR,
         )
     ax.set(xlabel="step", ylabel=ACCURACY_LABEL, title="validation", ylim=(-0.02, 1.02))
-    ax.legend(ncols=2, loc="lower right")
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(ncols=2, loc="best")  # "best": away from the curves and the best-step line
 
 
 def learning_curves(run: RunFiles, fmt: str) -> Path:
@@ -84,7 +85,8 @@ def learning_curves(run: RunFiles, fmt: str) -> Path:
     train = [h for h in history if h.kind == "train" and h.losses]
     evals = [h for h in history if h.kind == "eval" and h.metrics]
     if not train and not evals:
-        raise Skip("no training history yet (logs/history.jsonl is empty)")
+        mark = run.status_mark()
+        raise Skip(f"no training history{mark or ' yet'} (logs/history.jsonl holds no step)")
     metrics = run.metrics()
     config = run.config()
     monitor = metrics.monitor if metrics else (config.train.monitor if config else None)
@@ -98,7 +100,7 @@ def learning_curves(run: RunFiles, fmt: str) -> Path:
         _validation_axes(ax_val, evals, monitor, _best_step(history, metrics))
         for ax in (ax_loss, ax_lr):
             ax.set_xlabel("")
-        fig.suptitle(run.record().run_id, fontsize=8)
+        fig.suptitle(run.record().run_id + run.status_mark(), fontsize=8, wrap=True)
         return style.save_figure(fig, run.plots_dir(), "learning_curves", fmt)
 
 
@@ -133,6 +135,11 @@ def length_accuracy(run: RunFiles, fmt: str, checkpoint: str = "best") -> Path:
     if metrics is None:
         raise Skip("no metrics.json yet (the run has not finished)")
     ev = _checkpoint(metrics, checkpoint)
+    if ev.step == 0:
+        raise Skip(
+            f"the {checkpoint} checkpoint is the untrained model (step 0){run.status_mark()}: "
+            "no learned accuracy to draw"
+        )
     splits = {"val": ev.val, "test": ev.test, "test_ood": ev.test_ood}
     binned = {name: s.bins for name, s in splits.items() if s is not None and s.bins}
     if not binned:
@@ -143,36 +150,24 @@ def length_accuracy(run: RunFiles, fmt: str, checkpoint: str = "best") -> Path:
         config = run.config()
         if config is not None:
             shade_length_ranges(ax, config.data)
-        baseline_drawn = False
         for i, (name, bins) in enumerate(binned.items()):
             x = [(b.lo + b.hi) / 2 for b in bins]
-            ax.plot(
-                x,
-                [b.string_acc for b in bins],
-                marker=style.marker(i),
-                color=style.color(i),
-                label=name,
-            )
-            base = [
-                (xi, b.string_baseline)
-                for xi, b in zip(x, bins, strict=True)
-                if b.string_baseline is not None
-            ]
-            ax.plot(
-                [p[0] for p in base],
-                [p[1] for p in base],
-                ls="--",
-                lw=0.9,
-                color=style.BASELINE_COLOR,
-                label=None if baseline_drawn else "majority baseline",
-            )
-            baseline_drawn = True
+            accuracy = [(xi, b.string_acc) for xi, b in zip(x, bins, strict=True)
+                        if b.string_acc is not None]  # fmt: skip
+            if accuracy:  # a legend entry only for a line that is drawn
+                ax.plot(*zip(*accuracy, strict=True), marker=style.marker(i),
+                        color=style.color(i), label=name)  # fmt: skip
+            base = [(xi, b.string_baseline) for xi, b in zip(x, bins, strict=True)
+                    if b.string_baseline is not None]  # fmt: skip
+            if base:  # each split's own majority baseline, in its colour, dashed
+                ax.plot(*zip(*base, strict=True), ls="--", lw=0.9, alpha=0.8,
+                        color=style.color(i), label=f"{name} baseline")  # fmt: skip
         ax.set(
             xlabel=LENGTH_LABEL,
             ylabel=ACCURACY_LABEL,
             ylim=(-0.02, 1.02),
-            title=f"{checkpoint} checkpoint (step {ev.step})",
         )
+        ax.set_title(f"{checkpoint} checkpoint (step {ev.step}){run.status_mark()}", wrap=True)
         ax.legend(loc="lower left", ncols=2)
         return style.save_figure(fig, run.plots_dir(), "accuracy_by_length", fmt)
 

@@ -19,7 +19,8 @@ from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 from fsmrun.schemas.sweep import BinStats, MetricStats, Report, ReportRow
-from fsmrun.sweeps.coordinator import SweepError, cell_state, find_sweep, read_record
+from fsmrun.sweeps.cells import cell_state
+from fsmrun.sweeps.coordinator import SweepError, find_sweep, read_record
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]

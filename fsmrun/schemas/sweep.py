@@ -64,6 +64,11 @@ class SweepRecord(_Doc):
     spec: SweepSpec
     created: float = Field(description="Unix time the sweep was first started.")
     updated: float = Field(description="Unix time of the last change.")
+    threads: int | None = Field(
+        default=None,
+        description="torch intra-op threads of every cell, fixed when the sweep first started "
+        "(CPU results depend on it).",
+    )
     counts: dict[str, int] = Field(description="Cells per status.")
     cells: list[SweepCell]
 

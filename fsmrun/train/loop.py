@@ -37,6 +37,7 @@ from fsmrun.train.session import (
     check_resume,
     new_record,
     open_session,
+    pin_threads,
     preflight,
     record_failure,
     resumed_record,
@@ -313,6 +314,7 @@ def resume_run(
     old, exp, extend = check_resume(folder, rule=StopRule(epochs, patience, early_stop))
     root = Path(results_root) if results_root is not None else folder.results_root
     start = resume_start(folder, old, root, extend=extend)
+    pin_threads(start.parent or folder)  # the thread count the run trained with
     torch_device, data = preflight(exp, device, root)
     if controls.console is not None:  # every check passed: say what happens now
         what = "extending {} into a new run" if extend else f"resuming {{}} ({folder.status()})"

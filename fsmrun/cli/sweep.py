@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -18,6 +19,7 @@ from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
 from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
 from fsmrun.sweeps.coordinator import (
     SweepError,
+    check_size,
     describe_overrides,
     expand,
     find_sweep,
@@ -33,8 +35,11 @@ from fsmrun.sweeps.coordinator import (
     sweep_id_for,
     sweep_status,
 )
+from fsmrun.sweeps.progress import SweepProgress
+from fsmrun.sweeps.spec import parse_grid, read_spec_text
 
 EXIT_FAILED_CELLS = 1
+DEFAULT_MAX_CELLS = 10_000
 
 EXAMPLES = """\
 \b
@@ -67,29 +72,18 @@ app = typer.Typer(
 )
 
 
-def _grid(assignments: list[str]) -> dict[str, list[Any]]:
-    """--grid model.arch=transformer,lstm -> {'model.arch': ['transformer', 'lstm']}."""
-    grid: dict[str, list[Any]] = {}
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or not raw:
-            raise SweepError(
-                f"--grid expects key=v1,v2 (e.g. model.arch=transformer,lstm), got {assignment!r}"
-            )
-        grid[key.strip()] = [parse_assignment(f"{key}={v}")[1] for v in raw.split(",")]
-    return grid
-
-
 def _is_spec(arg: str) -> bool:
     if arg in list_suites():
         return True
     if arg.endswith(".toml") and Path(arg).is_file():
         import tomllib
 
-        try:
-            return "experiments" in tomllib.loads(Path(arg).read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError):
+        try:  # an unreadable or non-UTF-8 file is a spec here, so its error names it
+            return "experiments" in tomllib.loads(read_spec_text(Path(arg)))
+        except tomllib.TOMLDecodeError:
             return False
+        except SweepError:
+            return True
     return False
 
 
@@ -102,14 +96,15 @@ def build_spec(
         spec = load_spec(args[0])
         update: dict[str, Any] = {
             "set": {**spec.set, **overrides},
-            "grid": {**spec.grid, **_grid(grid)},
+            "grid": {**spec.grid, **parse_grid(grid)},
         }
         if seeds is not None:
             update["seeds"] = parse_seeds(seeds)
         if name is not None:
             update["name"] = name
         return SweepSpec.model_validate({**spec.model_dump(), **update})
-    return inline_spec(args, _grid(grid), parse_seeds(seeds or "0"), overrides, name)
+    chosen = parse_seeds(seeds) if seeds is not None else [0]
+    return inline_spec(args, parse_grid(grid), chosen, overrides, name)
 
 
 def suites_table() -> Table:
@@ -211,8 +206,25 @@ def run(
             show_default=False,
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="torch threads of every cell, fixed when the sweep first starts (CPU bits "
+            "depend on it) [default: cores / workers; a re-run keeps the sweep's].",
+            show_default=False,
+        ),
+    ] = None,
+    max_cells: Annotated[
+        int,
+        typer.Option(min=1, help="Refuse a grid with more cells than this."),
+    ] = DEFAULT_MAX_CELLS,
     retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Train failed cells again.")
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Train failed cells again (interrupted ones, a dead worker's too, always resume).",
+        ),
     ] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in suites.")] = False,
     device: DeviceOption = "cpu",
@@ -238,33 +250,26 @@ def run(
     if backend not in ("local", "ray"):
         raise SweepError(f"--backend must be local or ray, got {backend!r}")
     spec = build_spec(args, grid, seeds, set_, name)
+    size = check_size(spec, max_cells)  # before a single cell is built
     root = results_root(results_dir)
     executor = _executor(backend, workers, address, cpus_per_task)
-    console.print(f"sweep {spec.name}: {spec_size(spec)} cells; backend {backend}", markup=False)
+    console.print(f"sweep {spec.name}: {size} cells; backend {backend}", markup=False)
     start = time.monotonic()
-    done = [0]
-
-    def report(cell: SweepCell, outcome: Any) -> None:
-        done[0] += 1
-        console.print(
-            Text(
-                f"[{done[0]}] {cell.status:<11} {cell.experiment} "
-                f"{describe_overrides(cell.overrides, spec.set)}  "
-                f"{cell.run_id or cell.error or ''} "
-                f"({outcome.seconds:.1f}s)"
-            ),
-        )
-
+    shown = _ProgressDisplay(spec)
     try:
-        result = run_sweep(
-            spec,
-            executor,
-            results_root=root,
-            device=device,
-            retry_failed=retry_failed,
-            command=["fsmrun", *sys.argv[1:]],
-            on_outcome=report,
-        )
+        with shown:
+            result = run_sweep(
+                spec,
+                executor,
+                results_root=root,
+                device=device,
+                retry_failed=retry_failed,
+                command=["fsmrun", *sys.argv[1:]],
+                on_outcome=shown.cell,
+                on_start=shown.start,
+                threads=threads,
+                max_cells=max_cells,
+            )
     except KeyboardInterrupt:
         console.print(
             "sweep interrupted; interrupted runs keep their last checkpoint. "
@@ -279,6 +284,13 @@ def run(
         f"{time.monotonic() - start:.1f}s; record: {result.path}",
         markup=False,
     )
+    stopped = record.counts.get("interrupted", 0)
+    if stopped:
+        console.print(
+            f"{stopped} cell(s) interrupted (a worker died or was stopped); run the same "
+            "command again to resume them",
+            markup=False,
+        )
     failed = record.counts.get("failed", 0)
     if failed:
         console.print(
@@ -287,6 +299,57 @@ def run(
             markup=False,
         )
         raise typer.Exit(EXIT_FAILED_CELLS)
+
+
+class _ProgressDisplay:
+    """A live bar (done / total, failures, time left) on a terminal; otherwise one plain line
+    per cell ending in the same counts."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.progress: SweepProgress | None = None
+        self.bar: Progress | None = None
+        self.bar_task: Any = None
+
+    def __enter__(self) -> _ProgressDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, record: SweepRecord, to_run: int) -> None:
+        self.progress = SweepProgress(to_run)
+        console.print(
+            f"{record.sweep_id}: {to_run} to run, {len(record.cells) - to_run} already done "
+            f"or failed; {record.threads} torch thread(s) per cell",
+            markup=False,
+        )
+        if console.is_terminal and to_run:
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[counts]}"),
+                console=console,
+                transient=True,
+            )
+            self.bar.start()
+            self.bar_task = self.bar.add_task("cells", total=to_run, counts="")
+
+    def cell(self, cell: SweepCell, outcome: Any) -> None:
+        assert self.progress is not None
+        self.progress.finished(cell.status)
+        took = "taken from another process" if outcome.taken else f"{outcome.seconds:.1f}s"
+        line = (
+            f"[{self.progress.done}/{self.progress.total}] {cell.status:<11} {cell.experiment} "
+            f"{describe_overrides(cell.overrides, self.spec.set)}  "
+            f"{cell.run_id or ''} {cell.error or ''} ({took})"
+        )
+        if self.bar is not None:
+            self.bar.console.print(Text(line))
+            self.bar.update(self.bar_task, advance=1, counts=self.progress.summary())
+        else:
+            console.print(Text(f"{line}; {self.progress.summary()}"))
 
 
 def _executor(

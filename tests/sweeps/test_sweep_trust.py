@@ -117,12 +117,12 @@ def test_pool_serial_and_a_dead_worker_give_the_bits_of_plain_train(tiny, tmp_pa
         folder = RunFolder(root / "tiny" / cells[0].config_hash[:12] / "v1")
         for _ in range(1200):
             # a few steps logged (history.jsonl) after the step-0 last.pt: mid-run
-            if folder.has_checkpoint("last") and folder.history.is_file():
-                if folder.history.read_text().count("\n") >= 5:
-                    pid = json.loads(folder.run_json.read_text())["pid"]
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    return
+            logged = folder.history.read_text().count("\n") if folder.history.is_file() else 0
+            if folder.has_checkpoint("last") and logged >= 5:
+                pid = json.loads(folder.run_json.read_text())["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_cell_0)

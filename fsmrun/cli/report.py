@@ -11,12 +11,14 @@ from rich.text import Text
 
 from fsmrun.analysis.report import (
     DEFAULT_BY,
+    DEFAULT_DIGITS,
     DEFAULT_METRICS,
     ReportError,
     build_report,
     collect_runs,
     filter_runs,
-    report_records,
+    report_text_rows,
+    sweep_notes,
     to_csv,
     to_markdown,
 )
@@ -30,28 +32,15 @@ def _split_list(values: list[str]) -> list[str]:
 
 
 def report_table(report: Report) -> Table:
-    header, lines = report_records(report)
-    lead = len(header) - 5 * len(report.metrics)
-    title = Text(f"{report.checkpoint} checkpoint; mean ± std over seeds [min, max]")
+    """The same columns and values as --csv and --markdown ('-' where empty)."""
+    header, lines = report_text_rows(report)
+    title = Text(f"{report.checkpoint} checkpoint; {report.agg} over seeds")
     table = Table(title=title)
-    for name in header[:lead]:
-        table.add_column(name, justify="right" if name == "n" else "left")
-    for metric in report.metrics:
-        table.add_column(metric, justify="right")
-        table.add_column("baseline", justify="right")
+    first_number = header.index("n")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if i >= first_number else "left")
     for line in lines:
-        cells = ["-" if v is None else str(v) for v in line[:lead]]
-        for i in range(len(report.metrics)):
-            mean, std, lo, hi, base = line[lead + 5 * i : lead + 5 * i + 5]
-            if mean is None:
-                cells += ["-", "-"]
-                continue
-            spread = f" ± {std:.3f}" if std is not None else ""
-            cells += [
-                f"{mean:.3f}{spread} [{lo:.2f}, {hi:.2f}]",
-                "-" if base is None else f"{base:.3f}",
-            ]
-        table.add_row(*cells)
+        table.add_row(*[Text(cell or "-") for cell in line])
     return table
 
 
@@ -86,6 +75,24 @@ def report(
     ] = [],  # noqa: B006
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     bins: Annotated[bool, typer.Option("--bins", help="Also one row per length bin.")] = False,
+    agg: Annotated[
+        str,
+        typer.Option(
+            help="Statistic shown first: mean, median or max (over seeds; max as "
+            "Deletang et al. report)."
+        ),
+    ] = "mean",
+    digits: Annotated[
+        int, typer.Option(help="Decimals of every number, in every output form.")
+    ] = DEFAULT_DIGITS,
+    pool: Annotated[
+        bool,
+        typer.Option(
+            "--pool",
+            help="Pool runs that differ in more than the seed within a --by group "
+            "(default: split the group by the fields that differ).",
+        ),
+    ] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="A Report JSON document on stdout.")
     ] = False,
@@ -95,7 +102,12 @@ def report(
     ] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """Aggregate completed runs over seeds: n, mean, std, min, max beside baselines.
+    """Aggregate completed runs over seeds: n, mean (or --agg), std, min, max beside baselines.
+
+    A group holds seeds of one config: when runs of a --by group differ in other fields, the
+    group is split by them (a note names them; --pool pools them). A config and seed trained
+    twice counts once (the newest). Table, --markdown, --csv and --json show the same
+    columns and the same numbers, rounded to --digits.
 
     Examples:
       fsmrun report tomita                                  # a sweep (or experiments)
@@ -115,8 +127,18 @@ def report(
     root = results_root(results_dir)
     runs = filter_runs(collect_runs(root, refs or []), conditions)
     result = build_report(
-        runs, _split_list(by) or None, _split_list(metric) or None, checkpoint, bins
+        runs,
+        _split_list(by) or None,
+        _split_list(metric) or None,
+        checkpoint,
+        bins,
+        agg=agg,
+        digits=digits,
+        pool=pool,
     )
+    result = result.model_copy(update={"notes": sweep_notes(root, refs or []) + result.notes})
+    for note in result.notes:  # on stderr: stdout stays a clean table, CSV or JSON
+        console.print(f"note: {note}", markup=False)
     if json_:
         echo_json(result.model_dump_json())
     elif csv_:

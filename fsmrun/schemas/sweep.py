@@ -78,6 +78,7 @@ class MetricStats(_Doc):
 
     n: int = Field(description="Runs with a value.")
     mean: float | None
+    median: float | None = None
     std: float | None = Field(description="Sample standard deviation (n - 1); None below n=2.")
     min: float | None
     max: float | None
@@ -107,9 +108,24 @@ class ReportRow(_Doc):
 
 
 class Report(_Doc):
-    """`fsmrun report --json`."""
+    """`fsmrun report --json`. Statistics are rounded to `digits` decimals, as every other
+    form of the report shows them."""
 
     by: list[str] = Field(description="Grouping fields.")
+    split_by: list[str] = Field(
+        default_factory=list,
+        description="Config fields that varied within a --by group, so its runs were not "
+        "seeds of one config: groups were split by them (empty with --pool).",
+    )
+    agg: Literal["mean", "median", "max"] = Field(
+        default="mean", description="The statistic shown first for each metric (--agg)."
+    )
+    digits: int = Field(default=3, description="Decimals every statistic is rounded to.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the reader must know: splits, repeated runs counted once, sweeps "
+        "still running.",
+    )
     metrics: list[str] = Field(description="Metrics aggregated ('<split>.<field>').")
     checkpoint: Literal["best", "last"]
     rows: list[ReportRow]

@@ -85,8 +85,14 @@ def read_record(path: Path) -> SweepRecord:
         raise SweepError(f"cannot read sweep record {path}: {err}") from None
 
 
+class AmbiguousSweep(SweepError):
+    """A sweep name or prefix that several sweeps share."""
+
+
 def find_sweep(root: Path, ref: str) -> Path:
-    """sweep.json of a sweep named by its id, a unique prefix of it, or its name (newest)."""
+    """sweep.json of a sweep named by its id or a unique prefix of it, or by its name when
+    one sweep has it. A name several sweeps share (different specs) is refused with a list of
+    their ids, so a report never silently picks one."""
     folder = sweeps_root(root)
     ids = sorted(p.parent.name for p in folder.glob(f"*/{RECORD_FILE}")) if folder.is_dir() else []
     if ref in ids:
@@ -95,8 +101,18 @@ def find_sweep(root: Path, ref: str) -> Path:
     if not named:
         known = f"; sweeps: {', '.join(ids)}" if ids else f"; no sweeps under {folder}"
         raise SweepError(f"no sweep {ref!r}{known}")
-    paths = [record_path(root, i) for i in named]
-    return max(paths, key=lambda p: read_record(p).updated)
+    if len(named) > 1:
+        listed = []
+        for sweep_id in named:
+            record = read_record(record_path(root, sweep_id))
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.updated))
+            done = record.counts.get("done", 0)
+            listed.append(f"{sweep_id} ({done}/{len(record.cells)} done, updated {stamp})")
+        raise AmbiguousSweep(
+            f"{len(named)} sweeps match {ref!r} (different specs): {'; '.join(listed)}; "
+            f"name one by its id, e.g. {named[0]}"
+        )
+    return record_path(root, named[0])
 
 
 def _cell_record(cell: Cell, status: str, run_id: str | None, error: str | None) -> SweepCell:

@@ -143,16 +143,15 @@ def check_spec_keys(spec: SweepSpec) -> None:
 def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7' and '0-2,9' work too."""
     seeds: list[int] = []
-    try:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            lo, dash, hi = part.partition("-")
-            if dash and int(hi) < int(lo):
-                raise SweepError(
-                    f"--seeds {text!r}: the range {part} runs backwards; write {hi}-{lo}"
-                )
-            seeds.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
-    except ValueError:
-        raise SweepError(f"--seeds expects e.g. 0-4 or 0,3,7, got {text!r}") from None
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, dash, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise SweepError(f"--seeds expects e.g. 0-4 or 0,3,7, got {text!r}") from None
+        if last < first:
+            raise SweepError(f"--seeds {text!r}: the range {part} runs backwards; write {hi}-{lo}")
+        seeds.extend(range(first, last + 1))
     if not seeds:
         raise SweepError(f"--seeds {text!r} names no seed; e.g. --seeds 0-4 or --seeds 0,3,7")
     if min(seeds) < 0:

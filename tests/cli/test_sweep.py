@@ -79,7 +79,7 @@ def test_a_spec_file_with_cases_runs_and_its_status_is_found_by_spec(cli, tiny_t
     result = cli("sweep", spec, "--workers", "1", "--results-dir", root)
     assert result.exit_code == 0, result.output
     assert "2 done" in result.stdout and (root / "sweeps").is_dir()
-    (folder,) = (root / "sweeps").iterdir()
+    (folder,) = [p for p in (root / "sweeps").iterdir() if not p.name.startswith(".")]
     assert folder.name.startswith("study-") and len(folder.name) == len("study-") + 12
     status = cli("sweep", "status", spec, "--json", "--results-dir", root)
     record = SweepRecord.model_validate_json(status.stdout)

@@ -32,7 +32,7 @@ import torch
 from fsmrun.analysis.audit import final_state_dict
 from fsmrun.schemas.records import Metrics
 from fsmrun.schemas.sweep import SweepRecord
-from fsmrun.sweeps.coordinator import expand, load_spec
+from fsmrun.sweeps.spec import expand, load_spec
 from fsmrun.train.loop import train_one_experiment
 
 TINY = """\

@@ -22,7 +22,8 @@ from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 from fsmrun.schemas.sweep import BinStats, MetricStats, Report, ReportRow
 from fsmrun.sweeps.cells import cell_state
-from fsmrun.sweeps.coordinator import AmbiguousSweep, SweepError, find_sweep, read_record
+from fsmrun.sweeps.coordinator import AmbiguousSweep, find_sweep, read_record
+from fsmrun.sweeps.spec import SweepError
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]

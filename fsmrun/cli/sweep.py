@@ -140,7 +140,8 @@ def status_table(record: SweepRecord) -> Table:
 def print_status(record: SweepRecord) -> None:
     """'<sweep id>: N done, ...' and the table of cells, on stdout."""
     out = data_console()
-    out.print(Text(f"{record.sweep_id}: {counts_line(record.counts)}"))
+    threads = f"; {record.threads} torch thread(s) per cell" if record.threads else ""
+    out.print(Text(f"{record.sweep_id}: {counts_line(record.counts)}{threads}"))
     out.print(status_table(record))
 
 

@@ -108,7 +108,10 @@ class WorkerPool:
                 if outcome is not None:
                     worker.task = None
                     on_outcome(outcome)
-                elif worker.process.sentinel in ready or not worker.process.is_alive():
+                    continue
+                dead = worker.process.sentinel in ready or worker.conn in ready
+                if dead or not worker.process.is_alive():  # its pipe closed: it is going
+                    worker.process.join(SHUTDOWN_S)
                     self._bury(worker, on_outcome)
                     if queue:
                         self._start(limit)
@@ -122,7 +125,9 @@ class WorkerPool:
 
     def _bury(self, worker: _Worker, on_outcome: OnOutcome) -> None:
         """A worker died (killed, out of memory): its cell is interrupted, not failed."""
-        worker.process.join(0.1)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(1.0)
         self.workers.remove(worker)
         worker.conn.close()
         if worker.task is not None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fsmrun.sweeps.coordinator import expand, inline_spec, sweep_status, write_record
+from fsmrun.sweeps.coordinator import sweep_status, write_record
+from fsmrun.sweeps.spec import expand, inline_spec
 
 
 @pytest.mark.parametrize(

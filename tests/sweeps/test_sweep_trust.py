@@ -22,8 +22,9 @@ from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.records import Metrics
 from fsmrun.schemas.sweep import SweepSpec
 from fsmrun.sweeps.cells import config_lock
-from fsmrun.sweeps.coordinator import SweepError, expand, read_record, run_sweep
+from fsmrun.sweeps.coordinator import read_record, run_sweep
 from fsmrun.sweeps.executors import LocalExecutor, SerialExecutor
+from fsmrun.sweeps.spec import SweepError, expand
 from fsmrun.train.loop import resume_run, train_one_experiment
 from fsmrun.train.session import new_record
 

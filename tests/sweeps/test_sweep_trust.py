@@ -203,3 +203,18 @@ def test_a_config_another_process_trains_is_waited_for_and_its_result_taken(tiny
     versions = [p.name for p in (root / "tiny" / cells[0].config_hash[:12]).iterdir()]
     assert sorted(v for v in versions if v.startswith("v")) == ["v1"]
     assert config_hash(cells[0].config) == cells[0].config_hash
+
+
+@pytest.mark.slow
+def test_a_ray_cell_has_the_bits_of_plain_train_at_the_sweep_thread_count(tiny, tmp_path):
+    pytest.importorskip("ray")
+    from fsmrun.sweeps.executors import RayExecutor
+
+    spec = SweepSpec(name="t", experiments=[tiny], seeds=[0])
+    reference = _reference(expand(spec)[0].config, tmp_path / "ref", threads=1).run_dir
+    result = run_sweep(spec, RayExecutor(num_cpus=2, cpus_per_task=2), results_root=tmp_path / "r",
+                       threads=1)  # fmt: skip
+    assert result.record.threads == 1  # the sweep's count, not the task's CPU share
+    (folder,) = _folders(tmp_path / "r", spec)
+    assert RunFolder(folder).read_env().threads == 1
+    assert _same_bits(folder, reference)

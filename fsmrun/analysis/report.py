@@ -22,7 +22,7 @@ from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 from fsmrun.schemas.sweep import BinStats, MetricStats, Report, ReportRow
 from fsmrun.sweeps.cells import cell_state
-from fsmrun.sweeps.coordinator import AmbiguousSweep, find_sweep, read_record
+from fsmrun.sweeps.coordinator import AmbiguousSweep, read_record, resolve_sweep
 from fsmrun.sweeps.spec import SweepError
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
@@ -72,7 +72,7 @@ def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
     folders: list[Path] = []
     for ref in refs:
         try:
-            record = read_record(find_sweep(root, ref))
+            record = read_record(resolve_sweep(root, ref))
         except AmbiguousSweep:
             raise
         except SweepError:
@@ -98,7 +98,7 @@ def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
     notes = []
     for ref in refs:
         try:
-            record = read_record(find_sweep(root, ref))
+            record = read_record(resolve_sweep(root, ref))
         except SweepError:
             continue
         states = [cell_state(root, c.experiment, c.config_hash, c).status for c in record.cells]

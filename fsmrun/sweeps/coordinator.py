@@ -115,6 +115,21 @@ def find_sweep(root: Path, ref: str) -> Path:
     return record_path(root, named[0])
 
 
+def resolve_sweep(root: Path, ref: str) -> Path:
+    """`find_sweep`, except that a suite or spec file whose name several sweeps share picks
+    the sweep of its current spec (by its hash), if that one has a record."""
+    try:
+        return find_sweep(root, ref)
+    except AmbiguousSweep:
+        if ref not in list_suites() and not (ref.endswith(".toml") and Path(ref).is_file()):
+            raise
+        spec = load_spec(ref)
+        path = record_path(root, sweep_id_for(spec, expand(spec)))
+        if not path.is_file():
+            raise
+        return path
+
+
 def _cell_record(cell: Cell, status: str, run_id: str | None, error: str | None) -> SweepCell:
     return SweepCell(
         index=cell.index,

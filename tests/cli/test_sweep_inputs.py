@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fsmrun.schemas.sweep import Report
 from fsmrun.sweeps.coordinator import sweep_status, write_record
 from fsmrun.sweeps.spec import expand, inline_spec
 
@@ -72,7 +73,7 @@ def test_report_of_an_unfinished_sweep_says_how_many_cells_are_done(cli, trained
     assert result.stdout.count("test.string_acc") == 1  # one group of the two done seeds
 
 
-def test_a_sweep_name_several_sweeps_share_is_listed_not_guessed(cli, trained_copy):
+def test_a_sweep_name_several_sweeps_share_is_listed_not_guessed(cli, trained_copy, tmp_path):
     root = trained_copy.root
     one = _record(root, trained_copy.toml, [0], "shared")
     two = _record(root, trained_copy.toml, [0, 1], "shared")
@@ -81,3 +82,8 @@ def test_a_sweep_name_several_sweeps_share_is_listed_not_guessed(cli, trained_co
         assert result.exit_code == 2 and "2 sweeps match 'shared'" in result.stderr
         assert one in result.stderr and two in result.stderr
     assert cli("report", one, "--results-dir", root).exit_code == 0  # by id: fine
+    spec = tmp_path / "shared.toml"  # the spec file of the second: picked by its hash
+    spec.write_text(f'name = "shared"\nexperiments = ["{trained_copy.toml}"]\nseeds = [0, 1]\n')
+    picked = cli("report", spec, "--json", "--results-dir", root)
+    assert picked.exit_code == 0, picked.output
+    assert [row.n_runs for row in Report.model_validate_json(picked.stdout).rows] == [2]

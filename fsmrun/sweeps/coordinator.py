@@ -116,18 +116,13 @@ def find_sweep(root: Path, ref: str) -> Path:
 
 
 def resolve_sweep(root: Path, ref: str) -> Path:
-    """`find_sweep`, except that a suite or spec file whose name several sweeps share picks
-    the sweep of its current spec (by its hash), if that one has a record."""
-    try:
-        return find_sweep(root, ref)
-    except AmbiguousSweep:
-        if ref not in list_suites() and not (ref.endswith(".toml") and Path(ref).is_file()):
-            raise
+    """A suite or spec file names the sweep of its current spec (by its hash) when that has a
+    record, else the sweep of its name; anything else goes to `find_sweep`."""
+    if ref in list_suites() or (ref.endswith(".toml") and Path(ref).is_file()):
         spec = load_spec(ref)
         path = record_path(root, sweep_id_for(spec, expand(spec)))
-        if not path.is_file():
-            raise
-        return path
+        return path if path.is_file() else find_sweep(root, spec.name)
+    return find_sweep(root, ref)
 
 
 def _cell_record(cell: Cell, status: str, run_id: str | None, error: str | None) -> SweepCell:

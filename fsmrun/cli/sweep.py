@@ -335,7 +335,7 @@ class _ProgressDisplay:
                 transient=True,
             )
             self.bar.start()
-            self.bar_task = self.bar.add_task("cells", total=to_run, counts="")
+            self.bar_task = self.bar.add_task("cells", total=to_run, counts=self.progress.summary())
 
     def cell(self, cell: SweepCell, outcome: Any) -> None:
         assert self.progress is not None

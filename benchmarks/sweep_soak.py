@@ -125,8 +125,7 @@ def trial(args: list[str], root: Path, rng: random.Random) -> tuple[str, int]:
     elif action == "sigint coordinator":
         os.kill(proc.pid, signal.SIGINT)
     else:
-        workers = [p for p in seen if alive(p) and "forkserver" not in _cmdline(p)]
-        workers = [p for p in workers if _is_worker(p)]
+        workers = [p for p in descendants(proc.pid) if alive(p) and _is_worker(p)]
         if not workers:
             action = "kill coordinator (no worker yet)"
             os.kill(proc.pid, signal.SIGKILL)
@@ -152,12 +151,13 @@ def _cmdline(pid: int) -> str:
 
 
 def _is_worker(pid: int) -> bool:
-    """A pool worker: forked from the forkserver (its parent runs forkserver main)."""
+    """A pool worker: forked from the forkserver (its parent runs forkserver main; a worker's
+    command line is its parent's, since it was forked, not executed)."""
     try:
         parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except OSError:
         return False
-    return "forkserver" in _cmdline(parent) and "resource_tracker" not in _cmdline(pid)
+    return "forkserver" in _cmdline(parent)
 
 
 def main() -> None:

@@ -104,12 +104,12 @@ def same_bits(a: Path, b: Path) -> bool:
     return ma.best == mb.best and ma.last == mb.last
 
 
-def trial(args: list[str], root: Path, rng: random.Random) -> tuple[str, int]:
+def trial(args: list[str], root: Path, rng: random.Random, allowed: list[str]) -> tuple[str, int]:
     """One kill at a random moment; returns the action and the orphans left after it."""
     proc = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    action = rng.choice(ACTIONS)
+    action = rng.choice(allowed)
     deadline = time.monotonic() + rng.uniform(1.0, 12.0)
     seen: set[int] = set()
     while time.monotonic() < deadline and proc.poll() is None:
@@ -125,7 +125,13 @@ def trial(args: list[str], root: Path, rng: random.Random) -> tuple[str, int]:
     elif action == "sigint coordinator":
         os.kill(proc.pid, signal.SIGINT)
     else:
-        workers = [p for p in descendants(proc.pid) if alive(p) and _is_worker(p)]
+        late = time.monotonic() + 30  # a worker may still be starting: wait for one
+        workers = []
+        while not workers and time.monotonic() < late and proc.poll() is None:
+            workers = [p for p in descendants(proc.pid) if alive(p) and _is_worker(p)]
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            return "finished first", 0
         if not workers:
             action = "kill coordinator (no worker yet)"
             os.kill(proc.pid, signal.SIGKILL)
@@ -164,8 +170,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--actions", default=",".join(ACTIONS), help="comma-separated subset")
     opts = parser.parse_args()
     rng = random.Random(opts.seed)
+    actions_allowed = [a.strip() for a in opts.actions.split(",")]
     with tempfile.TemporaryDirectory(prefix="fsmrun-soak-") as tmp:
         exp = Path(tmp) / "soaktiny.toml"
         exp.write_text(EXPERIMENT)
@@ -185,7 +193,7 @@ def main() -> None:
             root = Path(tmp) / f"t{n}"
             args = [FSMRUN, "sweep", str(spec_file), "--workers", "2", "--threads", "1",
                     "--results-dir", str(root)]  # fmt: skip
-            action, left = trial(args, root, rng)
+            action, left = trial(args, root, rng, actions_allowed)
             actions[action] += 1
             orphans += left
             for _ in range(3):

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from fsmrun.base.errors import EnvironmentFailure
-from fsmrun.sweeps.executors import THREAD_ENV_VARS, CellOutcome, CellTask, OnOutcome
+from fsmrun.sweeps.executors import CellOutcome, CellTask, OnOutcome
 
 SHUTDOWN_S = 10.0  # how long stopped workers get to exit before they are killed
 PRELOAD = ["fsmrun.sweeps.worker"]  # imports torch and the training loop
@@ -59,9 +59,8 @@ class WorkerPool:
         from fsmrun.sweeps.worker import serve
 
         ours, theirs = self.context.Pipe()
-        # the forkserver (and through it every worker) starts with these limits
-        for name in THREAD_ENV_VARS:
-            os.environ.setdefault(name, str(self.threads))
+        # the worker sets its own thread limits (`serve`); this process's environment is left
+        # alone, so processes it starts later keep their default thread count
         process = self.context.Process(
             target=serve, args=(theirs, self.threads, os.getpid()), daemon=True
         )

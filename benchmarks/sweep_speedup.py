@@ -1,22 +1,31 @@
-"""Speed-up of a sweep of 8 small cells on 2 workers over the same cells one after another.
+"""Speed-up of a sweep on 2 warm workers over the same cells one after another.
 
-Sequential: one process, torch's default threads. Pool: 2 spawned workers, threads divided.
-Prints both wall times and the ratio (target: >= 1.8 on a 2-core machine).
+    python benchmarks/sweep_speedup.py            # 8 one-second cells (parity)
+    python benchmarks/sweep_speedup.py --tomita   # also the built-in `tomita` suite (42 cells)
+
+Serial: `--workers 1`, one process, every core as torch threads. Pool: `--workers 2`, two
+workers forked from a server that imported torch once, one thread each. Both go through
+`run_sweep` (records, index) into a fresh results folder, and each is timed `--repeat` times
+(median printed). On 2 cores the ceiling is about 1.67x, not 2x: a second torch thread makes
+one cell about 1.2x faster, so the serial loop already uses part of the second core (2/1.2).
+Prints the load average: numbers from a busy machine understate the speed-up.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from fsmrun.schemas.sweep import SweepSpec
 from fsmrun.sweeps.coordinator import run_sweep
 from fsmrun.sweeps.executors import LocalExecutor, SerialExecutor, threads_per_worker
+from fsmrun.sweeps.spec import load_spec, spec_size
 
+CAP_2_CORES = 1.67
 SPEC = SweepSpec(
     name="bench",
     experiments=["parity"],
@@ -37,22 +46,41 @@ SPEC = SweepSpec(
 )
 
 
-def timed(executor: object) -> float:
+def timed(spec: SweepSpec, executor: object) -> float:
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        result = run_sweep(SPEC, executor, results_root=Path(root))  # type: ignore[arg-type]
-        assert result.record.counts["done"] == 8, result.record.counts
-        return time.perf_counter() - start
+        result = run_sweep(spec, executor, results_root=Path(root))  # type: ignore[arg-type]
+        seconds = time.perf_counter() - start
+        done = result.record.counts["done"]
+        assert done == len(result.record.cells), result.record.counts
+        return seconds
+
+
+def compare(label: str, spec: SweepSpec, repeat: int) -> None:
+    serial, pooled = [], []
+    for _ in range(repeat):  # interleaved, so a change of load hits both alike
+        serial.append(timed(spec, SerialExecutor()))
+        pooled.append(timed(spec, LocalExecutor(2)))
+    s, p = statistics.median(serial), statistics.median(pooled)
+    cores = os.cpu_count() or 1
+    print(f"{label}: {spec_size(spec)} cells, median of {repeat}")
+    print(f"  --workers 1 (torch threads {threads_per_worker(1)}): {s:.1f}s")
+    print(f"  --workers 2 (threads {threads_per_worker(2)} each):   {p:.1f}s")
+    print(f"  speed-up {s / p:.2f}x (target >= 1.6; ceiling about {CAP_2_CORES} on 2 cores)"
+          if cores == 2 else f"  speed-up {s / p:.2f}x ({cores} cores)")  # fmt: skip
 
 
 def main() -> None:
-    load = os.getloadavg()[0]
-    sequential = timed(SerialExecutor())
-    pooled = timed(LocalExecutor(2))
-    print(f"cores {os.cpu_count()}, load average before {load:.2f}, after {os.getloadavg()[0]:.2f}")
-    print(f"8 cells one after another (torch threads {torch.get_num_threads()}): {sequential:.1f}s")
-    print(f"8 cells on 2 workers (threads {threads_per_worker(2)} each): {pooled:.1f}s")
-    print(f"speed-up: {sequential / pooled:.2f}x (target >= 1.8)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tomita", action="store_true", help="also the tomita suite")
+    args = parser.parse_args()
+    before = os.getloadavg()[0]
+    compare("8 small parity cells", SPEC, args.repeat)
+    if args.tomita:
+        compare("tomita suite", load_spec("tomita"), 1)
+    print(f"cores {os.cpu_count()}, load average before {before:.2f}, "
+          f"after {os.getloadavg()[0]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -215,7 +215,28 @@ def compare_runs(
         add("metrics", ("different", math.inf, "metrics.json missing"))
     else:
         add("metrics", compare_documents(ma, mb, tolerance=tolerance))
-    return checks
+    return _name_thread_counts(reference, other, compared, checks)
+
+
+def _name_thread_counts(
+    reference: Path, other: Path, compared: str, checks: list[AuditCheck]
+) -> list[AuditCheck]:
+    """When the runs trained with different torch thread counts (env.json), a `threads` check
+    says so and every differing check names it as the likely reason: CPU float reductions
+    are split by thread, so their results depend on the count."""
+    env_a, env_b = RunFolder(reference).read_env(), RunFolder(other).read_env()
+    differ = any(c.status == "different" for c in checks)
+    if not differ or env_a is None or env_b is None or env_a.threads == env_b.threads:
+        return checks
+    why = f"torch threads differ ({env_a.threads} vs {env_b.threads}): CPU bits depend on it"
+    named = [
+        c.model_copy(update={"detail": f"{c.detail}; {why}"}) if c.status == "different" else c
+        for c in checks
+    ]
+    thread_check = AuditCheck(
+        check="threads", compared=compared, status="different", max_abs_diff=None, detail=why
+    )
+    return [thread_check, *named]
 
 
 # ---------------------------------------------------------------------------- the audit

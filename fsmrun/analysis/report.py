@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS, analysis_numbers
 from fsmrun.base.errors import UserError
+from fsmrun.base.hashing import UNHASHED, config_hash
 from fsmrun.base.overrides import flatten
 from fsmrun.runs.labels import is_tag_field, tag_value
 from fsmrun.runs.layout import iter_run_folders
@@ -22,11 +24,14 @@ from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 from fsmrun.schemas.sweep import BinStats, MetricStats, Report, ReportRow
-from fsmrun.sweeps.coordinator import cell_state, find_sweep, read_record
+from fsmrun.sweeps.cells import cell_state
+from fsmrun.sweeps.coordinator import AmbiguousSweep, read_record, resolve_sweep
 from fsmrun.sweeps.spec import SweepError
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]
+AGGREGATES = ("mean", "median", "max")  # max over seeds: what Deletang et al. report
+DEFAULT_DIGITS = 3
 SPLITS = ("val", "test", "test_ood")
 ANALYSIS_PREFIX = "analysis"  # report --metric analysis.<name>: numbers of `fsmrun analyze`
 BASELINES = {"string_acc": "string_baseline", "class_acc": "class_baseline"}
@@ -48,6 +53,7 @@ class ReportRun:
     metrics: Metrics
     analysis: dict[str, float | None] | None = None  # `fsmrun analyze` numbers, when analysed
     tags: dict[str, str] = dataclasses.field(default_factory=dict)  # for `tag.KEY` groups
+    updated: float = 0.0  # run.json's last change: the newest of repeated runs counts
 
 
 # ---------------------------------------------------------------------------- selection
@@ -65,7 +71,12 @@ def _completed(path: Path) -> ReportRun | None:
     if config is None or metrics is None:
         return None
     return ReportRun(
-        record.run_id, config, metrics, _analysis(folder, config), folder.read_labels().tags
+        record.run_id,
+        config,
+        metrics,
+        analysis=_analysis(folder, config),
+        tags=folder.read_labels().tags,
+        updated=record.updated,
     )
 
 
@@ -84,7 +95,9 @@ def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
     folders: list[Path] = []
     for ref in refs:
         try:
-            record = read_record(find_sweep(root, ref))
+            record = read_record(resolve_sweep(root, ref))
+        except AmbiguousSweep:
+            raise
         except SweepError:
             found = list(iter_run_folders(root, ref))
             if not found:
@@ -101,6 +114,29 @@ def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
         folders = list(iter_run_folders(root))
     runs = [run for run in map(_completed, dict.fromkeys(folders)) if run is not None]
     return runs
+
+
+def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
+    """One line per sweep among `refs` that is not finished: how many cells are done."""
+    notes = []
+    for ref in refs:
+        try:
+            record = read_record(resolve_sweep(root, ref))
+        except SweepError:
+            continue
+        states = [cell_state(root, c.experiment, c.config_hash, c).status for c in record.cells]
+        done = states.count("done")
+        if done < len(states):
+            rest = ", ".join(
+                f"{states.count(s)} {s.replace('todo', 'to do')}"
+                for s in ("running", "interrupted", "failed", "todo")
+                if states.count(s)
+            )
+            notes.append(
+                f"sweep {record.sweep_id} is not finished: {done} of {len(states)} cells done "
+                f"({rest}); this report covers the done ones"
+            )
+    return notes
 
 
 def field_value(config: ExperimentConfig, field: str) -> Any:
@@ -147,22 +183,32 @@ def _split(metrics: Metrics, checkpoint: str, split: str) -> SplitMetrics | None
 
 
 def summarize(
-    values: list[float | None], baselines: list[float | None] | None = None
+    values: list[float | None],
+    baselines: list[float | None] | None = None,
+    digits: int | None = None,
 ) -> MetricStats:
-    """n, mean, sample std (None below 2), min, max; the mean of the baselines beside them."""
+    """n, mean, median, sample std (None below 2), min, max; the mean of the baselines beside
+    them; each rounded to `digits` decimals when given (every form of a report shows these)."""
     present = [v for v in values if v is not None]
     base = [b for b in (baselines or []) if b is not None]
+
+    def r(value: float | None) -> float | None:
+        return value if value is None or digits is None else round(value, digits)
+
     return MetricStats(
         n=len(present),
-        mean=statistics.fmean(present) if present else None,
-        std=statistics.stdev(present) if len(present) >= 2 else None,
-        min=min(present) if present else None,
-        max=max(present) if present else None,
-        baseline=statistics.fmean(base) if base else None,
+        mean=r(statistics.fmean(present)) if present else None,
+        median=r(statistics.median(present)) if present else None,
+        std=r(statistics.stdev(present)) if len(present) >= 2 else None,
+        min=r(min(present)) if present else None,
+        max=r(max(present)) if present else None,
+        baseline=r(statistics.fmean(base)) if base else None,
     )
 
 
-def _bin_stats(runs: list[ReportRun], name: str, checkpoint: str) -> list[BinStats]:
+def _bin_stats(
+    runs: list[ReportRun], name: str, checkpoint: str, digits: int | None = None
+) -> list[BinStats]:
     split, field = check_metric(name)
     if field not in BinMetrics.model_fields:
         return []
@@ -180,10 +226,60 @@ def _bin_stats(runs: list[ReportRun], name: str, checkpoint: str) -> list[BinSta
             stats=summarize(
                 [getattr(b, field) for b in bins],
                 [getattr(b, base) for b in bins] if base else None,
+                digits,
             ),
         )
         for (lo, hi), bins in sorted(by_bin.items())
     ]
+
+
+def dedupe(runs: list[ReportRun]) -> tuple[list[ReportRun], int]:
+    """One run per config and seed (config_hash covers the seed): the newest completed one;
+    and how many repeats were left out. A child run (an extension) has its own config."""
+    newest: dict[str, ReportRun] = {}
+    for run in runs:
+        key = config_hash(run.config)
+        if key not in newest or (run.updated, run.run_id) > (
+            newest[key].updated,
+            newest[key].run_id,
+        ):
+            newest[key] = run
+    kept = set(map(id, newest.values()))
+    return [r for r in runs if id(r) in kept], len(runs) - len(newest)
+
+
+def config_fields(config: ExperimentConfig) -> dict[str, Any]:
+    """The flat config fields that make one configuration: all but the seed and the fields
+    config_hash leaves out (name, description, logging); 'experiment' for the name."""
+    doc = _without(config.model_dump(mode="json"), UNHASHED)
+    flat = {k: json.dumps(v, sort_keys=True) for k, v in flatten(doc).items() if k != "seed"}
+    flat["experiment"] = config.name
+    return flat
+
+
+def _without(doc: dict[str, Any], drop: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in doc.items():
+        if drop.get(key) is True:
+            continue
+        inner = drop.get(key)
+        out[key] = _without(value, inner) if inner and isinstance(value, dict) else value
+    return out
+
+
+def varying_fields(runs: list[ReportRun], by: list[str]) -> list[str]:
+    """Config fields (besides the seed) whose values differ between runs of one `by` group:
+    such a group is not the seeds of one configuration."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        key = tuple(str(run_value(run, f)) for f in by)
+        groups.setdefault(key, []).append(config_fields(run.config))
+    varying: dict[str, None] = {}
+    for members in groups.values():
+        for name in members[0]:
+            if name not in by and len({m.get(name) for m in members}) > 1:
+                varying[name] = None
+    return list(varying)
 
 
 def build_report(
@@ -192,104 +288,150 @@ def build_report(
     metrics: list[str] | None = None,
     checkpoint: str = "best",
     bins: bool = False,
+    *,
+    agg: str = "mean",
+    digits: int | None = DEFAULT_DIGITS,
+    pool: bool = False,
 ) -> Report:
-    """Group `runs` by the `by` fields (sorted by group) and aggregate `metrics` over them."""
+    """Group `runs` by the `by` fields (sorted by group) and aggregate `metrics` over them.
+
+    Honest by construction: repeated runs of one config and seed count once (the newest); a
+    group whose runs differ in more than the seed is split by the fields that differ (named
+    in `split_by` and a note), unless `pool`; `bins` never pools two experiments' bins.
+    """
     by = by or DEFAULT_BY
     metrics = metrics or DEFAULT_METRICS
+    if agg not in AGGREGATES:
+        raise ReportError(f"--agg must be one of {', '.join(AGGREGATES)}, got {agg!r}")
+    if digits is not None and not 0 <= digits <= 12:
+        raise ReportError(f"--digits must be between 0 and 12, got {digits}")
     parsed = {m: check_metric(m) for m in metrics}
+    for name in by:
+        for run in runs[:1]:
+            run_value(run, name)  # an unknown field is named before anything else
+    runs, repeats = dedupe(runs)
+    notes = []
+    if repeats:
+        notes.append(
+            f"{repeats} repeated run(s) of a config and seed already reported counted once "
+            "(the newest completed)"
+        )
+    split = [] if pool else varying_fields(runs, by)
+    if pool and bins:  # length bins of two experiments or languages never share a row
+        split = [f for f in varying_fields(runs, by) if f == "experiment" or f.startswith("data.")]
+    if split:
+        notes.append(
+            f"groups split by {', '.join(split)}: those fields differ within a --by group, so "
+            "its runs are not seeds of one config (--pool pools them anyway)"
+        )
+    keys = [*by, *split]
     groups: dict[tuple[Any, ...], list[ReportRun]] = {}
     for run in runs:
-        key = tuple(run_value(run, f) for f in by)
+        key = tuple(run_value(run, f) for f in keys)
         groups.setdefault(key, []).append(run)
     rows = []
     for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
         members = sorted(groups[key], key=lambda r: (r.config.seed, r.run_id))
         stats = {}
-        for name, (split, field) in parsed.items():
-            if split == ANALYSIS_PREFIX:  # a mean of 0/1 values is the fraction of seeds
-                stats[name] = summarize([(r.analysis or {}).get(field) for r in members])
+        for name, (split_name, field) in parsed.items():
+            if split_name == ANALYSIS_PREFIX:  # a mean of 0/1 values is the fraction of seeds
+                stats[name] = summarize(
+                    [(r.analysis or {}).get(field) for r in members], digits=digits
+                )
                 continue
-            parts = [_split(r.metrics, checkpoint, split) for r in members]
+            parts = [_split(r.metrics, checkpoint, split_name) for r in members]
             base = BASELINES.get(field)
             stats[name] = summarize(
                 [getattr(p, field) if p else None for p in parts],
                 [getattr(p, base) if p else None for p in parts] if base else None,
+                digits,
             )
         rows.append(
             ReportRow(
-                group=dict(zip(by, key, strict=True)),
+                group=dict(zip(keys, key, strict=True)),
                 n_runs=len(members),
                 seeds=[r.config.seed for r in members],
                 run_ids=[r.run_id for r in members],
                 metrics=stats,
-                bins=[b for m in metrics for b in _bin_stats(members, m, checkpoint)]
+                bins=[b for m in metrics for b in _bin_stats(members, m, checkpoint, digits)]
                 if bins
                 else [],
             )
         )
-    return Report(by=by, metrics=metrics, checkpoint=checkpoint, rows=rows)  # type: ignore[arg-type]
+    return Report(
+        by=by,
+        split_by=split,
+        agg=agg,  # type: ignore[arg-type]
+        digits=DEFAULT_DIGITS if digits is None else digits,
+        notes=notes,
+        metrics=metrics,
+        checkpoint=checkpoint,  # type: ignore[arg-type]
+        rows=rows,
+    )
 
 
 # ---------------------------------------------------------------------------- flat tables
 
-STAT_KEYS = ("mean", "std", "min", "max", "baseline")
+
+def stat_keys(report: Report) -> tuple[str, ...]:
+    """The statistics of each metric, in column order: the --agg one first."""
+    return (report.agg, *(s for s in ("std", "min", "max", "baseline") if s != report.agg))
 
 
 def report_records(report: Report) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of the long form: one row per group (bin 'all') and per bin."""
+    """Header and rows of the long (tidy) form: one row per group, bin ('all', then each
+    length bin with --bins) and metric. Table, Markdown and CSV all show exactly these
+    columns and values; `n` counts the runs with a value of that metric."""
+    keys = [*report.by, *report.split_by]
+    stats = stat_keys(report)
     with_bins = any(row.bins for row in report.rows)
-    header = [*report.by, *(["bin"] if with_bins else []), "n"]
-    header += [f"{m}.{s}" for m in report.metrics for s in STAT_KEYS]
+    header = [*keys, *(["bin"] if with_bins else []), "metric", "n", *stats]
     lines = []
     for row in report.rows:
-        group = [row.group[f] for f in report.by]
-        lines.append(
-            [*group, *(["all"] if with_bins else []), row.n_runs]
-            + [getattr(row.metrics[m], s) for m in report.metrics for s in STAT_KEYS]
-        )
-        spans = sorted({(b.lo, b.hi) for b in row.bins})
-        for lo, hi in spans:
-            cells: list[Any] = []
+        group = [row.group[f] for f in keys]
+        for m in report.metrics:
+            found = row.metrics[m]
+            lines.append(
+                [*group, *(["all"] if with_bins else []), m, found.n]
+                + [getattr(found, s) for s in stats]
+            )
+        for lo, hi in sorted({(b.lo, b.hi) for b in row.bins}):
             for m in report.metrics:
-                found = [b.stats for b in row.bins if b.metric == m and (b.lo, b.hi) == (lo, hi)]
-                cells += [getattr(found[0], s) if found else None for s in STAT_KEYS]
-            n = max((b.stats.n for b in row.bins if (b.lo, b.hi) == (lo, hi)), default=0)
-            lines.append([*group, f"{lo}-{hi}", n, *cells])
+                hits = [b.stats for b in row.bins if b.metric == m and (b.lo, b.hi) == (lo, hi)]
+                if hits:
+                    lines.append(
+                        [*group, f"{lo}-{hi}", m, hits[0].n] + [getattr(hits[0], s) for s in stats]
+                    )
     return header, lines
 
 
-def _text(value: Any) -> str:
+def format_value(value: Any, digits: int) -> str:
+    """How every form writes a value: floats with `digits` decimals, None as ''."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
-def to_csv(report: Report) -> str:
+def report_text_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """`report_records` as text, the one rendering of numbers shared by every form."""
     header, lines = report_records(report)
+    return header, [[format_value(v, report.digits) for v in line] for line in lines]
+
+
+def to_csv(report: Report) -> str:
+    header, lines = report_text_rows(report)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    for line in lines:
-        writer.writerow(["" if v is None else v for v in line])
+    writer.writerows(lines)
     return out.getvalue()
 
 
 def to_markdown(report: Report) -> str:
-    """A GitHub table: group fields, n, then 'mean ± std' and the baseline of each metric."""
-    with_bins = any(row.bins for row in report.rows)
-    header, lines = report_records(report)
-    lead = len(report.by) + (1 if with_bins else 0) + 1
-    head = header[:lead] + [h for m in report.metrics for h in (m, f"{m} baseline")]
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for line in lines:
-        cells = [_text(v) or "-" for v in line[:lead]]
-        for i in range(len(report.metrics)):
-            mean, std, _lo, _hi, base = line[lead + 5 * i : lead + 5 * i + 5]
-            shown = _text(mean) or "-"
-            if std is not None:
-                shown += f" ± {std:.4f}"
-            cells += [shown, _text(base) or "-"]
-        out.append("| " + " | ".join(cells) + " |")
+    """A GitHub table of the same columns and values as the CSV ('-' where empty)."""
+    header, lines = report_text_rows(report)
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell or "-" for cell in line) + " |" for line in lines]
     return "\n".join(out) + "\n"

@@ -16,6 +16,9 @@ POINTS = (
     "metrics_written",  # metrics.json written, run.json not yet completed
     "final_eval",  # between the final evaluations of last.pt and best.pt
     "version_claim",  # the new run folder built under its temporary name, not yet renamed
+    "sweep_cell_result",  # the coordinator recorded a cell's result in sweep.json
+    "sweep_record_write",  # the coordinator is about to replace sweep.json
+    "sweep_worker_mid_cell",  # a sweep worker ended an epoch of its cell
 )
 EXIT_KILLED = 137
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -12,12 +12,14 @@ from rich.text import Text
 from fsmrun.analysis.published import PublishedRow, published_for, published_markdown
 from fsmrun.analysis.report import (
     DEFAULT_BY,
+    DEFAULT_DIGITS,
     DEFAULT_METRICS,
     ReportError,
     build_report,
     collect_runs,
     filter_runs,
-    report_records,
+    report_text_rows,
+    sweep_notes,
     to_csv,
     to_markdown,
 )
@@ -37,63 +39,18 @@ def report_table(report: Report, width: int | None = None) -> Table:
 
 
 def report_table_fit(report: Report, width: int | None) -> tuple[Table, list[str]]:
-    """The report as a table fitted to `width`. When not every metric fits, group columns
-    whose value is the same in every row move into the title, then a metric cell reads
-    'mean ± std' instead of 'mean ± std [min, max]'; past that, baselines, n and finally
-    metrics are left out (`fit_table`). The table and what was left out."""
-    header, lines = report_records(report)
-    lead = header[: len(header) - 5 * len(report.metrics)]
-    groups = [c for c in lead if c != "n"]
-    constant = [c for c in groups if len({str(line[lead.index(c)]) for line in lines}) == 1]
-    best: tuple[Table, list[str]] | None = None
-    for hoist, compact in ((False, False), (True, False), (True, True)):
-        shown = [c for c in groups if not (hoist and c in constant)]
-        columns = [*shown, *(["n"] if "n" in lead else [])]
-        for metric in report.metrics:
-            columns += [metric, f"{metric}\nbaseline"]
-        baselines = [f"{m}\nbaseline" for m in report.metrics]
-        priority = [*shown, *report.metrics, "n", *baselines]
-        cells = [_report_cells(line, lead, report.metrics, compact) for line in lines]
-        spread = "mean ± std" if compact else "mean ± std over seeds [min, max]"
-        same = (
-            ", ".join(f"{c}={lines[0][lead.index(c)]}" for c in constant) + "; "
-            if hoist and constant
-            else ""
-        )
-        title = f"{same}{report.checkpoint} checkpoint; {spread}"
-        fitted = fit_table(
-            columns,
-            cells,
-            priority,
-            width,
-            right=set(columns) - set(shown),
-            title=title,
-            headers={b: "baseline" for b in baselines},  # each right of its metric
-        )
-        lost = sum(c in report.metrics or c in baselines for c in fitted[1])
-        if best is None or lost < sum(c in report.metrics or c in baselines for c in best[1]):
-            best = (fitted[0], fitted[1] + (["min/max"] if compact else []))
-        if not lost:
-            break
-    assert best is not None
-    return best
-
-
-def _report_cells(
-    line: list[Any], lead: list[str], metrics: list[str], compact: bool
-) -> dict[str, str]:
-    cells = {name: "-" if v is None else str(v) for name, v in zip(lead, line, strict=False)}
-    for i, metric in enumerate(metrics):
-        mean, std, lo, hi, base = line[len(lead) + 5 * i : len(lead) + 5 * i + 5]
-        spread = f" ± {std:.3f}" if std is not None else ""
-        if mean is None:
-            cells[metric] = "-"
-        elif compact:
-            cells[metric] = f"{mean:.3f}{spread}"
-        else:
-            cells[metric] = f"{mean:.3f}{spread} [{lo:.2f}, {hi:.2f}]"
-        cells[f"{metric}\nbaseline"] = "-" if base is None else f"{base:.3f}"
-    return cells
+    """The same columns and values as --csv and --markdown ('-' where empty), fitted to
+    `width`: when not every column fits, the least important go first (the spread, n, the
+    baseline; the aggregate and the group columns last). The table and what was left out."""
+    header, lines = report_text_rows(report)
+    first_number = header.index("n")
+    groups, numbers = header[:first_number], header[first_number:]
+    stats = numbers[1:]
+    lead = [s for s in stats if s == report.agg]
+    priority = [*lead, "metric", *groups, "baseline", "n", *[s for s in stats if s not in lead]]
+    cells = [{name: cell or "-" for name, cell in zip(header, line, strict=True)} for line in lines]
+    title = f"{report.checkpoint} checkpoint; {report.agg} over seeds"
+    return fit_table(header, cells, priority, width, right=set(numbers), title=title)
 
 
 def published_table(rows: list[PublishedRow]) -> Table:
@@ -139,6 +96,24 @@ def report(
     ] = [],  # noqa: B006
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     bins: Annotated[bool, typer.Option("--bins", help="Also one row per length bin.")] = False,
+    agg: Annotated[
+        str,
+        typer.Option(
+            help="Statistic shown first: mean, median or max (over seeds; max as "
+            "Deletang et al. report)."
+        ),
+    ] = "mean",
+    digits: Annotated[
+        int, typer.Option(help="Decimals of every number, in every output form.")
+    ] = DEFAULT_DIGITS,
+    pool: Annotated[
+        bool,
+        typer.Option(
+            "--pool",
+            help="Pool runs that differ in more than the seed within a --by group "
+            "(default: split the group by the fields that differ).",
+        ),
+    ] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="A Report JSON document on stdout.")
     ] = False,
@@ -148,7 +123,12 @@ def report(
     ] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """Aggregate completed runs over seeds: n, mean, std, min, max beside baselines.
+    """Aggregate completed runs over seeds: n, mean (or --agg), std, min, max beside baselines.
+
+    A group holds seeds of one config: when runs of a --by group differ in other fields, the
+    group is split by them (a note names them; --pool pools them). A config and seed trained
+    twice counts once (the newest). Table, --markdown, --csv and --json show the same
+    columns and the same numbers, rounded to --digits.
 
     Examples:
       fsmrun report tomita                                  # a sweep (or experiments)
@@ -173,8 +153,18 @@ def report(
         )
     runs = filter_runs(collect_runs(root, refs or []), conditions)
     result = build_report(
-        runs, _split_list(by) or None, _split_list(metric) or None, checkpoint, bins
+        runs,
+        _split_list(by) or None,
+        _split_list(metric) or None,
+        checkpoint,
+        bins,
+        agg=agg,
+        digits=digits,
+        pool=pool,
     )
+    result = result.model_copy(update={"notes": sweep_notes(root, refs or []) + result.notes})
+    for note in result.notes:  # on stderr: stdout stays a clean table, CSV or JSON
+        console.print(f"note: {note}", markup=False)
     if json_:
         echo_json(result.model_dump_json())
     elif csv_:

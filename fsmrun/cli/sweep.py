@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -14,10 +15,13 @@ from fsmrun.cli._common import EXIT_INTERRUPTED, console, data_console, echo_jso
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, TagOption
 from fsmrun.runs.labels import label_run, parse_tags
 from fsmrun.runs.layout import resolve_run
-from fsmrun.schemas.sweep import SweepCell, SweepRecord
+from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
+from fsmrun.sweeps.coordinator import check_size
+from fsmrun.sweeps.progress import SweepProgress
 from fsmrun.sweeps.spec import describe_overrides, list_suites, load_spec, spec_size
 
 EXIT_FAILED_CELLS = 1
+DEFAULT_MAX_CELLS = 10_000
 
 EXAMPLES = """\
 \b
@@ -83,7 +87,8 @@ def status_table(record: SweepRecord) -> Table:
 def print_status(record: SweepRecord) -> None:
     """'<sweep id>: N done, ...' and the table of cells, on stdout."""
     out = data_console()
-    out.print(Text(f"{record.sweep_id}: {counts_line(record.counts)}"))
+    threads = f"; {record.threads} torch thread(s) per cell" if record.threads else ""
+    out.print(Text(f"{record.sweep_id}: {counts_line(record.counts)}{threads}"))
     out.print(status_table(record))
 
 
@@ -149,8 +154,25 @@ def run(
             show_default=False,
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="torch threads of every cell, fixed when the sweep first starts (CPU bits "
+            "depend on it) [default: cores / workers; a re-run keeps the sweep's].",
+            show_default=False,
+        ),
+    ] = None,
+    max_cells: Annotated[
+        int,
+        typer.Option(min=1, help="Refuse a grid with more cells than this."),
+    ] = DEFAULT_MAX_CELLS,
     retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Train failed cells again.")
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Train failed cells again (interrupted ones, a dead worker's too, always resume).",
+        ),
     ] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in suites.")] = False,
     device: DeviceOption = "cpu",
@@ -176,36 +198,33 @@ def run(
     from fsmrun.sweeps.request import make_executor, spec_from_args
 
     spec = spec_from_args(args or [], grid, seeds, set_, name)
+    size = check_size(spec, max_cells)  # before a single cell is built
     tags = parse_tags(tag or [])
     root = results_root(results_dir)
     executor = make_executor(backend, workers, address, cpus_per_task)
-    console.print(f"sweep {spec.name}: {spec_size(spec)} cells; backend {backend}", markup=False)
+    console.print(f"sweep {spec.name}: {size} cells; backend {backend}", markup=False)
     start = time.monotonic()
-    done = [0]
+    shown = _ProgressDisplay(spec)
 
-    def report(cell: SweepCell, outcome: Any) -> None:
-        done[0] += 1
+    def on_outcome(cell: SweepCell, outcome: Any) -> None:
         if tags and cell.run_id:  # the cell's process is done with the run: label it now
             label_run(resolve_run(root, cell.run_id), tags)
-        console.print(
-            Text(
-                f"[{done[0]}] {cell.status:<11} {cell.experiment} "
-                f"{describe_overrides(cell.overrides, spec.set)}  "
-                f"{cell.run_id or cell.error or ''} "
-                f"({outcome.seconds:.1f}s)"
-            ),
-        )
+        shown.cell(cell, outcome)
 
     try:
-        result = run_sweep(
-            spec,
-            executor,
-            results_root=root,
-            device=device,
-            retry_failed=retry_failed,
-            command=["fsmrun", *sys.argv[1:]],
-            on_outcome=report,
-        )
+        with shown:
+            result = run_sweep(
+                spec,
+                executor,
+                results_root=root,
+                device=device,
+                retry_failed=retry_failed,
+                command=["fsmrun", *sys.argv[1:]],
+                on_outcome=on_outcome,
+                on_start=shown.start,
+                threads=threads,
+                max_cells=max_cells,
+            )
     except KeyboardInterrupt:
         console.print(
             "sweep interrupted; interrupted runs keep their last checkpoint. "
@@ -220,6 +239,13 @@ def run(
         f"{time.monotonic() - start:.1f}s; record: {result.path}",
         markup=False,
     )
+    stopped = record.counts.get("interrupted", 0)
+    if stopped:
+        console.print(
+            f"{stopped} cell(s) interrupted (a worker died or was stopped); run the same "
+            "command again to resume them",
+            markup=False,
+        )
     failed = record.counts.get("failed", 0)
     if failed:
         console.print(
@@ -228,6 +254,57 @@ def run(
             markup=False,
         )
         raise typer.Exit(EXIT_FAILED_CELLS)
+
+
+class _ProgressDisplay:
+    """A live bar (done / total, failures, time left) on a terminal; otherwise one plain line
+    per cell ending in the same counts."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.progress: SweepProgress | None = None
+        self.bar: Progress | None = None
+        self.bar_task: Any = None
+
+    def __enter__(self) -> _ProgressDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, record: SweepRecord, to_run: int) -> None:
+        self.progress = SweepProgress(to_run)
+        console.print(
+            f"{record.sweep_id}: {to_run} to run, {len(record.cells) - to_run} already done "
+            f"or failed; {record.threads} torch thread(s) per cell",
+            markup=False,
+        )
+        if console.is_terminal and to_run:
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[counts]}"),
+                console=console,
+                transient=True,
+            )
+            self.bar.start()
+            self.bar_task = self.bar.add_task("cells", total=to_run, counts=self.progress.summary())
+
+    def cell(self, cell: SweepCell, outcome: Any) -> None:
+        assert self.progress is not None
+        self.progress.finished(cell.status)
+        took = "taken from another process" if outcome.taken else f"{outcome.seconds:.1f}s"
+        line = (
+            f"[{self.progress.done}/{self.progress.total}] {cell.status:<11} {cell.experiment} "
+            f"{describe_overrides(cell.overrides, self.spec.set)}  "
+            f"{cell.run_id or ''} {cell.error or ''} ({took})"
+        )
+        if self.bar is not None:
+            self.bar.console.print(Text(line))
+            self.bar.update(self.bar_task, advance=1, counts=self.progress.summary())
+        else:
+            console.print(Text(f"{line}; {self.progress.summary()}"))
 
 
 def status(

@@ -87,6 +87,11 @@ class SweepRecord(_Doc):
     spec: SweepSpec
     created: float = Field(description="Unix time the sweep was first started.")
     updated: float = Field(description="Unix time of the last change.")
+    threads: int | None = Field(
+        default=None,
+        description="torch intra-op threads of every cell, fixed when the sweep first started "
+        "(CPU results depend on it).",
+    )
     counts: dict[str, int] = Field(description="Cells per status.")
     cells: list[SweepCell]
 
@@ -96,6 +101,7 @@ class MetricStats(_Doc):
 
     n: int = Field(description="Runs with a value.")
     mean: float | None
+    median: float | None = None
     std: float | None = Field(description="Sample standard deviation (n - 1); None below n=2.")
     min: float | None
     max: float | None
@@ -125,9 +131,24 @@ class ReportRow(_Doc):
 
 
 class Report(_Doc):
-    """`fsmrun report --json`."""
+    """`fsmrun report --json`. Statistics are rounded to `digits` decimals, as every other
+    form of the report shows them."""
 
     by: list[str] = Field(description="Grouping fields.")
+    split_by: list[str] = Field(
+        default_factory=list,
+        description="Config fields that varied within a --by group, so its runs were not "
+        "seeds of one config: groups were split by them (empty with --pool).",
+    )
+    agg: Literal["mean", "median", "max"] = Field(
+        default="mean", description="The statistic shown first for each metric (--agg)."
+    )
+    digits: int = Field(default=3, description="Decimals every statistic is rounded to.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the reader must know: splits, repeated runs counted once, sweeps "
+        "still running.",
+    )
     metrics: list[str] = Field(description="Metrics aggregated ('<split>.<field>').")
     checkpoint: Literal["best", "last"]
     rows: list[ReportRow]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,17 +17,25 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from fsmrun.base.errors import EnvironmentFailure
+from fsmrun.base.faults import fault_point
 from fsmrun.base.io import atomic_write_json
 from fsmrun.runs.index import RunIndex
-from fsmrun.runs.layout import HASH_PREFIX_LEN, ResultsFolderError, runs_of_config
-from fsmrun.runs.run_folder import RunFolder, effective_status
+from fsmrun.runs.layout import HASH_PREFIX_LEN, ResultsFolderError
 from fsmrun.schemas.sweep import CELL_STATUSES, SweepCell, SweepRecord, SweepSpec
-from fsmrun.sweeps.executors import CellOutcome, CellTask, Executor
-from fsmrun.sweeps.spec import Cell, SweepError, expand, sweep_hash
+from fsmrun.sweeps.cells import CellState, cell_state
+from fsmrun.sweeps.executors import CellOutcome, CellTask, Executor, default_threads
+from fsmrun.sweeps.spec import (
+    Cell,
+    SweepError,
+    expand,
+    list_suites,
+    load_spec,
+    spec_size,
+    sweep_hash,
+)
 
 __all__ = [
     "SweepBusy",
-    "cell_state",
     "completed_runs",
     "find_sweep",
     "read_record",
@@ -42,7 +51,7 @@ __all__ = [
 SWEEPS_DIR = "sweeps"
 RECORD_FILE = "sweep.json"
 LOCK_FILE = ".lock"
-_RUN_TO_CELL = {"completed": "done", "running": "running", "interrupted": "interrupted"}
+BUSY_RETRY_S = 1.0  # how often cells another process trains are looked at again
 
 
 # ---------------------------------------------------------------------------- records
@@ -63,8 +72,14 @@ def read_record(path: Path) -> SweepRecord:
         raise SweepError(f"cannot read sweep record {path}: {err}") from None
 
 
+class AmbiguousSweep(SweepError):
+    """A sweep name or prefix that several sweeps share."""
+
+
 def find_sweep(root: Path, ref: str) -> Path:
-    """sweep.json of a sweep named by its id, a unique prefix of it, or its name (newest)."""
+    """sweep.json of a sweep named by its id or a unique prefix of it, or by its name when
+    one sweep has it. A name several sweeps share (different specs) is refused with a list of
+    their ids, so a report never silently picks one."""
     folder = sweeps_root(root)
     ids = sorted(p.parent.name for p in folder.glob(f"*/{RECORD_FILE}")) if folder.is_dir() else []
     if ref in ids:
@@ -73,8 +88,28 @@ def find_sweep(root: Path, ref: str) -> Path:
     if not named:
         known = f"; sweeps: {', '.join(ids)}" if ids else f"; no sweeps under {folder}"
         raise SweepError(f"no sweep {ref!r}{known}")
-    paths = [record_path(root, i) for i in named]
-    return max(paths, key=lambda p: read_record(p).updated)
+    if len(named) > 1:
+        listed = []
+        for sweep_id in named:
+            record = read_record(record_path(root, sweep_id))
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.updated))
+            done = record.counts.get("done", 0)
+            listed.append(f"{sweep_id} ({done}/{len(record.cells)} done, updated {stamp})")
+        raise AmbiguousSweep(
+            f"{len(named)} sweeps match {ref!r} (different specs): {'; '.join(listed)}; "
+            f"name one by its id, e.g. {named[0]}"
+        )
+    return record_path(root, named[0])
+
+
+def resolve_sweep(root: Path, ref: str) -> Path:
+    """A suite or spec file names the sweep of its current spec (by its hash) when that has a
+    record, else the sweep of its name; anything else goes to `find_sweep`."""
+    if ref in list_suites() or (ref.endswith(".toml") and Path(ref).is_file()):
+        spec = load_spec(ref)
+        path = record_path(root, sweep_id_for(spec, expand(spec)))
+        return path if path.is_file() else find_sweep(root, spec.name)
+    return find_sweep(root, ref)
 
 
 def _cell_record(cell: Cell, status: str, run_id: str | None, error: str | None) -> SweepCell:
@@ -100,37 +135,12 @@ def write_record(root: Path, record: SweepRecord) -> Path:
         update={"updated": time.time(), "counts": count_statuses(record.cells)}
     )
     path = record_path(root, record.sweep_id)
+    fault_point("sweep_record_write")
     atomic_write_json(path, record)
     return path
 
 
 # ---------------------------------------------------------------------------- cell state
-
-
-@dataclass(frozen=True)
-class CellState:
-    """Where a cell stands according to its run folders."""
-
-    status: str
-    folder: Path | None
-    run_id: str | None
-    error: str | None = None
-
-
-def cell_state(root: Path, experiment: str, chash: str, previous: SweepCell | None) -> CellState:
-    """done if any run of the config completed; else the newest run's status; else todo
-    (or failed, if the last attempt failed before it had a run folder)."""
-    runs = runs_of_config(root, experiment, chash)
-    for folder, record in runs:
-        if record.status == "completed":
-            return CellState("done", folder.path, record.run_id)
-    if runs:
-        folder, record = runs[-1]
-        status = _RUN_TO_CELL.get(effective_status(record), "failed")
-        return CellState(status, folder.path, record.run_id, record.error)
-    if previous is not None and previous.status == "failed" and previous.run_id is None:
-        return CellState("failed", None, None, previous.error)
-    return CellState("todo", None, None)
 
 
 def completed_runs(root: Path, record: SweepRecord) -> tuple[list[Path], dict[str, int]]:
@@ -144,10 +154,6 @@ def completed_runs(root: Path, record: SweepRecord) -> tuple[list[Path], dict[st
             folders.append(state.folder)
     counts = Counter(statuses)
     return folders, {status: counts.get(status, 0) for status in CELL_STATUSES}
-
-
-def _resumable(folder: Path) -> bool:
-    return RunFolder(folder).has_checkpoint("last")
 
 
 # ---------------------------------------------------------------------------- lock
@@ -206,9 +212,14 @@ class SweepResult:
 
 
 def sweep_status(
-    root: Path, spec: SweepSpec, cells: list[Cell], record: SweepRecord | None
+    root: Path,
+    spec: SweepSpec,
+    cells: list[Cell],
+    record: SweepRecord | None,
+    threads: int | None = None,
 ) -> SweepRecord:
-    """The record of `cells` with every status read from the run folders now."""
+    """The record of `cells` with every status read from the run folders now (`threads`: the
+    per-cell thread count, kept from `record` when it has one)."""
     previous = {c.index: c for c in record.cells} if record else {}
     now = time.time()
     digest = sweep_hash(cells)
@@ -222,9 +233,35 @@ def sweep_status(
         spec=spec,
         created=record.created if record else now,
         updated=now,
+        threads=(record.threads if record else None) or threads,
         counts=count_statuses(rows),
         cells=rows,
     )
+
+
+def check_size(spec: SweepSpec, max_cells: int | None) -> int:
+    """The spec's cell count, computed without building a cell; SweepError above `max_cells`."""
+    size = spec_size(spec)
+    if max_cells is not None and size > max_cells:
+        raise SweepError(
+            f"sweep {spec.name} has {size:,} cells, over --max-cells {max_cells:,}; "
+            f"narrow the grid or pass --max-cells {size}"
+        )
+    return size
+
+
+def sweep_threads(record: SweepRecord | None, requested: int | None, default: int) -> int:
+    """The per-cell torch thread count: the one the sweep started with (sweep.json), else the
+    one asked for, else `default`. Bits depend on it, so a re-run may not change it."""
+    if record is not None and record.threads is not None:
+        if requested is not None and requested != record.threads:
+            raise SweepError(
+                f"sweep {record.sweep_id} trains every cell with {record.threads} thread(s) "
+                f"(fixed at its start; CPU results depend on it): drop --threads or pass "
+                f"--threads {record.threads}"
+            )
+        return record.threads
+    return requested or default
 
 
 def run_sweep(
@@ -236,19 +273,38 @@ def run_sweep(
     retry_failed: bool = False,
     command: list[str] | None = None,
     on_outcome: Callable[[SweepCell, CellOutcome], None] | None = None,
+    threads: int | None = None,
+    max_cells: int | None = None,
+    on_start: Callable[[SweepRecord, int], None] | None = None,
 ) -> SweepResult:
     """Run the cells of `spec` that are not done, in the one results folder `results_root`.
 
-    todo cells are trained, interrupted ones resumed from last.pt, failed ones trained anew
-    only with `retry_failed`; running ones (another process) are left alone. After each cell
-    the coordinator indexes its run folder and rewrites sweep.json. KeyboardInterrupt stops
-    the workers cleanly (their runs stay resumable), writes the record and propagates.
-    Another coordinator on the same sweep is refused (SweepBusy).
+    todo cells are trained, interrupted ones resumed in their own folder, failed ones trained
+    anew only with `retry_failed`. A cell whose config another process trains (another sweep,
+    a dying worker) is waited for, and its result taken. Every cell trains with the sweep's
+    thread count (`sweep_threads`), recorded in sweep.json. After each cell the coordinator
+    indexes its run folder and rewrites sweep.json. KeyboardInterrupt stops the workers
+    cleanly (their runs stay resumable), writes the record and propagates. Another
+    coordinator on the same sweep is refused (SweepBusy). `on_start(record, n)`: the record
+    and the number of cells to run, before the first starts.
     """
     root = Path(results_root)
+    check_size(spec, max_cells)
     cells = expand(spec)
     with sweep_lock(root, sweep_id_for(spec, cells)):
-        return _run_locked(spec, cells, executor, root, device, retry_failed, command, on_outcome)
+        path = record_path(root, sweep_id_for(spec, cells))
+        old = read_record(path) if path.is_file() else None
+        chosen = sweep_threads(old, threads, default_threads(executor))
+        record = sweep_status(root, spec, cells, old, chosen)
+        return _run_locked(
+            record,
+            cells,
+            executor,
+            root,
+            _Plan(device, retry_failed, command),
+            on_outcome,
+            on_start,
+        )
 
 
 def sweep_id_for(spec: SweepSpec, cells: list[Cell]) -> str:
@@ -256,33 +312,42 @@ def sweep_id_for(spec: SweepSpec, cells: list[Cell]) -> str:
     return f"{spec.name}-{sweep_hash(cells)[:HASH_PREFIX_LEN]}"
 
 
+@dataclass(frozen=True)
+class _Plan:
+    device: str
+    retry_failed: bool
+    command: list[str] | None
+
+
 def _run_locked(
-    spec: SweepSpec,
+    record: SweepRecord,
     cells: list[Cell],
     executor: Executor,
     root: Path,
-    device: str,
-    retry_failed: bool,
-    command: list[str] | None,
+    plan: _Plan,
     on_outcome: Callable[[SweepCell, CellOutcome], None] | None,
+    on_start: Callable[[SweepRecord, int], None] | None,
 ) -> SweepResult:
-    path = record_path(root, sweep_id_for(spec, cells))
-    record = sweep_status(root, spec, cells, read_record(path) if path.is_file() else None)
-    write_record(root, record)
-    tasks = []
-    for cell, row in zip(cells, record.cells, strict=True):
-        if row.status == "todo" or (row.status == "failed" and retry_failed):
-            tasks.append(_task(cell, root, device, command, resume=None))
-        elif row.status == "interrupted":
-            folder = cell_state(root, cell.config.name, cell.config_hash, row).folder
-            resume = folder if folder is not None and _resumable(folder) else None
-            tasks.append(_task(cell, root, device, command, resume=resume))
+    path = write_record(root, record)
+    tasks = [
+        _task(cell, root, plan, record.threads)
+        for cell, row in zip(cells, record.cells, strict=True)
+        if row.status in ("todo", "interrupted", "running")
+        or (row.status == "failed" and plan.retry_failed)
+    ]
+    if on_start is not None:
+        on_start(record, len(tasks))
     index = RunIndex(root)  # only the coordinator writes it
     by_index = {c.index: c for c in cells}
     cell_rows = list(record.cells)
+    busy: list[CellTask] = []
+    by_task = {t.index: t for t in tasks}
 
     def finished(outcome: CellOutcome) -> None:
         nonlocal record
+        if outcome.status == "busy":  # another process trains this config: look again later
+            busy.append(by_task[outcome.index])
+            return
         cell = by_index[outcome.index]
         state = cell_state(root, cell.config.name, cell.config_hash, None)
         if state.folder is not None:
@@ -295,26 +360,33 @@ def _run_locked(
         cell_rows[cell.index] = row
         record = record.model_copy(update={"cells": list(cell_rows)})
         write_record(root, record)
+        fault_point("sweep_cell_result")
         if on_outcome is not None:
             on_outcome(row, outcome)
 
     try:
-        executor.run(tasks, finished)
+        pending = tasks
+        while pending:
+            executor.run(pending, finished)
+            pending, busy[:] = list(busy), []
+            if pending:
+                time.sleep(BUSY_RETRY_S)
     finally:
         write_record(root, record)
     return SweepResult(read_record(path), path, len(tasks), len(cells) - len(tasks))
 
 
-def _task(
-    cell: Cell, root: Path, device: str, command: list[str] | None, resume: Path | None
-) -> CellTask:
+def _task(cell: Cell, root: Path, plan: _Plan, threads: int | None) -> CellTask:
     return CellTask(
         index=cell.index,
         config_json=cell.config.model_dump_json(),
         results_root=str(root),
-        device=device,
-        resume_dir=str(resume) if resume is not None else None,
-        command=list(command or []),
+        device=plan.device,
+        command=list(plan.command or []),
+        threads=threads,
+        config_hash=cell.config_hash,
+        coordinator_pid=os.getpid(),
+        coordinator_host=socket.gethostname(),
     )
 
 

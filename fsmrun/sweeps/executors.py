@@ -1,28 +1,40 @@
-"""Where sweep cells run: in this process, on a local process pool, or as Ray tasks.
+"""Where sweep cells run: in this process, on a local pool of warm worker processes, or as Ray
+tasks. `run(tasks, on_outcome)` calls `on_outcome` in the coordinator as cells end.
 
-Workers write run folders only (never the SQLite index); each is limited to its share of
-CPU threads. `run(tasks, on_outcome)` calls `on_outcome` in the coordinator as cells finish.
+Every cell trains with the torch thread count its task carries (the sweep's, fixed at its
+start), so its bits do not depend on where or when it ran. The process that trains a cell holds
+the config's training lock (`cells.config_lock`) and decides under it whether to train, resume
+or take the result another process left: a cell it cannot lock comes back `busy`.
+Workers write run folders only (never the SQLite index). No torch at import.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
 import signal
+import socket
+import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from fsmrun.base.faults import fault_point
+from fsmrun.sweeps.cells import cell_state, config_lock
+
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# After the coordinator is gone: a first SIGINT stops the run at its next step (last.pt kept);
+# a second one, this much later, aborts it; the process exits this much after that.
+ORPHAN_GRACE_S = 3.0
+WATCH_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
 class CellTask:
-    """One cell to run: train `config_json` afresh, or resume the run in `resume_dir`."""
+    """One cell to run: train `config_json` (or resume its interrupted run) with `threads`
+    torch threads. `resume_dir` is what the coordinator planned; the training process checks
+    again under the config lock."""
 
     index: int
     config_json: str
@@ -30,16 +42,20 @@ class CellTask:
     device: str = "cpu"
     resume_dir: str | None = None
     command: list[str] = field(default_factory=list)
-    threads: int | None = None  # torch threads in the worker (None: leave the default)
+    threads: int | None = None  # torch intra-op threads (None: leave the process's count)
+    config_hash: str = ""
+    coordinator_pid: int | None = None  # a worker on `coordinator_host` stops when it is gone
+    coordinator_host: str | None = None
     # "module:function" run instead of training (e.g. fsmrun.analysis.batch:analyze_cell), given
     # the task and returning its CellOutcome; named, not imported, so sweeps never import the
-    # packages above it and the task stays picklable for spawned workers and Ray.
+    # packages above it and the task stays picklable for forked workers and Ray.
     worker: str | None = None
 
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """How a cell ended: completed, failed, interrupted, or todo (never started)."""
+    """How a cell ended: completed, failed, interrupted, todo (never started) or busy (another
+    process trains its config now: try again later)."""
 
     index: int
     status: str
@@ -47,6 +63,7 @@ class CellOutcome:
     run_dir: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    taken: bool = False  # completed by another process; this one only read the result
 
 
 OnOutcome = Callable[[CellOutcome], None]
@@ -62,27 +79,23 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
 
 
-# ---------------------------------------------------------------------------- the worker
+def default_threads(executor: object) -> int:
+    """The per-cell thread count a new sweep on `executor` gets: its own choice, else all
+    cores (one cell at a time)."""
+    choose = getattr(executor, "default_threads", None)
+    return int(choose()) if callable(choose) else threads_per_worker(1)
 
-# Pool workers only: once SIGINT arrived (or a run was interrupted), later tasks do not start.
+
+# ---------------------------------------------------------------------------- one cell
+
+# Set in pool workers: once SIGINT arrived (or a run was interrupted), later tasks do not start.
 _in_pool_worker = False
 _stop_requested = False
 
 
-def _on_sigint(signum: int, frame: object) -> None:
+def on_sigint(signum: int, frame: object) -> None:
     global _stop_requested
     _stop_requested = True
-
-
-def _init_pool_worker(threads: int) -> None:
-    """Pool worker set-up, before torch is imported: thread limits, own process group, SIGINT."""
-    global _in_pool_worker
-    _in_pool_worker = True
-    for name in THREAD_ENV_VARS:
-        os.environ[name] = str(threads)
-    if hasattr(os, "setpgrp"):
-        os.setpgrp()  # a terminal's Ctrl-C reaches the coordinator only; it forwards one SIGINT
-    signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _replay_stop(ctx: object) -> None:
@@ -91,24 +104,63 @@ def _replay_stop(ctx: object) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
+def _mid_cell_fault(ctx: object) -> None:
+    fault_point("sweep_worker_mid_cell")
+
+
+def _busy(task: CellTask) -> CellOutcome:
+    return CellOutcome(task.index, "busy")
+
+
 def run_cell(task: CellTask) -> CellOutcome:
-    """Train or resume one cell into its run folder (index untouched); never raises."""
+    """Train, resume or take the result of one cell, under its config lock; never raises."""
     global _stop_requested
     start = time.monotonic()
     if _stop_requested:
         return CellOutcome(task.index, "todo")
     if task.worker is not None:
         return _run_named_worker(task, start)
+
+    from fsmrun.base.hashing import config_hash
+    from fsmrun.schemas.config import ExperimentConfig
+
+    exp = ExperimentConfig.model_validate_json(task.config_json)
+    chash = task.config_hash or config_hash(exp)
+    root = Path(task.results_root)
+    here = task.coordinator_host in (None, socket.gethostname())
+    watch = _watch_coordinator(task.coordinator_pid if here else None)
+    try:
+        with config_lock(root, exp.name, chash) as mine:
+            if not mine:
+                return _busy(task)
+            state = cell_state(root, exp.name, chash)
+            if state.status == "done":
+                return CellOutcome(
+                    task.index, "completed", state.run_id, str(state.folder), taken=True
+                )
+            if state.status == "running":  # a plain `fsmrun train` of this config, or a dying one
+                return _busy(task)
+            # an interrupted run continues in its own folder, even one killed before last.pt
+            resume = state.folder if state.status == "interrupted" else None
+            return _train(task, exp, resume, start)
+    finally:
+        if watch is not None:
+            watch.set()
+
+
+def _train(task: CellTask, exp: object, resume: Path | None, start: float) -> CellOutcome:
+    global _stop_requested
     import torch
 
-    from fsmrun.schemas.config import ExperimentConfig
     from fsmrun.train.hooks import Hooks
     from fsmrun.train.loop import resume_run, train_one_experiment
 
+    saved_threads = torch.get_num_threads()
     if task.threads is not None:
         torch.set_num_threads(task.threads)
     hooks = Hooks()
     hooks.add("on_epoch_start", _replay_stop)
+    hooks.add("on_epoch_end", _mid_cell_fault)
     common = dict(
         device=task.device,
         results_root=task.results_root,
@@ -118,11 +170,10 @@ def run_cell(task: CellTask) -> CellOutcome:
         index=False,
     )
     try:
-        if task.resume_dir is not None:
-            result = resume_run(task.resume_dir, **common)
+        if resume is not None:
+            result = resume_run(resume, **common)  # with the run's own thread count
         else:
-            exp = ExperimentConfig.model_validate_json(task.config_json)
-            result = train_one_experiment(exp, **common)
+            result = train_one_experiment(exp, **common)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         _stop_requested = _in_pool_worker
         return CellOutcome(task.index, "interrupted", seconds=time.monotonic() - start)
@@ -133,6 +184,8 @@ def run_cell(task: CellTask) -> CellOutcome:
             error=f"{type(err).__name__}: {err}",
             seconds=time.monotonic() - start,
         )
+    finally:
+        torch.set_num_threads(saved_threads)
     if result.status == "interrupted":
         _stop_requested = _in_pool_worker
     return CellOutcome(
@@ -167,11 +220,62 @@ def _run_named_worker(task: CellTask, start: float) -> CellOutcome:
         )
 
 
+# ---------------------------------------------------------------------------- orphans
+
+
+def coordinator_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _watch_coordinator(pid: int | None) -> threading.Event | None:
+    """A daemon thread that stops this process cleanly once the coordinator `pid` is gone
+    (SIGINT: the run saves last.pt and is marked interrupted), aborts it if it does not stop
+    and exits. Only where the coordinator runs on this host and is not this process."""
+    if pid is None or pid == os.getpid():
+        return None
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCH_INTERVAL_S):
+            if not coordinator_alive(pid):
+                stop_orphan(done)
+                return
+
+    threading.Thread(target=watch, name="fsmrun-coordinator-watch", daemon=True).start()
+    return done
+
+
+def stop_orphan(done: threading.Event) -> None:
+    """The coordinator is gone: stop the run at its next step, abort it if that hangs, exit."""
+    for _ in range(2):
+        os.kill(os.getpid(), signal.SIGINT)
+        if done.wait(ORPHAN_GRACE_S):
+            break
+    if not _in_pool_worker:  # a Ray worker: its task ends, the worker is Ray's to stop
+        return
+    done.wait(ORPHAN_GRACE_S)
+    os._exit(1)
+
+
 # ---------------------------------------------------------------------------- executors
 
 
 class SerialExecutor:
     """Cells one after another in this process (what `--workers 1` uses)."""
+
+    def default_threads(self) -> int:
+        return threads_per_worker(1)
 
     def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
         for task in tasks:
@@ -182,76 +286,28 @@ class SerialExecutor:
 
 
 class LocalExecutor:
-    """A pool of `workers` spawned processes, each with `threads` torch threads."""
+    """A pool of `workers` warm processes (forked from a server that imported fsmrun and torch
+    once); a worker that dies costs only its cell and is replaced."""
 
     def __init__(self, workers: int, threads: int | None = None) -> None:
         self.workers = max(1, workers)
         self.threads = threads
 
+    def default_threads(self) -> int:
+        return self.threads or threads_per_worker(self.workers)
+
     def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
         if not tasks:
             return
-        workers = min(self.workers, len(tasks))
-        threads = self.threads or threads_per_worker(workers)
-        tasks = [_with_threads(t, threads) for t in tasks]
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_pool_worker, initargs=(threads,)
-        ) as pool:
-            with _thread_env(threads):  # workers start on submit and inherit the limits
-                pending = {pool.submit(run_cell, t): t for t in tasks}
-            try:
-                _drain(pending, on_outcome)
-            except KeyboardInterrupt:
-                for future in pending:
-                    future.cancel()
-                _interrupt_children()
-                try:
-                    _drain(pending, on_outcome)
-                except KeyboardInterrupt:  # a second Ctrl-C: abort the runs (still resumable)
-                    _interrupt_children()
-                    _drain(pending, on_outcome)
-                raise
+        from fsmrun.sweeps.pool import WorkerPool
+
+        threads = self.default_threads()
+        tasks = [t if t.threads else _with(t, threads=threads) for t in tasks]
+        WorkerPool(min(self.workers, len(tasks)), threads).run(tasks, on_outcome)
 
 
-def _drain(pending: dict[Future[CellOutcome], CellTask], on_outcome: OnOutcome) -> None:
-    """Hand finished futures to `on_outcome` until none is left (removing them)."""
-    while pending:
-        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-        for future in done:
-            task = pending.pop(future)
-            if future.cancelled():
-                continue
-            try:
-                outcome = future.result()
-            except Exception as err:  # the worker process died (killed, out of memory)
-                outcome = CellOutcome(task.index, "failed", error=f"worker died: {err}")
-            on_outcome(outcome)
-
-
-@contextmanager
-def _thread_env(threads: int) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in THREAD_ENV_VARS}
-    os.environ.update({name: str(threads) for name in THREAD_ENV_VARS})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _interrupt_children() -> None:
-    for child in multiprocessing.active_children():
-        if child.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGINT)
-
-
-def _with_threads(task: CellTask, threads: int) -> CellTask:
-    return CellTask(**{**task.__dict__, "threads": threads})
+def _with(task: CellTask, **changes: object) -> CellTask:
+    return CellTask(**{**task.__dict__, **changes})
 
 
 class RayExecutor:
@@ -263,6 +319,9 @@ class RayExecutor:
         self.address = address
         self.num_cpus = num_cpus
         self.cpus_per_task = max(1, cpus_per_task)
+
+    def default_threads(self) -> int:
+        return self.cpus_per_task
 
     def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
         if not tasks:
@@ -284,7 +343,15 @@ class RayExecutor:
                     log_to_driver=False,
                 )
         remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=0)(run_cell)
-        refs = {remote.remote(_with_threads(t, self.cpus_per_task)): t for t in tasks}
+        refs = {}
+        for task in tasks:
+            changes: dict[str, object] = {
+                "coordinator_pid": os.getpid(),
+                "coordinator_host": socket.gethostname(),
+            }
+            if task.threads is None:
+                changes["threads"] = self.cpus_per_task
+            refs[remote.remote(_with(task, **changes))] = task
         try:
             self._drain(ray, refs, on_outcome)
         except KeyboardInterrupt:
@@ -303,8 +370,8 @@ class RayExecutor:
             task = refs.pop(done[0])
             try:
                 outcome = ray.get(done[0])  # type: ignore[attr-defined]
-            except Exception as err:  # cancelled, or the worker died
-                name = type(err).__name__
-                status = "interrupted" if "Cancel" in name else "failed"
-                outcome = CellOutcome(task.index, status, error=f"{name}: {err}")
+            except Exception as err:  # cancelled, or the worker died: resumable either way
+                outcome = CellOutcome(
+                    task.index, "interrupted", error=f"{type(err).__name__}: {err}"
+                )
             on_outcome(outcome)

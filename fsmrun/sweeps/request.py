@@ -27,35 +27,34 @@ from fsmrun.sweeps.executors import (
     SerialExecutor,
     threads_per_worker,
 )
-from fsmrun.sweeps.spec import SweepError, expand, inline_spec, list_suites, load_spec, parse_seeds
+from fsmrun.sweeps.spec import (
+    SweepError,
+    expand,
+    inline_spec,
+    list_suites,
+    load_spec,
+    parse_grid,
+    parse_seeds,
+    read_spec_text,
+)
 
 BACKENDS = ("local", "ray")
 
 
 def is_spec(arg: str) -> bool:
-    """Whether `arg` names a sweep spec: a built-in suite, or a readable TOML file holding an
-    `experiments` list (an experiment TOML has none)."""
+    """Whether `arg` names a sweep spec: a built-in suite, or a TOML file holding an
+    `experiments` list (an experiment TOML has none). A file that cannot be read as text
+    counts as a spec, so that its error names it as one."""
     if arg in list_suites():
         return True
     if arg.endswith(".toml") and Path(arg).is_file():
         try:
-            return "experiments" in parse_toml(Path(arg).read_text(encoding="utf-8"), arg)
-        except (UnicodeDecodeError, OSError, ValueError):  # unreadable or malformed: no spec
+            return "experiments" in parse_toml(read_spec_text(Path(arg)), arg)
+        except SweepError:  # unreadable, not UTF-8, binary
+            return True
+        except ValueError:  # malformed TOML: not a spec (the experiment loader says why)
             return False
     return False
-
-
-def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
-    """--grid model.arch=transformer,lstm -> {'model.arch': ['transformer', 'lstm']}."""
-    grid: dict[str, list[Any]] = {}
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or not raw:
-            raise SweepError(
-                f"--grid expects key=v1,v2 (e.g. model.arch=transformer,lstm), got {assignment!r}"
-            )
-        grid[key.strip()] = [parse_assignment(f"{key}={v}", "--grid").value for v in raw.split(",")]
-    return grid
 
 
 def spec_from_args(
@@ -81,7 +80,8 @@ def spec_from_args(
         if name is not None:
             update["name"] = name
         return SweepSpec.model_validate({**spec.model_dump(), **update})
-    return inline_spec(args, parse_grid(grid), parse_seeds(seeds or "0"), overrides, name)
+    chosen = parse_seeds(seeds) if seeds is not None else [0]
+    return inline_spec(args, parse_grid(grid), chosen, overrides, name)
 
 
 def make_executor(

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 
 from fsmrun.base.errors import UserError
 from fsmrun.base.hashing import config_hash
-from fsmrun.base.overrides import OverrideError, apply_overrides, check_key
+from fsmrun.base.overrides import OverrideError, apply_overrides, check_key, parse_assignment
 from fsmrun.experiments import load_experiment
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.sweep import SweepSpec
@@ -78,7 +79,7 @@ def load_spec(ref: str) -> SweepSpec:
         path = Path(ref)
         if not path.is_file():
             raise SweepError(f"no sweep spec file {ref!r}")
-        return parse_spec(path.read_text(encoding="utf-8"), str(path), path.stem)
+        return parse_spec(read_spec_text(path), str(path), path.stem)
     if ref not in list_suites():
         raise SweepError(
             f"no built-in suite {ref!r} (suites: {', '.join(list_suites())}; "
@@ -86,6 +87,44 @@ def load_spec(ref: str) -> SweepSpec:
         )
     text = SUITES.joinpath(f"{ref}.toml").read_text(encoding="utf-8")
     return parse_spec(text, f"suite {ref}", ref)
+
+
+def read_spec_text(path: Path) -> str:
+    """A spec file's text: SweepError for a file that cannot be read or is not UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SweepError(f"cannot read sweep spec {path}: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SweepError(
+            f"{path} is not a UTF-8 text file (byte {err.start}); a sweep spec is TOML text"
+        ) from None
+    if "\x00" in text:
+        raise SweepError(f"{path} is a binary file, not a TOML sweep spec")
+    return text
+
+
+def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
+    """--grid model.arch=transformer,lstm -> {'model.arch': ['transformer', 'lstm']}
+    (SweepError naming --grid for a bad key or value)."""
+    grid: dict[str, list[Any]] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not raw or not key.strip():
+            raise SweepError(
+                f"--grid expects key=v1,v2 (e.g. model.arch=transformer,lstm), got {assignment!r}"
+            )
+        if key.strip() == "seed":
+            raise SweepError("set seeds with --seeds, not --grid seed=...")
+        try:
+            grid[key.strip()] = [
+                parse_assignment(f"{key}={v}", "--grid").value for v in raw.split(",")
+            ]
+        except OverrideError as err:
+            raise SweepError(str(err).replace("--set", "--grid")) from None
+    return grid
 
 
 def check_spec_keys(spec: SweepSpec) -> None:
@@ -105,18 +144,19 @@ def check_spec_keys(spec: SweepSpec) -> None:
 
 def parse_seeds(text: str) -> list[int]:
     """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7' and '0-2,9' work too."""
-    ranges: list[tuple[str, int, int]] = []
-    try:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            lo, dash, hi = part.partition("-")
-            ranges.append((part, int(lo), int(hi) if dash else int(lo)))
-    except ValueError:
-        raise SweepError(f"--seeds expects e.g. 0-4 or 0,3,7, got {text!r}") from None
-    for part, lo, hi in ranges:
-        if hi < lo:
+    seeds: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, dash, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise SweepError(f"--seeds expects e.g. 0-4 or 0,3,7, got {text!r}") from None
+        if last < first:
             raise SweepError(f"--seeds {text!r}: the range {part} runs backwards; write {hi}-{lo}")
-    seeds = [seed for _, lo, hi in ranges for seed in range(lo, hi + 1)]
-    if not seeds or min(seeds) < 0:
+        seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise SweepError(f"--seeds {text!r} names no seed; e.g. --seeds 0-4 or --seeds 0,3,7")
+    if min(seeds) < 0:
         raise SweepError(f"--seeds expects non-negative seeds, got {text!r}")
     return list(dict.fromkeys(seeds))
 
@@ -137,25 +177,29 @@ def inline_spec(
     return spec
 
 
-def expand(spec: SweepSpec) -> list[Cell]:
-    """Cells in order: experiments x cases x grid combinations x seeds."""
+def iter_cells(spec: SweepSpec) -> Iterator[Cell]:
+    """Cells in order, one at a time: experiments x cases x grid combinations x seeds (the
+    grid's combinations are never built as a list)."""
     keys = list(spec.grid)
-    combos = [
-        dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.grid.values())
-    ]
-    cells: list[Cell] = []
+    index = 0
     for source in spec.experiments:
         base = load_experiment(source)
         for case in spec.cases or [{}]:
-            for combo in combos:
+            for values in itertools.product(*spec.grid.values()):
+                combo = dict(zip(keys, values, strict=True))
                 for seed in spec.seeds:
                     overrides = {**spec.set, **case, **combo, "seed": seed}
                     try:
                         exp = apply_overrides(base, overrides)
                     except OverrideError as err:
                         raise SweepError(f"{source} with {overrides}: {err}") from None
-                    cells.append(Cell(len(cells), source, overrides, exp, config_hash(exp)))
-    return cells
+                    yield Cell(index, source, overrides, exp, config_hash(exp))
+                    index += 1
+
+
+def expand(spec: SweepSpec) -> list[Cell]:
+    """Every cell of `spec`, in order (check `spec_size` first: this builds them all)."""
+    return list(iter_cells(spec))
 
 
 def spec_size(spec: SweepSpec) -> int:

@@ -43,6 +43,7 @@ from fsmrun.train.session import (
     check_resume,
     new_record,
     open_session,
+    pin_threads,
     preflight,
     record_failure,
     resumed_record,
@@ -339,6 +340,7 @@ def resume_run(
     old, exp, extend = check_resume(folder, rule=StopRule(epochs, patience, early_stop))
     root = Path(results_root) if results_root is not None else folder.results_root
     start = resume_start(folder, old, root, extend=extend)
+    pin_threads(start.parent or folder)  # the thread count the run trained with
     plan = preflight(exp, controls, root)
 
     def say(what: str) -> None:  # every check passed: say what happens now

@@ -113,6 +113,18 @@ class StopRule:
         return config.model_copy(update={"train": train})
 
 
+def pin_threads(folder: RunFolder) -> int | None:
+    """Set torch's intra-op thread count to the one the run trained with (env.json), so a
+    resumed CPU run continues with the same float reductions; the count, or None when the run
+    has no env.json (killed during set-up: it starts over with the process's count)."""
+    env = folder.read_env()
+    if env is None or env.threads < 1:
+        return None
+    if torch.get_num_threads() != env.threads:
+        torch.set_num_threads(env.threads)
+    return env.threads
+
+
 def check_resume(
     folder: RunFolder, epochs: int | None = None, rule: StopRule | None = None
 ) -> tuple[RunRecord, ExperimentConfig, bool]:

@@ -88,11 +88,11 @@ def test_csv_markdown_and_json_forms():
     report = build_report(RUNS, by=["model.arch"], metrics=["test.string_acc"])
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
     assert rows[1]["model.arch"] == "transformer" and rows[1]["n"] == "3"
-    assert float(rows[1]["test.string_acc.mean"]) == pytest.approx(0.9)
-    assert rows[0]["test.string_acc.std"] == ""
+    assert rows[1]["metric"] == "test.string_acc" and rows[1]["mean"] == "0.900"
+    assert rows[0]["std"] == ""
     md = to_markdown(report).splitlines()
-    assert md[0] == "| model.arch | n | test.string_acc | test.string_acc baseline |"
-    assert md[3] == "| transformer | 3 | 0.9000 ± 0.1000 | 0.5000 |"
+    assert md[0] == "| model.arch | metric | n | mean | std | min | max | baseline |"
+    assert md[3] == "| transformer | test.string_acc | 3 | 0.900 | 0.100 | 0.800 | 1.000 | 0.500 |"
     doc = json.loads(report.model_dump_json())
     assert doc["rows"][1]["metrics"]["test.string_acc"]["max"] == 1.0
 
@@ -111,3 +111,78 @@ def test_report_does_not_import_torch():
 
     code = "import sys, fsmrun.analysis.report; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ---------------------------------------------------------------------------- honest groups
+
+
+def varied(seed: int, acc: float, n_train: int = 400, regex: str = "a*", updated: float = 0.0,
+           run_id: str | None = None, epochs: int = 10) -> ReportRun:  # fmt: skip
+    base = run("lstm", seed, acc, acc)
+    config = base.config.model_copy(
+        update={
+            "data": base.config.data.model_copy(update={"n_train": n_train, "regex": regex}),
+            "train": base.config.train.model_copy(update={"epochs": epochs}),
+        }
+    )
+    return ReportRun(run_id or f"{base.run_id}-{n_train}-{regex}-{epochs}", config, base.metrics,
+                     updated)  # fmt: skip
+
+
+def test_a_group_of_different_configs_is_split_by_the_fields_that_differ():
+    runs = [varied(0, 1.0, n_train=400), varied(0, 0.6, n_train=1200), varied(1, 0.8, 400)]
+    report = build_report(runs, by=["model.arch"], metrics=["test.string_acc"])
+    assert report.split_by == ["data.n_train"]
+    assert [(r.group["data.n_train"], r.n_runs, r.seeds) for r in report.rows] == [
+        (1200, 1, [0]),
+        (400, 2, [0, 1]),
+    ]
+    assert report.rows[1].metrics["test.string_acc"].mean == 0.9
+    assert "split by data.n_train" in report.notes[0]
+    pooled = build_report(runs, by=["model.arch"], metrics=["test.string_acc"], pool=True)
+    assert pooled.split_by == [] and pooled.rows[0].n_runs == 3
+
+
+def test_a_config_and_seed_run_twice_counts_once_and_a_child_run_is_its_own_config():
+    older = varied(0, 0.2, updated=1.0, run_id="lang-a-v1")
+    newer = varied(0, 0.6, updated=2.0, run_id="lang-a-v2")
+    child = varied(0, 0.9, updated=3.0, run_id="lang-b-v1", epochs=20)  # extended to 20 epochs
+    report = build_report([older, newer, child], by=["model.arch"], metrics=["test.string_acc"])
+    assert report.split_by == ["train.epochs"]
+    assert [(r.group["train.epochs"], r.run_ids) for r in report.rows] == [
+        (10, ["lang-a-v2"]),
+        (20, ["lang-b-v1"]),
+    ]
+    assert report.rows[0].metrics["test.string_acc"].mean == 0.6  # the newest, once
+    assert any("counted once" in note for note in report.notes)
+
+
+def test_agg_median_and_max_and_digits_round_every_form_alike():
+    runs = [varied(s, a) for s, a in enumerate([0.1, 0.2, 0.64, 0.9])]
+    for agg, value in (("mean", 0.46), ("median", 0.42), ("max", 0.9)):
+        report = build_report(runs, by=["model.arch"], metrics=["test.string_acc"], agg=agg,
+                              digits=2)  # fmt: skip
+        stats = report.rows[0].metrics["test.string_acc"]
+        assert getattr(stats, agg) == round(value, 2)
+        csv_row = next(csv.DictReader(io.StringIO(to_csv(report))))
+        rest = [s for s in ("std", "min", "max", "baseline") if s != agg]
+        assert list(csv_row) == ["model.arch", "metric", "n", agg, *rest]
+        assert csv_row[agg] == f"{round(value, 2):.2f}"
+        md_cells = to_markdown(report).splitlines()[2].strip("| ").split(" | ")
+        assert md_cells == list(csv_row.values())  # the same text, column for column
+        doc = json.loads(report.model_dump_json())
+        assert doc["rows"][0]["metrics"]["test.string_acc"][agg] == float(csv_row[agg])
+    assert build_report(runs, by=["model.arch"], metrics=["test.string_acc"],
+                        digits=1).rows[0].metrics["test.string_acc"].std == 0.4  # fmt: skip
+    with pytest.raises(ReportError, match="--agg"):
+        build_report(runs, agg="mode")
+
+
+def test_bins_never_pool_two_languages():
+    runs = [varied(0, 0.5, regex="a*"), varied(0, 0.7, regex="b*")]
+    report = build_report(runs, by=["model.arch"], metrics=["test_ood.string_acc"], bins=True,
+                          pool=True)  # fmt: skip
+    assert report.split_by == ["data.regex"] and len(report.rows) == 2  # even with --pool
+    split = build_report(runs, by=["model.arch"], metrics=["test_ood.string_acc"], bins=True)
+    assert split.split_by == ["data.regex"] and len(split.rows) == 2
+    assert all(len({(b.lo, b.hi) for b in row.bins}) == 2 for row in split.rows)

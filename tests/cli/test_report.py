@@ -31,7 +31,7 @@ def test_report_csv_and_markdown(cli, trained):
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["seed"] for r in rows] == ["0", "1"] and rows[0]["n"] == "1"
     md = cli("report", "--markdown", "--bins", "--results-dir", root).stdout.splitlines()
-    assert md[0].startswith("| experiment | model.arch | model.pos_encoding | bin | n |")
+    assert md[0].startswith("| experiment | model.arch | model.pos_encoding | bin | metric | n |")
     assert any("| all |" in line for line in md) and len(md) > 3
 
 

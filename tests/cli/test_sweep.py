@@ -22,11 +22,17 @@ def test_inline_sweep_runs_every_cell_once_and_status_counts_them(cli, tiny_toml
     assert result.exit_code == 0, result.output
     assert "4 cell(s) run, 0 skipped" in result.stderr
     assert "4 done, 0 running, 0 interrupted, 0 failed, 0 to do" in result.stdout
+    # not a terminal: one plain line per cell, with done / total and the time left
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert "; 1/4 done, ~" in progress[0] and " left" in progress[0]
+    assert progress[-1].endswith("; 4/4 done")
     again = cli(*args)
     assert "0 cell(s) run, 4 skipped" in again.stderr, again.output
     status = cli("sweep", "status", "tiny", "--json", "--results-dir", tmp_path)
     record = SweepRecord.model_validate_json(status.stdout)
     assert record.counts["done"] == 4 and len({c.config_hash for c in record.cells}) == 4
+    assert record.threads == (os.cpu_count() or 1)  # --workers 1: every core, fixed at start
     assert record.cells[3].overrides == {"train.epochs": 1, "model.arch": "lstm", "seed": 1}
     table = cli("sweep", "status", "tiny", "--results-dir", tmp_path)
     assert table.exit_code == 0 and "model.arch=lstm seed=1" in table.stdout
@@ -79,7 +85,7 @@ def test_a_spec_file_with_cases_runs_and_its_status_is_found_by_spec(cli, tiny_t
     result = cli("sweep", spec, "--workers", "1", "--results-dir", root)
     assert result.exit_code == 0, result.output
     assert "2 done" in result.stdout and (root / "sweeps").is_dir()
-    (folder,) = (root / "sweeps").iterdir()
+    (folder,) = [p for p in (root / "sweeps").iterdir() if not p.name.startswith(".")]
     assert folder.name.startswith("study-") and len(folder.name) == len("study-") + 12
     status = cli("sweep", "status", spec, "--json", "--results-dir", root)
     record = SweepRecord.model_validate_json(status.stdout)

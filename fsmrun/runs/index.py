@@ -1,29 +1,42 @@
 """The SQLite index `<root>/registry.sqlite`: one row per run, a cache of the run folders
-(the source of truth); writers rebuild it when missing or damaged, listing only reads."""
+(the source of truth); writers rebuild it when missing or damaged, listing only reads.
+
+Besides the RunRow fields a row holds the flattened config, every per-split metric and the
+tags (see `index_columns`), so listing and reporting 100,000 runs reads no run folder but the
+few whose directory mtime moved (see `index_scan`)."""
 
 from __future__ import annotations
 
 import difflib
+import heapq
+import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from fsmrun.base.faults import fault_point
-from fsmrun.runs.layout import FIX_HINT, RegistryError, iter_run_folders, make_dirs
+from fsmrun.runs.index_columns import EXTRA_COLUMN_TYPES, IndexedRun, read_indexed_run
+from fsmrun.runs.index_query import RunQuery, json_path
+from fsmrun.runs.index_scan import Known, find_changes, read_folders
+from fsmrun.runs.layout import FIX_HINT, RegistryError, list_versions, make_dirs
 from fsmrun.runs.lock import lock_held
-from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError, status_now
+from fsmrun.runs.run_folder import STATUSES, RunFolderError, status_now
 from fsmrun.schemas.run_row import RunRow
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "registry.sqlite"
 BUSY_TIMEOUT_S = 30.0
-INDEX_SCHEMA_VERSION = 1
+INDEX_SCHEMA_VERSION = 2
+# A folder mtime younger than this may still change within the same clock tick: not trusted.
+SETTLED_S = 2.0
 SORT_KEYS: tuple[str, ...] = tuple(RunRow.model_fields)
 
 _COLUMN_TYPES = {
@@ -53,10 +66,18 @@ _COLUMN_TYPES = {
     "audit_verified": "INTEGER",
 }
 _COLUMNS = tuple(_COLUMN_TYPES)
-_CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()))
-_UPSERT = "INSERT OR REPLACE INTO runs ({}) VALUES ({})".format(
-    ", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS))
+_ALL_TYPES = {**_COLUMN_TYPES, **EXTRA_COLUMN_TYPES}
+_ALL_COLUMNS = tuple(_ALL_TYPES)
+_CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in _ALL_TYPES.items()))
+_CREATE_MORE = (
+    "CREATE TABLE dirs (path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL)",
+    "CREATE INDEX runs_created ON runs (created)",
+    "CREATE INDEX runs_config_hash ON runs (config_hash)",
 )
+_UPSERT = "INSERT OR REPLACE INTO runs ({}) VALUES ({})".format(
+    ", ".join(_ALL_COLUMNS), ", ".join("?" * len(_ALL_COLUMNS))
+)
+_SET_DIR = "INSERT OR REPLACE INTO dirs (path, mtime_ns) VALUES (?, ?)"
 _T = TypeVar("_T")
 
 
@@ -65,62 +86,10 @@ def is_plain_name(name: str) -> bool:
     return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
 
 
-def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> RunRow:
-    """The RunRow of one run folder (status as recorded); an unreadable metrics.json is skipped."""
-    folder = Path(folder)
-    run = RunFolder(folder)
-    record = run.read_record()
-    try:
-        metrics = run.read_metrics()
-    except RunFolderError as exc:
-        log.warning("%s", exc)
-        metrics = None
-    try:
-        rel = folder.resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError as exc:
-        raise RegistryError(f"{folder} is not inside the results folder {root}") from exc
-    best = metrics.best if metrics else None
-    return RunRow(
-        run_id=record.run_id,
-        experiment=record.experiment,
-        config_hash=record.config_hash,
-        version=record.version,
-        folder=rel,
-        status=record.status,
-        created=record.created,
-        updated=record.updated,
-        hostname=record.hostname,
-        pid=record.pid,
-        heartbeat=record.heartbeat,
-        device=record.device,
-        amp=record.amp,
-        deterministic=record.deterministic,
-        # steps only grow: whichever file was written last holds the larger count
-        steps=max(record.steps, metrics.steps if metrics else 0),
-        epochs=max(record.epochs, metrics.epochs if metrics else 0),
-        times_resumed=record.times_resumed,
-        stop_reason=metrics.stop_reason if metrics else None,
-        best_val_metric=metrics.monitor if metrics else None,
-        best_val_value=metrics.early_stop.best_value if metrics else None,
-        test_string_acc=best.test.string_acc if best else None,
-        test_ood_string_acc=best.test_ood.string_acc if best and best.test_ood else None,
-        wall_time_s=metrics.wall_time_s if metrics else None,
-        audit_verified=record.audit_verified,
-    )
-
-
 def _now_row(root: Path, row: RunRow) -> RunRow:
     writer = lock_held(root / row.folder) if row.status == "running" else None
     status = status_now(row.status, row.pid, row.hostname, row.heartbeat, writer=writer)
     return row if status == row.status else row.model_copy(update={"status": status})
-
-
-def _sorted_rows(rows: list[RunRow], sort: str | None, descending: bool) -> list[RunRow]:
-    key = sort or "created"
-    present = [r for r in rows if getattr(r, key) is not None]
-    missing = [r for r in rows if getattr(r, key) is None]
-    present.sort(key=lambda r: (getattr(r, key), r.run_id), reverse=descending)
-    return present + sorted(missing, key=lambda r: r.run_id)
 
 
 def _check_choice(value: str | None, valid: tuple[str, ...], what: str) -> None:
@@ -165,7 +134,8 @@ class RunIndex:
         if conn.execute("PRAGMA user_version").fetchone()[0] != INDEX_SCHEMA_VERSION:
             return False
         columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
-        return tuple(columns) == _COLUMNS
+        dirs = [r[1] for r in conn.execute("PRAGMA table_info(dirs)")]
+        return tuple(columns) == _ALL_COLUMNS and dirs == ["path", "mtime_ns"]
 
     def _delete_files(self) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -182,7 +152,10 @@ class RunIndex:
                 conn.execute("ROLLBACK")
                 return False
             conn.execute("DROP TABLE IF EXISTS runs")
+            conn.execute("DROP TABLE IF EXISTS dirs")
             conn.execute(_CREATE)
+            for statement in _CREATE_MORE:
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {INDEX_SCHEMA_VERSION}")
             conn.execute("COMMIT")
             return True
@@ -231,29 +204,61 @@ class RunIndex:
                 self._ready = False
         raise AssertionError("unreachable")
 
-    # -- public operations
+    # -- writing
 
     def upsert_folder(self, folder: str | os.PathLike[str]) -> RunRow:
-        """Read run.json (+ metrics.json) of `folder` and insert or replace its row."""
-        row = run_row(self.root, folder)
-        self._run(lambda conn: conn.execute(_UPSERT, self._values(row)))
-        return row
+        """Read the files of `folder` and insert or replace its row."""
+        run = read_indexed_run(self.root, folder)
+        hash_dir = Path(folder).parent
+        hash_mtime = _settled_mtime(hash_dir)  # taken before its versions are listed
+        rel_hash = run.row.folder.rsplit("/", 1)[0]
 
-    def reindex(self) -> int:
-        """Rebuild every row from the run folders alone; the number of runs indexed."""
-        rows = []
-        for folder in iter_run_folders(self.root):
-            try:
-                rows.append(run_row(self.root, folder))
-            except (RegistryError, RunFolderError) as exc:
-                self._skip(folder, exc)
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(_UPSERT, _values(run))
+            conn.execute("DELETE FROM dirs WHERE path = ?", (rel_hash,))
+            if hash_mtime is None:
+                return
+            listed = [f"{rel_hash}/v{n}" for n in list_versions(hash_dir)]
+            found = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE folder IN (SELECT value FROM json_each(?))",
+                (json.dumps(listed),),
+            ).fetchone()[0]
+            if found == len(listed):  # every version indexed: listing it again is not needed
+                conn.execute(_SET_DIR, (rel_hash, hash_mtime))
+
+        self._run(work)
+        return run.row
+
+    def reindex(self, workers: int | None = None) -> int:
+        """Rebuild every row from the run folders alone (read by `workers` processes when
+        there are many); the number of runs indexed."""
+        folders, dirs = [], {}
+        for exp in _listdir(self.root):
+            for name in _listdir(self.root / exp):
+                hash_dir = self.root / exp / name
+                mtime = _settled_mtime(hash_dir)  # before listing: a later claim shows
+                versions = list_versions(hash_dir)
+                folders += [f"{exp}/{name}/v{n}" for n in versions]
+                if mtime is not None:
+                    dirs[f"{exp}/{name}"] = mtime
+        runs = []
+        for rel, result in read_folders(self.root, folders, workers):
+            if isinstance(result, str):
+                self._skip(self.root / rel, result)
+                dirs.pop(rel.rsplit("/", 1)[0], None)  # list it again: its folder is unread
+            else:
+                runs.append(result)
 
         def rebuild(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM runs")
-            conn.executemany(_UPSERT, [self._values(r) for r in rows])
+            conn.execute("DELETE FROM dirs")
+            conn.executemany(_UPSERT, (_values(r) for r in runs))
+            conn.executemany(_SET_DIR, dirs.items())
 
         self._run(rebuild)
-        return len(rows)
+        return len(runs)
+
+    # -- reading (never writes)
 
     def rows(
         self,
@@ -262,38 +267,122 @@ class RunIndex:
         sort: str | None = None,
         descending: bool = False,
     ) -> list[RunRow]:
-        """Every run folder under the root with its status now, filtered and sorted (default:
-        by created). Only reads: never creates, repairs or writes the index or a folder.
+        """Every run under the root with its status now, filtered and sorted (default: by
+        created); see `select`."""
+        query = RunQuery(experiment=experiment, status=status, sort=sort, descending=descending)
+        return [listed.row for listed in self.select(query).listed]
 
-        The folders found by a directory scan are the runs; the index supplies their rows, so
-        only folders it lacks (copied in, or an index missing, damaged or unreadable) and rows
-        recorded as running (their heartbeat lives in run.json) are read from the folders.
+    def select(self, query: RunQuery, *, with_config: bool = False) -> Selection:
+        """The runs `query` asks for, streamed in its order, and how many match in all.
+        Only reads: never creates, repairs or writes the index or a folder.
+
+        The folders found by a directory scan are the runs; the index supplies their rows,
+        so only folders it lacks or whose mtime moved (copied in, edited, or an index
+        missing, damaged or unreadable) and rows recorded as running are read from the
+        folders. `with_config` adds each run's flattened config (`index_columns`).
         """
-        check_filters(status, sort)
-        if experiment is not None and not is_plain_name(experiment):
-            return []  # "../x" or "a/b" names no experiment folder under the root
-        indexed = self._read_index(experiment)
-        rows = []
-        for folder in iter_run_folders(self.root, experiment):
-            rel = folder.relative_to(self.root).as_posix()
-            row = indexed.get(rel)
-            if row is None or row.status == "running":
-                try:
-                    row = run_row(self.root, folder)
-                except (RegistryError, RunFolderError) as exc:
-                    if row is None:
-                        self._skip(folder, exc)
-                        continue
-                    log.warning("%s", exc)
-            rows.append(_now_row(self.root, row))
-        if status is not None:
-            rows = [r for r in rows if r.status == status]
-        return _sorted_rows(rows, sort, descending)
+        check_filters(query.status, query.sort)
+        if query.experiment is not None and not is_plain_name(query.experiment):
+            return Selection(0, iter(()))  # "../x" or "a/b" names no experiment folder
+        conn = self._open_read_only()
+        key = query.row_key()
+        fresh, excluded = self._fresh(conn, query)
+        listed = sorted(
+            (Listed(run.row, run.config) for run in fresh), key=lambda item: key(item.row)
+        )
+        if conn is None:
+            return Selection(len(listed), iter(listed[: query.limit]))
+        where, args = self._where(query, excluded)
+        total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", args).fetchone()[0]
+        columns = ", ".join(_COLUMNS + (("config",) if with_config else ()))
+        sql = f"SELECT {columns} FROM runs WHERE {where} ORDER BY {query.order_sql()}"
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+        indexed = self._stream(conn, conn.execute(sql, args), with_config)
+        merged = heapq.merge(indexed, listed, key=lambda item: key(item.row))
+        limited = (item for i, item in enumerate(merged) if query.limit is None or i < query.limit)
+        return Selection(total + len(listed), _closing(conn, limited))
 
-    def _skip(self, folder: Path, exc: Exception) -> None:
+    def values(
+        self, query: RunQuery, fields: Sequence[str], columns: Sequence[str]
+    ) -> Iterator[tuple[Any, ...]]:
+        """(run_id, folder, config_hash, version, *fields, *columns) of each run `query`
+        asks for, in no particular order: config `fields` (dotted keys, as stored: JSON
+        booleans come back as 0/1 from the index) and index `columns` (metrics)."""
+        check_filters(query.status, None)
+        conn = self._open_read_only()
+        fresh, excluded = self._fresh(conn, query)
+        for run in fresh:
+            config, metrics = run.config or {}, run.metrics
+            yield (
+                run.row.run_id, run.row.folder, run.row.config_hash, run.row.version,
+                *(config.get(f) for f in fields), *(metrics.get(c) for c in columns),
+            )  # fmt: skip
+        if conn is None:
+            return
+        where, args = self._where(query, excluded)
+        extract = [f"json_extract(config, '{json_path(f)}')" for f in fields]
+        selected = ", ".join(["run_id", "folder", "config_hash", "version", *extract, *columns])
+        yield from _closing(conn, conn.execute(f"SELECT {selected} FROM runs WHERE {where}", args))
+
+    def _fresh(
+        self, conn: sqlite3.Connection | None, query: RunQuery
+    ) -> tuple[list[IndexedRun], set[str]]:
+        """Runs read from changed folders that match `query`, and the folders whose index
+        rows are not to be used."""
+        known = Known()
+        if conn is not None:
+            sql, args = "SELECT folder, folder_mtime_ns, status FROM runs", ()
+            dirs_sql, dirs_args = "SELECT path, mtime_ns FROM dirs", ()
+            if query.experiment is not None:
+                sql, args = sql + " WHERE experiment = ?", (query.experiment,)
+                dirs_sql += " WHERE path LIKE ? ESCAPE '\\'"
+                dirs_args = (_like_prefix(query.experiment) + "/%",)
+            known.runs = {f: (m, s) for f, m, s in conn.execute(sql, args)}
+            known.dirs = dict(conn.execute(dirs_sql, dirs_args))
+        changes = find_changes(self.root, known, query.experiment)
+        fresh = []
+        for rel, result in read_folders(self.root, changes.stale):
+            if isinstance(result, str):
+                self._skip(self.root / rel, result)
+                continue
+            row = _now_row(self.root, result.row)
+            if query.matches(result, row.status):
+                fresh.append(IndexedRun(row, result.mtime_ns, result.config, result.metrics,
+                                        result.tags))  # fmt: skip
+        return fresh, changes.excluded
+
+    @staticmethod
+    def _where(query: RunQuery, excluded: set[str]) -> tuple[str, list[Any]]:
+        where, args = query.sql()
+        where += " AND status != 'running'"  # those were read from their folders
+        if excluded:
+            where += " AND folder NOT IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(sorted(excluded)))
+        return where, args
+
+    def _stream(
+        self, conn: sqlite3.Connection, cursor: sqlite3.Cursor, with_config: bool
+    ) -> Iterator[Listed]:
+        width = len(_COLUMNS)
+        for values in cursor:
+            try:
+                row = RunRow.model_validate(dict(zip(_COLUMNS, values[:width], strict=True)))
+            except ValidationError:  # a damaged row: its folder is read instead
+                try:
+                    run = read_indexed_run(self.root, self.root / str(values[4]))
+                except (RegistryError, RunFolderError, OSError) as exc:
+                    self._skip(self.root / str(values[4]), str(exc))
+                    continue
+                yield Listed(_now_row(self.root, run.row), run.config)
+                continue
+            config = json.loads(values[width]) if with_config and values[width] else None
+            yield Listed(row, config)
+
+    def _skip(self, folder: Path, reason: str) -> None:
         if folder not in self._skipped:  # one warning per folder, also after reindex()
             self._skipped.add(folder)
-            log.warning("skipping %s: %s", folder, exc)
+            log.warning("skipping %s: %s", folder, reason)
 
     def _read_only_uri(self) -> str:
         """A URI opening the index without creating or changing any file.
@@ -310,23 +399,21 @@ class RunIndex:
             return f"{uri}?immutable=1"
         return f"{uri}?mode=ro"
 
-    def _read_index(self, experiment: str | None) -> dict[str, RunRow]:
-        """Indexed rows by folder, read through a read-only connection; {} when there is no
-        index or it cannot be read (the caller then reads the folders)."""
+    def _open_read_only(self) -> sqlite3.Connection | None:
+        """A read-only connection in a read transaction (one snapshot for every query);
+        None when there is no index or it cannot be read (the folders are read instead)."""
         if not self.path.is_file():
-            return {}
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
-        args: tuple[str, ...] = ()
-        if experiment is not None:
-            sql, args = sql + " WHERE experiment = ?", (experiment,)
+            return None
         try:
             conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
             try:
                 if not self._schema_ok(conn):
                     raise sqlite3.DatabaseError("not an index of this fsmrun version")
-                values = conn.execute(sql, args).fetchall()
-            finally:
+                conn.execute("BEGIN")
+                conn.execute("SELECT COUNT(*) FROM dirs").fetchone()  # the snapshot starts
+            except BaseException:
                 conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
             if _is_corruption(exc):
                 log.warning(
@@ -335,16 +422,59 @@ class RunIndex:
                     self.path,
                     exc,
                 )
-            return {}
-        indexed = {}
-        for v in values:
-            try:
-                row = RunRow.model_validate(dict(zip(_COLUMNS, v, strict=True)))
-            except ValidationError:  # a damaged row: its folder is read instead
-                continue
-            indexed[row.folder] = row
-        return indexed
+            return None
+        return conn
 
-    @staticmethod
-    def _values(row: RunRow) -> tuple[Any, ...]:
-        return tuple(getattr(row, c) for c in _COLUMNS)
+
+@dataclass(frozen=True)
+class Listed:
+    """One listed run: its row (status now) and, when asked for, its flattened config."""
+
+    row: RunRow
+    config: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runs a query matched: how many in all, and the (possibly limited) stream."""
+
+    total: int
+    listed: Iterator[Listed]
+
+
+def _values(run: IndexedRun) -> tuple[Any, ...]:
+    return (*(getattr(run.row, c) for c in _COLUMNS), *run.extra_values())
+
+
+def _settled_mtime(folder: Path) -> int | None:
+    """The folder's mtime_ns, or None when it is too recent to be trusted (a change within
+    the same clock tick would not move it) or cannot be read."""
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+    return mtime if time.time_ns() - mtime > SETTLED_S * 1e9 else None
+
+
+def _listdir(folder: Path) -> list[str]:
+    """Sorted visible entries that are folders ([] if `folder` is none)."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    except OSError:
+        return []
+    return [n for n in names if (folder / n).is_dir()]
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_Item = TypeVar("_Item")
+
+
+def _closing(conn: sqlite3.Connection, items: Iterator[_Item]) -> Iterator[_Item]:
+    """`items`, closing `conn` once they are exhausted (or the stream is dropped)."""
+    try:
+        yield from items
+    finally:
+        conn.close()

@@ -96,7 +96,7 @@ def run_id_for(experiment: str, config_hash: str, version: int) -> str:
 # ---------------------------------------------------------------------------- run folders
 
 
-def _versions(hash_dir: Path) -> list[int]:
+def list_versions(hash_dir: Path) -> list[int]:
     """Versions N with a v<N> folder under `hash_dir`, ascending (hidden trash names skipped)."""
     try:
         names = os.listdir(hash_dir)
@@ -190,7 +190,7 @@ def claim_run_folder(
     hash_dir = Path(root) / experiment / config_hash[:HASH_PREFIX_LEN]
     make_dirs(hash_dir)
     _remove_stale_claims(hash_dir)
-    existing = _versions(hash_dir)
+    existing = list_versions(hash_dir)
     if overwrite and existing:
         newest = existing[-1]
         folder = hash_dir / f"v{newest}"
@@ -230,7 +230,7 @@ def iter_run_folders(root: str | os.PathLike[str], experiment: str | None = None
         for hash_name in sorted(os.listdir(exp_dir)):
             if hash_name.startswith(".") or not (exp_dir / hash_name).is_dir():
                 continue
-            for version in _versions(exp_dir / hash_name):
+            for version in list_versions(exp_dir / hash_name):
                 folder = exp_dir / hash_name / f"v{version}"
                 if RunFolder(folder).is_run():
                     yield folder
@@ -242,7 +242,7 @@ def runs_of_config(
     """The readable runs of one config (full `config_hash`), oldest version first."""
     hash_dir = Path(root) / experiment / config_hash[:HASH_PREFIX_LEN]
     runs = []
-    for version in _versions(hash_dir):
+    for version in list_versions(hash_dir):
         folder = RunFolder(hash_dir / f"v{version}")
         try:
             record = folder.read_record()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,12 +17,16 @@ from rich.text import Text
 
 from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import check_key, flatten
-from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
+from fsmrun.cli._common import console, data_console, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
-from fsmrun.runs.index import RunIndex, check_filters, is_plain_name
-from fsmrun.runs.layout import HASH_PREFIX_LEN
+from fsmrun.runs.index import RunIndex, check_filters
+from fsmrun.runs.index_columns import DERIVED_FIELDS
+from fsmrun.runs.index_query import RunQuery, parse_since, parse_where
+from fsmrun.runs.layout import HASH_PREFIX_LEN, is_plain_name
 from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError
 from fsmrun.schemas.run_row import RunRow
+
+DEFAULT_LIMIT = 20  # table rows shown without --limit/--all, newest first (as git log pages)
 
 # Columns from most to least important: narrow terminals drop them from the end of this list.
 PRIORITY = (
@@ -47,7 +52,7 @@ def _best(row: RunRow) -> str:
 
 
 def _configs(root: Path, rows: list[RunRow]) -> list[dict[str, Any]]:
-    """Each run's config, flattened to dotted keys ({} when unreadable)."""
+    """Each run's config, flattened to dotted keys ({} when unreadable), read from its folder."""
     flats = []
     for row in rows:
         try:
@@ -56,6 +61,20 @@ def _configs(root: Path, rows: list[RunRow]) -> list[dict[str, Any]]:
             config = None
         flats.append(flatten(config.model_dump(mode="json")) if config else {})
     return flats
+
+
+def flat_config(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A config as the index stores it, as the table reads it (derived fields left out)."""
+    if stored is None:
+        return {}
+    return {k: v for k, v in stored.items() if k not in DERIVED_FIELDS}
+
+
+def sweep_config_hashes(root: Path, ref: str) -> frozenset[str]:
+    """Config hashes of the cells of the sweep `ref` names (its id, a prefix or its name)."""
+    from fsmrun.sweeps.coordinator import find_sweep, read_record
+
+    return frozenset(cell.config_hash for cell in read_record(find_sweep(root, ref)).cells)
 
 
 def varying_fields(configs: list[dict[str, Any]]) -> list[str]:
@@ -161,6 +180,38 @@ def ls(
             help="Add a config field as a column, e.g. model.d_model (repeatable).",
         ),
     ] = [],  # noqa: B006
+    where: Annotated[
+        list[str],
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="Only runs whose config field (model.arch=lstm, language=...) or tag "
+            "(tag.NAME=...) has this value (repeatable).",
+        ),
+    ] = [],  # noqa: B006
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="Only runs created since a date (2026-12-01[T14:30]) or for an age (12h, 3d).",
+            show_default=False,
+        ),
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Only the runs of this sweep's cells.", show_default=False
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Show at most this many runs [default: {DEFAULT_LIMIT} in the table, all "
+            "with --json].",
+            show_default=False,
+        ),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Show every run (no limit).")] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="One JSON object (a RunRow) per line on stdout.")
     ] = False,
@@ -169,16 +220,21 @@ def ls(
     ] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """List runs: id, architecture, seed, status, steps, test accuracies, audit mark.
+    """List runs, newest first: id, architecture, seed, status, steps, test accuracies.
 
-    A line below the table names the config fields that differ among the runs listed.
-    On a narrow terminal the least important columns are left out.
+    The table shows the newest 20 (--limit N, --all for every run); --json streams every run,
+    oldest first unless --sort/--desc say otherwise. A line below the table names the config
+    fields that differ among the runs listed. On a narrow terminal the least important
+    columns are left out.
 
     Example:  fsmrun ls regex_a --status completed --sort test_string_acc --desc --field train.lr
+    Example:  fsmrun ls --where model.arch=lstm --where tag.paper=yes --since 3d --all
     """
     check_filters(status, sort)
     for key in field:
         check_key(key)
+    conditions = tuple(parse_where(where))
+    created_since = parse_since(since) if since is not None else None
     root = results_root(results_dir)
     if experiment is not None:
         _check_experiment(root, experiment)
@@ -189,21 +245,38 @@ def ls(
     if reindex:
         count = index.reindex()
         console.print(f"reindexed {count} run(s) from the folders under {root}", markup=False)
-    rows = index.rows(experiment=experiment, status=status, sort=sort, descending=desc)
+    newest_first = not json_ and sort is None and not desc
+    query = RunQuery(
+        experiment=experiment,
+        status=status,
+        where=conditions,
+        since=created_since,
+        config_hashes=sweep_config_hashes(root, sweep) if sweep is not None else None,
+        sort=sort,
+        descending=desc or newest_first,
+        limit=None if all_ else limit if limit is not None or json_ else DEFAULT_LIMIT,
+    )
+    selection = index.select(query, with_config=not json_)
     if json_:
-        for row in rows:
-            echo_json(row.model_dump_json())
+        for listed in selection.listed:  # streamed: memory does not grow with the runs
+            sys.stdout.write(listed.row.model_dump_json() + "\n")
+        sys.stdout.flush()
         return
-    if not rows:
+    shown = list(selection.listed)
+    if not shown:
         what = f"of {experiment} " if experiment is not None else ""
         console.print(f"no runs {what}under {root}", markup=False)
         return
+    rows = [listed.row for listed in shown]
+    configs = [flat_config(listed.config) for listed in shown]
     out = data_console()
-    configs = _configs(root, rows)
     out.print(runs_table(rows, configs, list(field), out.width))
     varying = varying_fields(configs)
     if len(rows) > 1:
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
+    if selection.total > len(rows):
+        more = selection.total - len(rows)
+        console.print(f"{more} more, --all to list every run", markup=False)
 
 
 def _check_experiment(root: Path, experiment: str) -> None:

@@ -24,8 +24,14 @@ from pydantic import ValidationError
 from fsmrun.base.faults import fault_point
 from fsmrun.runs.index_columns import EXTRA_COLUMN_TYPES, IndexedRun, read_indexed_run
 from fsmrun.runs.index_query import RunQuery, json_path
-from fsmrun.runs.index_scan import Known, find_changes, read_folders
-from fsmrun.runs.layout import FIX_HINT, RegistryError, list_versions, make_dirs
+from fsmrun.runs.index_scan import Known, find_changes, iter_folder_values, read_folders
+from fsmrun.runs.layout import (
+    FIX_HINT,
+    RegistryError,
+    is_plain_name,
+    list_versions,
+    make_dirs,
+)
 from fsmrun.runs.lock import lock_held
 from fsmrun.runs.run_folder import STATUSES, RunFolderError, status_now
 from fsmrun.schemas.run_row import RunRow
@@ -69,21 +75,24 @@ _COLUMNS = tuple(_COLUMN_TYPES)
 _ALL_TYPES = {**_COLUMN_TYPES, **EXTRA_COLUMN_TYPES}
 _ALL_COLUMNS = tuple(_ALL_TYPES)
 _CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in _ALL_TYPES.items()))
-_CREATE_MORE = (
-    "CREATE TABLE dirs (path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL)",
+_CREATE_INDEXES = (
     "CREATE INDEX runs_created ON runs (created)",
     "CREATE INDEX runs_config_hash ON runs (config_hash)",
 )
+_CREATE_MORE = (
+    # A folder whose listing is known as of its mtime: `children` joined by '/' (index_scan).
+    "CREATE TABLE dirs (path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, children TEXT NOT NULL)",
+    *_CREATE_INDEXES,
+)
+_CREATE_NEW = ("DROP TABLE IF EXISTS runs_new", _CREATE.replace("TABLE runs", "TABLE runs_new"))
 _UPSERT = "INSERT OR REPLACE INTO runs ({}) VALUES ({})".format(
     ", ".join(_ALL_COLUMNS), ", ".join("?" * len(_ALL_COLUMNS))
 )
-_SET_DIR = "INSERT OR REPLACE INTO dirs (path, mtime_ns) VALUES (?, ?)"
+_SET_DIR = "INSERT OR REPLACE INTO dirs (path, mtime_ns, children) VALUES (?, ?, ?)"
+_INSERT_NEW = _UPSERT.replace("INTO runs", "INTO runs_new")
+_BATCH = 2000
+assert tuple(RunRow.model_fields) == _COLUMNS, "index columns follow RunRow's fields"
 _T = TypeVar("_T")
-
-
-def is_plain_name(name: str) -> bool:
-    """A single folder name under the results root: no separator, not hidden, not '..'."""
-    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
 
 
 def _now_row(root: Path, row: RunRow) -> RunRow:
@@ -135,7 +144,7 @@ class RunIndex:
             return False
         columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         dirs = [r[1] for r in conn.execute("PRAGMA table_info(dirs)")]
-        return tuple(columns) == _ALL_COLUMNS and dirs == ["path", "mtime_ns"]
+        return tuple(columns) == _ALL_COLUMNS and dirs == ["path", "mtime_ns", "children"]
 
     def _delete_files(self) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -210,21 +219,26 @@ class RunIndex:
         """Read the files of `folder` and insert or replace its row."""
         run = read_indexed_run(self.root, folder)
         hash_dir = Path(folder).parent
-        hash_mtime = _settled_mtime(hash_dir)  # taken before its versions are listed
         rel_hash = run.row.folder.rsplit("/", 1)[0]
+        exp = rel_hash.split("/", 1)[0]
+        hash_listing = _settled_listing(hash_dir, versions=True)
+        exp_listing = _settled_listing(hash_dir.parent, versions=False)
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.execute(_UPSERT, _values(run))
-            conn.execute("DELETE FROM dirs WHERE path = ?", (rel_hash,))
-            if hash_mtime is None:
+            conn.execute(_UPSERT, run.values())
+            conn.execute("DELETE FROM dirs WHERE path IN (?, ?)", (rel_hash, exp))
+            if hash_listing is None:
                 return
-            listed = [f"{rel_hash}/v{n}" for n in list_versions(hash_dir)]
-            found = conn.execute(
-                "SELECT COUNT(*) FROM runs WHERE folder IN (SELECT value FROM json_each(?))",
-                (json.dumps(listed),),
-            ).fetchone()[0]
-            if found == len(listed):  # every version indexed: listing it again is not needed
-                conn.execute(_SET_DIR, (rel_hash, hash_mtime))
+            mtime, versions = hash_listing
+            listed = [f"{rel_hash}/{v}" for v in versions]
+            if _count_in(conn, "runs", "folder", listed) < len(listed):
+                return  # a version not indexed (copied in, unreadable): keep listing it
+            conn.execute(_SET_DIR, (rel_hash, mtime, "/".join(versions)))
+            if exp_listing is None:
+                return
+            mtime, names = exp_listing
+            if _count_in(conn, "dirs", "path", [f"{exp}/{n}" for n in names]) == len(names):
+                conn.execute(_SET_DIR, (exp, mtime, "/".join(names)))
 
         self._run(work)
         return run.row
@@ -232,31 +246,53 @@ class RunIndex:
     def reindex(self, workers: int | None = None) -> int:
         """Rebuild every row from the run folders alone (read by `workers` processes when
         there are many); the number of runs indexed."""
-        folders, dirs = [], {}
+        folders: list[str] = []
+        dirs: dict[str, tuple[int, str]] = {}
+        unsettled: set[str] = set()
         for exp in _listdir(self.root):
-            for name in _listdir(self.root / exp):
-                hash_dir = self.root / exp / name
-                mtime = _settled_mtime(hash_dir)  # before listing: a later claim shows
-                versions = list_versions(hash_dir)
-                folders += [f"{exp}/{name}/v{n}" for n in versions]
-                if mtime is not None:
-                    dirs[f"{exp}/{name}"] = mtime
-        runs = []
-        for rel, result in read_folders(self.root, folders, workers):
-            if isinstance(result, str):
-                self._skip(self.root / rel, result)
-                dirs.pop(rel.rsplit("/", 1)[0], None)  # list it again: its folder is unread
-            else:
-                runs.append(result)
+            exp_listing = _settled_listing(self.root / exp, versions=False)
+            for name in exp_listing[1] if exp_listing else _listdir(self.root / exp):
+                rel_hash = f"{exp}/{name}"
+                listing = _settled_listing(self.root / rel_hash, versions=True)
+                if listing is None:
+                    unsettled.add(exp)
+                    versions = [f"v{n}" for n in list_versions(self.root / rel_hash)]
+                else:
+                    dirs[rel_hash] = (listing[0], "/".join(listing[1]))
+                    versions = listing[1]
+                folders += [f"{rel_hash}/{v}" for v in versions]
+            if exp_listing is not None:
+                dirs[exp] = (exp_listing[0], "/".join(exp_listing[1]))
+        # Rows go into a new table in batches (memory stays flat, writers wait at most one
+        # batch), which then replaces the old one at once: readers never see half an index.
+        self._run(lambda conn: [conn.execute(statement) for statement in _CREATE_NEW])
+        count, batch = 0, []
+        for rel, values in iter_folder_values(self.root, folders, workers):
+            if isinstance(values, str):
+                self._skip(self.root / rel, values)
+                rel_hash = rel.rsplit("/", 1)[0]
+                dirs.pop(rel_hash, None)  # list it again: a folder in it is unread
+                unsettled.add(rel_hash.split("/", 1)[0])
+                continue
+            batch.append(values)
+            if len(batch) >= _BATCH:
+                self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows))
+                count, batch = count + len(batch), []
+        self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows))
+        count += len(batch)
+        for exp in unsettled:
+            dirs.pop(exp, None)  # a hash folder in it is not known: list it again
 
-        def rebuild(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM runs")
+        def swap(conn: sqlite3.Connection) -> None:
+            conn.execute("DROP TABLE runs")
+            conn.execute("ALTER TABLE runs_new RENAME TO runs")
+            for statement in _CREATE_INDEXES:
+                conn.execute(statement)
             conn.execute("DELETE FROM dirs")
-            conn.executemany(_UPSERT, (_values(r) for r in runs))
-            conn.executemany(_SET_DIR, dirs.items())
+            conn.executemany(_SET_DIR, ((p, m, c) for p, (m, c) in dirs.items()))
 
-        self._run(rebuild)
-        return len(runs)
+        self._run(swap)
+        return count
 
     # -- reading (never writes)
 
@@ -332,14 +368,19 @@ class RunIndex:
         rows are not to be used."""
         known = Known()
         if conn is not None:
-            sql, args = "SELECT folder, folder_mtime_ns, status FROM runs", ()
-            dirs_sql, dirs_args = "SELECT path, mtime_ns FROM dirs", ()
+            where, args = "1", ()
+            dirs_where, dirs_args = "1", ()
             if query.experiment is not None:
-                sql, args = sql + " WHERE experiment = ?", (query.experiment,)
-                dirs_sql += " WHERE path LIKE ? ESCAPE '\\'"
-                dirs_args = (_like_prefix(query.experiment) + "/%",)
-            known.runs = {f: (m, s) for f, m, s in conn.execute(sql, args)}
-            known.dirs = dict(conn.execute(dirs_sql, dirs_args))
+                where, args = "experiment = ?", (query.experiment,)
+                dirs_where = "path = ? OR path LIKE ? ESCAPE '\\'"
+                dirs_args = (query.experiment, _like_prefix(query.experiment) + "/%")
+            known.runs = dict(
+                conn.execute(f"SELECT folder, folder_mtime_ns FROM runs WHERE {where}", args)
+            )
+            running = f"SELECT folder FROM runs WHERE status = 'running' AND {where}"
+            known.running = {f for (f,) in conn.execute(running, args)}
+            dirs_sql = f"SELECT path, mtime_ns, children FROM dirs WHERE {dirs_where}"
+            known.dirs = {p: (m, c) for p, m, c in conn.execute(dirs_sql, dirs_args)}
         changes = find_changes(self.root, known, query.experiment)
         fresh = []
         for rel, result in read_folders(self.root, changes.stale):
@@ -442,18 +483,23 @@ class Selection:
     listed: Iterator[Listed]
 
 
-def _values(run: IndexedRun) -> tuple[Any, ...]:
-    return (*(getattr(run.row, c) for c in _COLUMNS), *run.extra_values())
-
-
-def _settled_mtime(folder: Path) -> int | None:
-    """The folder's mtime_ns, or None when it is too recent to be trusted (a change within
-    the same clock tick would not move it) or cannot be read."""
+def _settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | None:
+    """(mtime_ns, sorted names) of a folder's visible sub-folders (`versions`: its v<N>
+    folders), the mtime taken before listing; None when it is too recent to be trusted (a
+    change within the same clock tick would not move it) or cannot be read."""
     try:
         mtime = os.stat(folder).st_mtime_ns
+        if time.time_ns() - mtime <= SETTLED_S * 1e9:
+            return None
+        names = [f"v{n}" for n in list_versions(folder)] if versions else _listdir(folder)
     except OSError:
         return None
-    return mtime if time.time_ns() - mtime > SETTLED_S * 1e9 else None
+    return mtime, names
+
+
+def _count_in(conn: sqlite3.Connection, table: str, column: str, values: list[str]) -> int:
+    sql = f"SELECT COUNT(*) FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
+    return conn.execute(sql, (json.dumps(values),)).fetchone()[0]
 
 
 def _listdir(folder: Path) -> list[str]:

@@ -40,6 +40,11 @@ def metric_column(checkpoint: str, split: str, field: str) -> str:
 METRIC_COLUMNS = tuple(
     metric_column(c, s, f) for c in CHECKPOINTS for s in METRIC_SPLITS for f in METRIC_FIELDS
 )
+_METRIC_PARTS = [
+    (c, s, [(f, metric_column(c, s, f)) for f in METRIC_FIELDS])
+    for c in CHECKPOINTS
+    for s in METRIC_SPLITS
+]
 EXTRA_COLUMN_TYPES = {
     "folder_mtime_ns": "INTEGER",  # NULL: unknown, the folder is read at every listing
     "config": "TEXT",  # JSON object of config_fields(); NULL without config.json
@@ -58,11 +63,17 @@ class IndexedRun:
     metrics: dict[str, float | None]
     tags: dict[str, Any] | None
 
-    def extra_values(self) -> tuple[Any, ...]:
-        """Values of EXTRA_COLUMN_TYPES, in order."""
+    def values(self) -> tuple[Any, ...]:
+        """The row's column values: the RunRow fields, then EXTRA_COLUMN_TYPES, in order."""
         config = None if self.config is None else json.dumps(self.config, separators=(",", ":"))
         tags = None if self.tags is None else json.dumps(self.tags, separators=(",", ":"))
-        return (self.mtime_ns, config, tags, *(self.metrics.get(c) for c in METRIC_COLUMNS))
+        return (
+            *(getattr(self.row, name) for name in RunRow.model_fields),
+            self.mtime_ns,
+            config,
+            tags,
+            *(self.metrics.get(c) for c in METRIC_COLUMNS),
+        )
 
 
 def config_fields(config: ExperimentConfig) -> dict[str, Any]:
@@ -83,14 +94,10 @@ def metric_values(metrics: Metrics | None) -> dict[str, float | None]:
     values: dict[str, float | None] = {}
     if metrics is None:
         return values
-    for checkpoint in CHECKPOINTS:
-        evaluation = getattr(metrics, checkpoint)
-        for split in METRIC_SPLITS:
-            part = getattr(evaluation, split)
-            if part is None:
-                continue
-            for field in METRIC_FIELDS:
-                values[metric_column(checkpoint, split, field)] = getattr(part, field)
+    for checkpoint, split, columns in _METRIC_PARTS:
+        part = getattr(getattr(metrics, checkpoint), split)
+        if part is not None:
+            values.update((column, getattr(part, field)) for field, column in columns)
     return values
 
 
@@ -116,12 +123,18 @@ def relative_folder(root: Path, folder: Path) -> str:
         raise RegistryError(f"{folder} is not inside the results folder {root}") from exc
 
 
-def read_indexed_run(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> IndexedRun:
+def read_indexed_run(
+    root: str | os.PathLike[str], folder: str | os.PathLike[str], rel: str | None = None
+) -> IndexedRun:
     """Read run.json, metrics.json, config.json and the tags of `folder` (status as recorded);
-    an unreadable metrics.json or config.json is skipped with a warning. The folder's mtime is
-    taken first, so a change made while it is read shows as a change at the next listing."""
+    an unreadable metrics.json or config.json is skipped with a warning. `rel`: the folder
+    relative to `root`, when the caller knows it. The folder's mtime is taken first, so a
+    change made while it is read shows as a change at the next listing."""
     folder = Path(folder)
-    mtime_ns = os.stat(folder).st_mtime_ns if folder.is_dir() else None
+    try:
+        mtime_ns: int | None = os.stat(folder).st_mtime_ns
+    except OSError:
+        mtime_ns = None
     run = RunFolder(folder)
     record = run.read_record()
     try:
@@ -140,7 +153,7 @@ def read_indexed_run(root: str | os.PathLike[str], folder: str | os.PathLike[str
         experiment=record.experiment,
         config_hash=record.config_hash,
         version=record.version,
-        folder=relative_folder(Path(root), folder),
+        folder=rel if rel is not None else relative_folder(Path(root), folder),
         status=record.status,
         created=record.created,
         updated=record.updated,

@@ -15,13 +15,15 @@ import logging
 import multiprocessing
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fsmrun.runs.index_columns import IndexedRun, read_indexed_run
-from fsmrun.runs.layout import RegistryError, list_versions
+from fsmrun.runs.layout import VERSION_RE as _VERSION_RE
+from fsmrun.runs.layout import RegistryError
 from fsmrun.runs.run_folder import RunFolder, RunFolderError
 
 log = logging.getLogger(__name__)
@@ -32,11 +34,14 @@ _CHUNK = 256
 
 @dataclass
 class Known:
-    """What the index holds: each run folder's (mtime_ns, recorded status), and each hash
-    folder's mtime_ns at a time when all of its versions were indexed."""
+    """What the index holds: each run folder's mtime_ns, the folders recorded as running,
+    and folders whose listing it knows: path -> (mtime_ns, child names joined by '/'), kept
+    for an experiment folder whose hash folders are all known and a hash folder whose
+    versions are all indexed."""
 
-    runs: dict[str, tuple[int | None, str]] = field(default_factory=dict)
-    dirs: dict[str, int] = field(default_factory=dict)
+    runs: dict[str, int | None] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
+    dirs: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,47 +62,50 @@ def _experiments(root: str, experiment: str | None) -> list[str]:
         return []
 
 
+def _children(path: str, rel: str, dirs: dict[str, tuple[int, str]]) -> list[str] | None:
+    """Names in folder `path` (None if it is no folder): from the index when its mtime is
+    the one recorded with them, else listed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    entry = dirs.get(rel)
+    if entry is not None and entry[0] == st.st_mtime_ns:
+        return entry[1].split("/") if entry[1] else []
+    try:
+        return os.listdir(path)
+    except OSError:
+        return None
+
+
 def find_changes(root: str | os.PathLike[str], known: Known, experiment: str | None) -> Changes:
     """Compare the folders under `root` (one experiment's, if given) with what is known."""
     root_s = os.fspath(root)
-    by_hash: dict[str, list[str]] = {}
-    for rel in known.runs:
-        by_hash.setdefault(rel.rsplit("/", 1)[0], []).append(rel)
     remaining = dict(known.runs)
+    missing = object()
     stale: list[str] = []
-    excluded: set[str] = set()
     for exp in _experiments(root_s, experiment):
-        exp_dir = os.path.join(root_s, exp)
-        try:
-            names = os.listdir(exp_dir)
-        except OSError:  # not a folder (the index file, a stray file) or gone
-            continue
-        for name in names:
+        hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
+        for name in hash_names or []:
             if name.startswith("."):
                 continue
             rel_hash = f"{exp}/{name}"
-            hash_dir = os.path.join(exp_dir, name)
-            try:
-                hash_stat = os.stat(hash_dir)
-            except OSError:
-                continue
-            if not stat.S_ISDIR(hash_stat.st_mode):
-                continue
-            if known.dirs.get(rel_hash) == hash_stat.st_mtime_ns and rel_hash in by_hash:
-                versions = by_hash[rel_hash]
-            else:
-                versions = [f"{rel_hash}/v{n}" for n in list_versions(Path(hash_dir))]
-            for rel in versions:
+            names = _children(f"{root_s}/{rel_hash}", rel_hash, known.dirs)
+            for version in names or []:
+                if not _VERSION_RE.match(version):
+                    continue
+                rel = f"{rel_hash}/{version}"
                 try:
-                    mtime_ns = os.stat(os.path.join(root_s, rel)).st_mtime_ns
+                    mtime_ns = os.stat(f"{root_s}/{rel}").st_mtime_ns
                 except OSError:
                     continue  # gone: stays in `remaining`
-                entry = remaining.pop(rel, None)
-                if entry is None or entry[0] != mtime_ns or entry[1] == "running":
+                entry = remaining.pop(rel, missing)
+                if entry is missing or entry != mtime_ns or rel in known.running:
                     stale.append(rel)
-                    if entry is not None:
-                        excluded.add(rel)
-    excluded.update(remaining)
+    excluded = set(remaining)
+    excluded.update(rel for rel in stale if rel in known.runs)
     return Changes(sorted(stale), excluded)
 
 
@@ -107,13 +115,42 @@ def _read_one(root: str, rel: str) -> IndexedRun | str | None:
     if not RunFolder(folder).is_run():
         return None
     try:
-        return read_indexed_run(root, folder)
+        return read_indexed_run(root, folder, rel)
     except (RegistryError, RunFolderError) as exc:
         return str(exc)
 
 
 def _read_chunk(root: str, rels: list[str]) -> list[IndexedRun | str | None]:
     return [_read_one(root, rel) for rel in rels]
+
+
+def _values_chunk(root: str, rels: list[str]) -> list[tuple[str, tuple[Any, ...] | str]]:
+    """(folder, column values or why unreadable) of each run folder: compact to send back."""
+    out = []
+    for rel in rels:
+        run = _read_one(root, rel)
+        if run is not None:
+            out.append((rel, run if isinstance(run, str) else run.values()))
+    return out
+
+
+def iter_folder_values(
+    root: str | os.PathLike[str], rels: list[str], workers: int | None = None
+) -> Iterator[tuple[str, tuple[Any, ...] | str]]:
+    """(folder, index column values or the reason it is unreadable) of each run folder in
+    `rels`, in order, as they are read (by worker processes when there are many): a
+    reindex holds no more than a few chunks of rows at a time."""
+    root_s = os.fspath(root)
+    workers = workers or os.cpu_count() or 1
+    chunks = [rels[i : i + _CHUNK] for i in range(0, len(rels), _CHUNK)]
+    if len(rels) < PARALLEL_MIN or workers < 2 or "fork" not in _start_methods():
+        for chunk in chunks:
+            yield from _values_chunk(root_s, chunk)
+        return
+    context = multiprocessing.get_context("fork")  # no re-import: workers start at once
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for part in pool.map(_values_chunk, [root_s] * len(chunks), chunks):
+            yield from part
 
 
 def read_folders(

@@ -1,5 +1,6 @@
 """Reports: completed runs grouped by config fields and aggregated over seeds (n, mean, std,
 min, max of chosen metrics beside their baselines, optionally per length bin). No torch.
+Which runs, and their values, come from the index (`report_source`).
 """
 
 from __future__ import annotations
@@ -7,19 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fsmrun.base.errors import UserError
-from fsmrun.base.overrides import flatten
-from fsmrun.runs.layout import iter_run_folders
-from fsmrun.runs.run_folder import RunFolder, RunFolderError
+from fsmrun.runs.index_columns import config_fields
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 from fsmrun.schemas.sweep import BinStats, MetricStats, Report, ReportRow
-from fsmrun.sweeps.coordinator import SweepError, cell_state, find_sweep, read_record
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]
@@ -34,6 +31,22 @@ class ReportError(UserError):
     """An unknown metric, field or selection."""
 
 
+class RunLike(Protocol):
+    """What a report reads of a run: from its folder (ReportRun) or its index row
+    (report_source.IndexedReportRun)."""
+
+    run_id: str
+
+    @property
+    def seed(self) -> int: ...
+
+    def field(self, name: str) -> Any: ...
+
+    def value(self, checkpoint: str, split: str, name: str) -> float | None: ...
+
+    def bins(self, checkpoint: str, split: str) -> list[BinMetrics]: ...
+
+
 @dataclass(frozen=True)
 class ReportRun:
     """A completed run: its id, config and metrics."""
@@ -42,63 +55,29 @@ class ReportRun:
     config: ExperimentConfig
     metrics: Metrics
 
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
-# ---------------------------------------------------------------------------- selection
+    def field(self, name: str) -> Any:
+        return field_value(self.config, name)
 
+    def value(self, checkpoint: str, split: str, name: str) -> float | None:
+        part = _split(self.metrics, checkpoint, split)
+        return getattr(part, name) if part else None
 
-def _completed(path: Path) -> ReportRun | None:
-    folder = RunFolder(path)
-    try:
-        record = folder.read_record()
-        if record.status != "completed":
-            return None
-        config, metrics = folder.read_config(), folder.read_metrics()
-    except RunFolderError:
-        return None
-    if config is None or metrics is None:
-        return None
-    return ReportRun(record.run_id, config, metrics)
-
-
-def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
-    """Completed runs of the sweeps or experiments named in `refs` (all runs when empty)."""
-    folders: list[Path] = []
-    for ref in refs:
-        try:
-            record = read_record(find_sweep(root, ref))
-        except SweepError:
-            found = list(iter_run_folders(root, ref))
-            if not found:
-                raise ReportError(
-                    f"{ref!r} is neither a sweep nor an experiment with runs under {root}"
-                ) from None
-            folders.extend(found)
-            continue
-        for cell in record.cells:
-            state = cell_state(root, cell.experiment, cell.config_hash, None)
-            if state.status == "done" and state.folder is not None:
-                folders.append(state.folder)
-    if not refs:
-        folders = list(iter_run_folders(root))
-    runs = [run for run in map(_completed, dict.fromkeys(folders)) if run is not None]
-    return runs
+    def bins(self, checkpoint: str, split: str) -> list[BinMetrics]:
+        part = _split(self.metrics, checkpoint, split)
+        return part.bins if part else []
 
 
 def field_value(config: ExperimentConfig, field: str) -> Any:
-    """A config value by dotted key ('experiment' for the name); pos_encoding of a recurrent
-    model is None (it has none)."""
-    flat = flatten(config.model_dump(mode="json"))
-    flat["experiment"] = flat.pop("name")
+    """A config value by dotted key, or `experiment` (its name) or `language` (its AT&T
+    file's stem, else its name); pos_encoding of a recurrent model is None (it has none)."""
+    flat = config_fields(config)
     if field not in flat:
         raise ReportError(f"unknown config field {field!r}; e.g. {', '.join(list(flat)[:8])}")
-    if field == "model.pos_encoding" and config.model.arch != "transformer":
-        return None
     return flat[field]
-
-
-def filter_runs(runs: list[ReportRun], where: dict[str, str]) -> list[ReportRun]:
-    """Runs whose config fields equal the given values (compared as text)."""
-    return [r for r in runs if all(str(field_value(r.config, k)) == v for k, v in where.items())]
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -134,14 +113,13 @@ def summarize(
     )
 
 
-def _bin_stats(runs: list[ReportRun], name: str, checkpoint: str) -> list[BinStats]:
+def _bin_stats(runs: list[RunLike], name: str, checkpoint: str) -> list[BinStats]:
     split, field = check_metric(name)
     if field not in BinMetrics.model_fields:
         return []
     by_bin: dict[tuple[int, int], list[BinMetrics]] = {}
     for run in runs:
-        metrics = _split(run.metrics, checkpoint, split)
-        for b in metrics.bins if metrics else []:
+        for b in run.bins(checkpoint, split):
             by_bin.setdefault((b.lo, b.hi), []).append(b)
     base = BASELINES.get(field)
     return [
@@ -159,7 +137,7 @@ def _bin_stats(runs: list[ReportRun], name: str, checkpoint: str) -> list[BinSta
 
 
 def build_report(
-    runs: list[ReportRun],
+    runs: Sequence[RunLike],
     by: list[str] | None = None,
     metrics: list[str] | None = None,
     checkpoint: str = "best",
@@ -169,26 +147,25 @@ def build_report(
     by = by or DEFAULT_BY
     metrics = metrics or DEFAULT_METRICS
     parsed = {m: check_metric(m) for m in metrics}
-    groups: dict[tuple[Any, ...], list[ReportRun]] = {}
+    groups: dict[tuple[Any, ...], list[RunLike]] = {}
     for run in runs:
-        key = tuple(field_value(run.config, f) for f in by)
+        key = tuple(run.field(f) for f in by)
         groups.setdefault(key, []).append(run)
     rows = []
     for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
-        members = sorted(groups[key], key=lambda r: (r.config.seed, r.run_id))
+        members = sorted(groups[key], key=lambda r: (r.seed, r.run_id))
         stats = {}
         for name, (split, field) in parsed.items():
-            parts = [_split(r.metrics, checkpoint, split) for r in members]
             base = BASELINES.get(field)
             stats[name] = summarize(
-                [getattr(p, field) if p else None for p in parts],
-                [getattr(p, base) if p else None for p in parts] if base else None,
+                [r.value(checkpoint, split, field) for r in members],
+                [r.value(checkpoint, split, base) for r in members] if base else None,
             )
         rows.append(
             ReportRow(
                 group=dict(zip(by, key, strict=True)),
                 n_runs=len(members),
-                seeds=[r.config.seed for r in members],
+                seeds=[r.seed for r in members],
                 run_ids=[r.run_id for r in members],
                 metrics=stats,
                 bins=[b for m in metrics for b in _bin_stats(members, m, checkpoint)]

@@ -14,14 +14,14 @@ from fsmrun.analysis.report import (
     DEFAULT_METRICS,
     ReportError,
     build_report,
-    collect_runs,
-    filter_runs,
     report_records,
     to_csv,
     to_markdown,
 )
+from fsmrun.analysis.report_source import collect_runs
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import ResultsDirOption
+from fsmrun.runs.index_query import parse_where
 from fsmrun.schemas.sweep import Report
 
 
@@ -82,7 +82,11 @@ def report(
     ] = [],  # noqa: B006
     where: Annotated[
         list[str],
-        typer.Option(metavar="FIELD=VALUE", help="Only runs whose config field has this value."),
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="Only runs whose config field (model.arch=lstm, language=...) or tag "
+            "(tag.NAME=...) has this value (repeatable).",
+        ),
     ] = [],  # noqa: B006
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     bins: Annotated[bool, typer.Option("--bins", help="Also one row per length bin.")] = False,
@@ -101,22 +105,18 @@ def report(
       fsmrun report tomita                                  # a sweep (or experiments)
       fsmrun report parity --by model.arch --metric test_ood.string_acc --bins
       fsmrun report --where model.arch=lstm --markdown
+      fsmrun report mlregtest --by language,model.arch        # a sweep over language files
     """
     if checkpoint not in ("best", "last"):
         raise ReportError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if sum((json_, csv_, markdown)) > 1:
         raise ReportError("choose one of --json, --csv, --markdown")
-    conditions = {}
-    for item in where:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ReportError(f"--where expects field=value, got {item!r}")
-        conditions[key.strip()] = value
+    conditions = parse_where(where)
     root = results_root(results_dir)
-    runs = filter_runs(collect_runs(root, refs or []), conditions)
-    result = build_report(
-        runs, _split_list(by) or None, _split_list(metric) or None, checkpoint, bins
-    )
+    by_fields = _split_list(by) or DEFAULT_BY
+    metrics = _split_list(metric) or DEFAULT_METRICS
+    runs = collect_runs(root, refs or [], by_fields, metrics, checkpoint, conditions)
+    result = build_report(runs, by_fields, metrics, checkpoint, bins)
     if json_:
         echo_json(result.model_dump_json())
     elif csv_:

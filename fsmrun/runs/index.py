@@ -356,10 +356,14 @@ class RunIndex:
             )  # fmt: skip
         if conn is None:
             return
+        unknown = [c for c in columns if c not in _ALL_TYPES]
+        if unknown:
+            raise RegistryError(f"no index column {unknown[0]!r}")
         where, args = self._where(query, excluded)
-        extract = [f"json_extract(config, '{json_path(f)}')" for f in fields]
+        extract = ["json_extract(config, ?)"] * len(fields)
         selected = ", ".join(["run_id", "folder", "config_hash", "version", *extract, *columns])
-        yield from _closing(conn, conn.execute(f"SELECT {selected} FROM runs WHERE {where}", args))
+        sql = f"SELECT {selected} FROM runs WHERE {where}"
+        yield from _closing(conn, conn.execute(sql, [*map(json_path, fields), *args]))
 
     def _fresh(
         self, conn: sqlite3.Connection | None, query: RunQuery

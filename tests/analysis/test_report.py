@@ -12,7 +12,6 @@ from fsmrun.analysis.report import (
     ReportError,
     ReportRun,
     build_report,
-    filter_runs,
     to_csv,
     to_markdown,
 )
@@ -102,7 +101,6 @@ def test_unknown_metrics_and_fields_are_named():
         build_report(RUNS, metrics=["ood.string_acc"])
     with pytest.raises(ReportError, match="model.ach"):
         build_report(RUNS, by=["model.ach"])
-    assert len(filter_runs(RUNS, {"model.arch": "lstm"})) == 1
 
 
 def test_report_does_not_import_torch():

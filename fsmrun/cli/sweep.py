@@ -87,29 +87,40 @@ def _is_spec(arg: str) -> bool:
         import tomllib
 
         try:
-            return "experiments" in tomllib.loads(Path(arg).read_text(encoding="utf-8"))
+            doc = tomllib.loads(Path(arg).read_text(encoding="utf-8"))
+            return "experiments" in doc or "languages" in doc
         except (tomllib.TOMLDecodeError, OSError):
             return False
     return False
 
 
 def build_spec(
-    args: list[str], grid: list[str], seeds: str | None, sets: list[str], name: str | None
+    args: list[str],
+    grid: list[str],
+    seeds: str | None,
+    sets: list[str],
+    name: str | None,
+    languages: str | None = None,
+    symbols: str | None = None,
 ) -> SweepSpec:
-    """A spec (file or suite, with --grid/--seeds/--set/--name applied) or an inline sweep."""
+    """A spec (file or suite, with --grid/--seeds/--set/--name/--languages applied) or an
+    inline sweep."""
     overrides = {".".join(p): v for p, v in map(parse_assignment, sets)}
+    files = {k: v for k, v in (("languages", languages), ("symbols", symbols)) if v is not None}
     if len(args) == 1 and _is_spec(args[0]):
         spec = load_spec(args[0])
         update: dict[str, Any] = {
             "set": {**spec.set, **overrides},
             "grid": {**spec.grid, **_grid(grid)},
+            **files,
         }
         if seeds is not None:
             update["seeds"] = parse_seeds(seeds)
         if name is not None:
             update["name"] = name
         return SweepSpec.model_validate({**spec.model_dump(), **update})
-    return inline_spec(args, _grid(grid), parse_seeds(seeds or "0"), overrides, name)
+    spec = inline_spec(args, _grid(grid), parse_seeds(seeds or "0"), overrides, name, **files)
+    return spec
 
 
 def suites_table() -> Table:
@@ -214,6 +225,23 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Train failed cells again.")
     ] = False,
+    languages: Annotated[
+        str | None,
+        typer.Option(
+            metavar="GLOB",
+            help="A folder of languages as an axis: AT&T files (on each experiment's corpus, "
+            "model and training) or experiment TOMLs; one cell per file, named after it.",
+            show_default=False,
+        ),
+    ] = None,
+    symbols: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="Symbol table of every AT&T file [default: <stem>.syms beside each].",
+            show_default=False,
+        ),
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in suites.")] = False,
     device: DeviceOption = "cpu",
     results_dir: ResultsDirOption = None,
@@ -229,15 +257,17 @@ def run(
       fsmrun sweep tomita --workers 2
       fsmrun sweep parity tomita3 --grid model.arch=transformer,lstm --seeds 0-4
       fsmrun sweep my_sweep.toml --backend ray --address auto --retry-failed
+      fsmrun sweep regex_a --languages 'mlregtest/*.att' --symbols mlregtest/alph4.txt \\
+          --grid model.arch=transformer,lstm --seeds 0-2
     """
     if list_:
         data_console().print(suites_table())
         return
-    if not args:
+    if not args and languages is None:
         raise SweepError("give a sweep spec, a suite (fsmrun sweep --list) or experiments")
     if backend not in ("local", "ray"):
         raise SweepError(f"--backend must be local or ray, got {backend!r}")
-    spec = build_spec(args, grid, seeds, set_, name)
+    spec = build_spec(args or [], grid, seeds, set_, name, languages, symbols)
     root = results_root(results_dir)
     executor = _executor(backend, workers, address, cpus_per_task)
     console.print(f"sweep {spec.name}: {spec_size(spec)} cells; backend {backend}", markup=False)

@@ -7,11 +7,12 @@ CPU threads. `run(tasks, on_outcome)` calls `on_outcome` in the coordinator as c
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -227,17 +228,29 @@ def _with_threads(task: CellTask, threads: int) -> CellTask:
 
 
 class RayExecutor:
-    """Cells as Ray tasks of `cpus_per_task` CPUs, on the cluster at `address` or a local one."""
+    """Cells as Ray tasks of `cpus_per_task` CPUs, on the cluster at `address` or a local one.
+
+    Tasks are submitted lazily: at most `max_in_flight` at a time (default: twice the tasks
+    the cluster's CPUs run at once), the next one as each ends, so a sweep of tens of
+    thousands of cells holds a bounded number of task objects in Ray and in the driver.
+    """
 
     def __init__(
-        self, address: str | None = None, num_cpus: int | None = None, cpus_per_task: int = 1
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_task: int = 1,
+        max_in_flight: int | None = None,
     ) -> None:
         self.address = address
         self.num_cpus = num_cpus
         self.cpus_per_task = max(1, cpus_per_task)
+        self.max_in_flight = max_in_flight
 
-    def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
-        if not tasks:
+    def run(self, tasks: Iterable[CellTask], on_outcome: OnOutcome) -> None:
+        queue = iter(tasks)
+        first = next(queue, None)
+        if first is None:
             return
         try:
             import ray
@@ -256,10 +269,20 @@ class RayExecutor:
                     log_to_driver=False,
                 )
         remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=0)(run_cell)
-        refs = {remote.remote(_with_threads(t, self.cpus_per_task)): t for t in tasks}
+        limit = self.max_in_flight or max(
+            1, 2 * int(ray.cluster_resources().get("CPU", 1)) // self.cpus_per_task
+        )
+        queue = itertools.chain([first], queue)
+        refs: dict[object, CellTask] = {}
+
+        def submit_more() -> None:
+            for task in itertools.islice(queue, max(0, limit - len(refs))):
+                refs[remote.remote(_with_threads(task, self.cpus_per_task))] = task
+
+        submit_more()
         try:
-            self._drain(ray, refs, on_outcome)
-        except KeyboardInterrupt:
+            self._drain(ray, refs, on_outcome, submit_more)
+        except KeyboardInterrupt:  # the cells not yet submitted stay to do
             for ref in refs:
                 ray.cancel(ref)
             self._drain(ray, refs, on_outcome)
@@ -269,7 +292,12 @@ class RayExecutor:
                 ray.shutdown()
 
     @staticmethod
-    def _drain(ray: object, refs: dict[object, CellTask], on_outcome: OnOutcome) -> None:
+    def _drain(
+        ray: object,
+        refs: dict[object, CellTask],
+        on_outcome: OnOutcome,
+        submit_more: Callable[[], None] | None = None,
+    ) -> None:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)  # type: ignore[attr-defined]
             task = refs.pop(done[0])
@@ -280,3 +308,5 @@ class RayExecutor:
                 status = "interrupted" if "Cancel" in name else "failed"
                 outcome = CellOutcome(task.index, status, error=f"{name}: {err}")
             on_outcome(outcome)
+            if submit_more is not None:
+                submit_more()

@@ -19,9 +19,10 @@ from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import check_key, flatten
 from fsmrun.cli._common import console, data_console, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
-from fsmrun.runs.index import RunIndex, check_filters
+from fsmrun.runs.index import RunIndex
 from fsmrun.runs.index_columns import DERIVED_FIELDS
 from fsmrun.runs.index_query import RunQuery, parse_since, parse_where
+from fsmrun.runs.index_read import check_filters
 from fsmrun.runs.layout import HASH_PREFIX_LEN, is_plain_name
 from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError
 from fsmrun.schemas.run_row import RunRow

@@ -45,12 +45,42 @@ _METRIC_PARTS = [
     for c in CHECKPOINTS
     for s in METRIC_SPLITS
 ]
+RUN_COLUMN_TYPES = {  # one column per RunRow field, in its order
+    "run_id": "TEXT PRIMARY KEY",
+    "experiment": "TEXT NOT NULL",
+    "config_hash": "TEXT NOT NULL",
+    "version": "INTEGER NOT NULL",
+    "folder": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",  # as recorded; rows() applies effective_status
+    "created": "REAL NOT NULL",
+    "updated": "REAL NOT NULL",
+    "hostname": "TEXT NOT NULL",
+    "pid": "INTEGER",
+    "heartbeat": "REAL NOT NULL",
+    "device": "TEXT NOT NULL",
+    "amp": "INTEGER NOT NULL",
+    "deterministic": "INTEGER NOT NULL",
+    "steps": "INTEGER NOT NULL",
+    "epochs": "INTEGER NOT NULL",
+    "times_resumed": "INTEGER NOT NULL",
+    "stop_reason": "TEXT",
+    "best_val_metric": "TEXT",
+    "best_val_value": "REAL",
+    "test_string_acc": "REAL",
+    "test_ood_string_acc": "REAL",
+    "wall_time_s": "REAL",
+    "audit_verified": "INTEGER",
+}
+RUN_COLUMNS = tuple(RUN_COLUMN_TYPES)
+assert tuple(RunRow.model_fields) == RUN_COLUMNS, "index columns follow RunRow's fields"
 EXTRA_COLUMN_TYPES = {
     "folder_mtime_ns": "INTEGER",  # NULL: unknown, the folder is read at every listing
     "config": "TEXT",  # JSON object of config_fields(); NULL without config.json
     "tags": "TEXT",  # JSON object; NULL without tags
     **dict.fromkeys(METRIC_COLUMNS, "REAL"),
 }
+COLUMN_TYPES = {**RUN_COLUMN_TYPES, **EXTRA_COLUMN_TYPES}
+COLUMNS = tuple(COLUMN_TYPES)
 
 
 @dataclass(frozen=True)

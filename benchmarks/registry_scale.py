@@ -8,9 +8,9 @@ The first call trains one tiny real run, then writes N run folders (JSON files o
 checkpoints) whose configs vary language, learning rate and seed: the cells of one sweep over
 N // 6 language TOMLs x 2 learning rates x 3 seeds, so `sweep status` has a sweep to read.
 The folders are kept under --root/N and reused by later calls (100,000 take ~2 GB and some
-minutes to write). Targets at N = 100,000 (wall, on an idle machine): ls < 1 s, ls --json < 3 s with memory
-flat in N, report < 2 s, show < 0.5 s, reindex < 60 s. CPU seconds are printed too: on a
-loaded machine they say more than the wall time.
+minutes to write). Targets at N = 100,000 (wall, on an idle machine): ls < 1 s, ls --json
+< 3 s with memory flat in N, report < 2 s, show < 0.5 s, reindex < 60 s. CPU seconds are
+printed too: on a loaded machine they say more than the wall time.
 """
 
 from __future__ import annotations

@@ -138,11 +138,23 @@ def suites_table() -> Table:
     return table
 
 
-def status_table(record: SweepRecord) -> Table:
+STATUS_ROWS = 50  # cells shown in the status table without --all (a large sweep has thousands)
+
+
+def shown_cells(cells: list[SweepCell], limit: int | None) -> list[SweepCell]:
+    """At most `limit` cells, those not done first (they need attention), in grid order."""
+    if limit is None or len(cells) <= limit:
+        return cells
+    pending = [c for c in cells if c.status != "done"][:limit]
+    done = [c for c in cells if c.status == "done"][: limit - len(pending)]
+    return sorted(pending + done, key=lambda c: c.index)
+
+
+def status_table(record: SweepRecord, limit: int | None = None) -> Table:
     table = Table()
     for column in ("#", "experiment", "overrides", "status", "run"):
         table.add_column(column, justify="right" if column == "#" else "left")
-    for cell in record.cells:
+    for cell in shown_cells(record.cells, limit):
         table.add_row(
             str(cell.index),
             cell.experiment,
@@ -153,11 +165,14 @@ def status_table(record: SweepRecord) -> Table:
     return table
 
 
-def print_status(record: SweepRecord) -> None:
-    """'<sweep id>: N done, ...' and the table of cells, on stdout."""
+def print_status(record: SweepRecord, limit: int | None = STATUS_ROWS) -> None:
+    """'<sweep id>: N done, ...' and the table of cells (at most `limit`), on stdout."""
     out = data_console()
     out.print(Text(f"{record.sweep_id}: {counts_line(record.counts)}"))
-    out.print(status_table(record))
+    out.print(status_table(record, limit))
+    if limit is not None and len(record.cells) > limit:
+        more = len(record.cells) - limit
+        console.print(f"{more} more cells, --all to list every cell", markup=False)
 
 
 def counts_line(counts: dict[str, int]) -> str:
@@ -342,9 +357,14 @@ def status(
         str, typer.Argument(metavar="NAME|SPEC", help="Sweep name or id, a spec file or a suite.")
     ],
     json_: JsonOption = False,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help=f"Every cell in the table [default: at most {STATUS_ROWS}]."),
+    ] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """Show a sweep's progress: counts of done, running, interrupted, failed, to do; a table.
+    """Show a sweep's progress: counts of done, running, interrupted, failed, to do; a table
+    of the cells (those not done first; --all for every cell).
 
     Example:  fsmrun sweep status tomita
     """
@@ -361,7 +381,7 @@ def status(
     if json_:
         echo_json(record.model_dump_json())
         return
-    print_status(record)
+    print_status(record, None if all_ else STATUS_ROWS)
 
 
 app.command("run")(run)

@@ -63,3 +63,17 @@ def test_report_reads_an_edited_run_and_groups_by_language(cli, trained_copy):
         {"language": "tiny", "seed": 1},
     ]
     assert report.rows[1].metrics["test.string_acc"].mean == 0.25
+
+
+def test_sweep_status_shows_cells_not_done_first_up_to_the_limit():
+    from fsmrun.cli.sweep import shown_cells
+    from fsmrun.schemas.sweep import SweepCell
+
+    statuses = ["done", "failed", "done", "todo", "done", "running"]
+    cells = [
+        SweepCell(index=i, source="x", experiment="x", overrides={}, config_hash="h", status=s)
+        for i, s in enumerate(statuses)
+    ]
+    assert [c.index for c in shown_cells(cells, 4)] == [0, 1, 3, 5]  # 3 not done, 1 done
+    assert [c.index for c in shown_cells(cells, 2)] == [1, 3]
+    assert shown_cells(cells, None) == cells and shown_cells(cells, 6) == cells

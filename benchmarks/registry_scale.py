@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("n", type=int, help="number of run folders")
     parser.add_argument("--root", type=Path, default=Path("/tmp/fsmrun-scale"))
     parser.add_argument("--runs", type=int, default=3, help="timed runs per command")
-    parser.add_argument("--reindex-runs", type=int, default=1)
+    parser.add_argument("--reindex-runs", type=int, default=1, help="0: keep the index as is")
     parser.add_argument("--build-only", action="store_true", help="write the folders, time nothing")
     args = parser.parse_args()
     base = args.root
@@ -159,6 +159,8 @@ def main() -> None:
     print(f"N = {args.n}; median of {args.runs} fresh processes (reindex: {args.reindex_runs})")
     print(f"{'command':<22} {'wall s':>7} {'cpu s':>7} {'peak MB':>8}")
     for name, (argv, runs) in commands.items():
+        if runs == 0:
+            continue
         results = [timed(argv, root) for _ in range(runs)]
         wall = statistics.median(r[0] for r in results)
         cpu = statistics.median(r[1] for r in results)

@@ -36,8 +36,11 @@ SETTLED_S = 2.0
 
 _CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in COLUMN_TYPES.items()))
 _CREATE_INDEXES = (
-    "CREATE INDEX runs_created ON runs (created)",
-    "CREATE INDEX runs_config_hash ON runs (config_hash)",
+    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created)",
+    "CREATE INDEX IF NOT EXISTS runs_config_hash ON runs (config_hash)",
+    # Covers what every listing reads of every row (and its count), so those scans skip the
+    # wide rows (config, metrics) and read a narrow index instead.
+    "CREATE INDEX IF NOT EXISTS runs_folder ON runs (folder, folder_mtime_ns, status)",
 )
 _CREATE_MORE = (
     # A folder whose listing is known as of its mtime: `children` joined by '/' (index_scan).
@@ -79,6 +82,8 @@ class RunIndex(IndexReader):
         conn = self._connect()
         try:
             if schema_ok(conn):
+                for statement in _CREATE_INDEXES:  # an index written by an older fsmrun
+                    conn.execute(statement)
                 return False
             conn.execute("BEGIN IMMEDIATE")
             if schema_ok(conn):  # another process created it while we waited

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -25,14 +24,12 @@ from fsmrun.runs.index_read import (
     is_corruption,
     schema_ok,
 )
-from fsmrun.runs.index_scan import iter_folder_values
-from fsmrun.runs.layout import FIX_HINT, RegistryError, list_versions, make_dirs
+from fsmrun.runs.index_scan import iter_hash_folders, settled_listing, visible_names
+from fsmrun.runs.layout import FIX_HINT, RegistryError, make_dirs
 from fsmrun.schemas.run_row import RunRow
 
 log = logging.getLogger(__name__)
 
-# A folder mtime younger than this may still change within the same clock tick: not trusted.
-SETTLED_S = 2.0
 
 _CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in COLUMN_TYPES.items()))
 _CREATE_INDEXES = (
@@ -150,8 +147,8 @@ class RunIndex(IndexReader):
         hash_dir = Path(folder).parent
         rel_hash = run.row.folder.rsplit("/", 1)[0]
         exp = rel_hash.split("/", 1)[0]
-        hash_listing = _settled_listing(hash_dir, versions=True)
-        exp_listing = _settled_listing(hash_dir.parent, versions=False)
+        hash_listing = settled_listing(hash_dir, versions=True)
+        exp_listing = settled_listing(hash_dir.parent, versions=False)
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(_UPSERT, run.values())
@@ -173,37 +170,30 @@ class RunIndex(IndexReader):
         return run.row
 
     def reindex(self, workers: int | None = None) -> int:
-        """Rebuild every row from the run folders alone (read by `workers` processes when
-        there are many); the number of runs indexed."""
-        folders: list[str] = []
+        """Rebuild every row from the run folders alone (listed and read by `workers`
+        processes when there are many); the number of runs indexed."""
         dirs: dict[str, tuple[int, str]] = {}
-        unsettled: set[str] = set()
-        for exp in _listdir(self.root):
-            exp_listing = _settled_listing(self.root / exp, versions=False)
-            for name in exp_listing[1] if exp_listing else _listdir(self.root / exp):
-                rel_hash = f"{exp}/{name}"
-                listing = _settled_listing(self.root / rel_hash, versions=True)
-                if listing is None:
-                    unsettled.add(exp)
-                    versions = [f"v{n}" for n in list_versions(self.root / rel_hash)]
-                else:
-                    dirs[rel_hash] = (listing[0], "/".join(listing[1]))
-                    versions = listing[1]
-                folders += [f"{rel_hash}/{v}" for v in versions]
-            if exp_listing is not None:
-                dirs[exp] = (exp_listing[0], "/".join(exp_listing[1]))
+        hash_dirs: list[str] = []
+        for exp in visible_names(self.root):
+            listing = settled_listing(self.root / exp, versions=False)
+            names = listing[1] if listing else visible_names(self.root / exp)
+            if listing is not None:
+                dirs[exp] = (listing[0], "/".join(names))
+            hash_dirs += [f"{exp}/{name}" for name in names]
         # Rows go into a new table in batches (memory stays flat, writers wait at most one
         # batch), which then replaces the old one at once: readers never see half an index.
         self._run(lambda conn: [conn.execute(statement) for statement in _CREATE_NEW])
-        count, batch = 0, []
-        for rel, values in iter_folder_values(self.root, folders, workers):
-            if isinstance(values, str):
-                self._skip(self.root / rel, values)
-                rel_hash = rel.rsplit("/", 1)[0]
-                dirs.pop(rel_hash, None)  # list it again: a folder in it is unread
-                unsettled.add(rel_hash.split("/", 1)[0])
-                continue
-            batch.append(values)
+        count, batch, unsettled = 0, [], set()
+        for kind, rel, item in iter_hash_folders(self.root, hash_dirs, workers):
+            if kind == "run":
+                batch.append(item)
+            elif kind == "dir" and item is not None:
+                dirs[rel] = item
+            else:  # a listing not to be trusted, or an unreadable run folder
+                if kind == "bad":
+                    self._skip(self.root / rel, item)
+                    dirs.pop(rel.rsplit("/", 1)[0], None)  # list it again: a run in it is unread
+                unsettled.add(rel.split("/", 1)[0])
             if len(batch) >= _BATCH:
                 self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows))
                 count, batch = count + len(batch), []
@@ -224,29 +214,6 @@ class RunIndex(IndexReader):
         return count
 
 
-def _settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | None:
-    """(mtime_ns, sorted names) of a folder's visible sub-folders (`versions`: its v<N>
-    folders), the mtime taken before listing; None when it is too recent to be trusted (a
-    change within the same clock tick would not move it) or cannot be read."""
-    try:
-        mtime = os.stat(folder).st_mtime_ns
-        if time.time_ns() - mtime <= SETTLED_S * 1e9:
-            return None
-        names = [f"v{n}" for n in list_versions(folder)] if versions else _listdir(folder)
-    except OSError:
-        return None
-    return mtime, names
-
-
 def _count_in(conn: sqlite3.Connection, table: str, column: str, values: list[str]) -> int:
     sql = f"SELECT COUNT(*) FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
     return conn.execute(sql, (json.dumps(values),)).fetchone()[0]
-
-
-def _listdir(folder: Path) -> list[str]:
-    """Sorted visible entries that are folders ([] if `folder` is none)."""
-    try:
-        names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
-    except OSError:
-        return []
-    return [n for n in names if (folder / n).is_dir()]

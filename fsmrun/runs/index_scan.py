@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,12 +24,14 @@ from typing import Any
 
 from fsmrun.runs.index_columns import IndexedRun, read_indexed_run
 from fsmrun.runs.layout import VERSION_RE as _VERSION_RE
-from fsmrun.runs.layout import RegistryError
+from fsmrun.runs.layout import RegistryError, list_versions
 from fsmrun.runs.run_folder import RunFolder, RunFolderError
 
 log = logging.getLogger(__name__)
 
 PARALLEL_MIN = 2000  # below this many folders, worker start-up costs more than it saves
+# A folder mtime younger than this may still change within the same clock tick: not trusted.
+SETTLED_S = 2.0
 _CHUNK = 256
 
 
@@ -124,32 +127,67 @@ def _read_chunk(root: str, rels: list[str]) -> list[IndexedRun | str | None]:
     return [_read_one(root, rel) for rel in rels]
 
 
-def _values_chunk(root: str, rels: list[str]) -> list[tuple[str, tuple[Any, ...] | str]]:
-    """(folder, column values or why unreadable) of each run folder: compact to send back."""
-    out = []
-    for rel in rels:
-        run = _read_one(root, rel)
-        if run is not None:
-            out.append((rel, run if isinstance(run, str) else run.values()))
+def settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | None:
+    """(mtime_ns, sorted names) of a folder's visible entries (`versions`: its v<N>
+    folders), the mtime taken before listing; None when it is too recent to be trusted (a
+    change within the same clock tick would not move it) or cannot be read."""
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+        if time.time_ns() - mtime <= SETTLED_S * 1e9:
+            return None
+        names = [f"v{n}" for n in list_versions(folder)] if versions else visible_names(folder)
+    except OSError:
+        return None
+    return mtime, names
+
+
+def visible_names(folder: Path) -> list[str]:
+    """Sorted names in `folder` not starting with '.' ([] if it is no folder)."""
+    try:
+        return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    except OSError:
+        return []
+
+
+def _hash_chunk(root: str, rel_hashes: list[str]) -> list[tuple[str, str, Any]]:
+    """For each hash folder: ("dir", folder, (mtime_ns, versions joined by '/') or None if
+    its listing is not to be trusted), then ("run", run folder, its index row values) or
+    ("bad", run folder, why it is unreadable) per version. Files and gone folders: nothing."""
+    out: list[tuple[str, str, Any]] = []
+    for rel_hash in rel_hashes:
+        hash_dir = Path(root) / rel_hash
+        if not hash_dir.is_dir():
+            continue
+        listing = settled_listing(hash_dir, versions=True)
+        out.append(("dir", rel_hash, (listing[0], "/".join(listing[1])) if listing else None))
+        versions = listing[1] if listing else [f"v{n}" for n in list_versions(hash_dir)]
+        for version in versions:
+            rel = f"{rel_hash}/{version}"
+            run = _read_one(root, rel)
+            if run is not None:
+                out.append(
+                    ("bad", rel, run) if isinstance(run, str) else ("run", rel, run.values())
+                )
     return out
 
 
-def iter_folder_values(
-    root: str | os.PathLike[str], rels: list[str], workers: int | None = None
-) -> Iterator[tuple[str, tuple[Any, ...] | str]]:
-    """(folder, index column values or the reason it is unreadable) of each run folder in
-    `rels`, in order, as they are read (by worker processes when there are many): a
-    reindex holds no more than a few chunks of rows at a time."""
+def iter_hash_folders(
+    root: str | os.PathLike[str], rel_hashes: list[str], workers: int | None = None
+) -> Iterator[tuple[str, str, Any]]:
+    """`_hash_chunk` items of every hash folder in `rel_hashes`, in order, as they are listed
+    and read (by worker processes when there are many): listing and parsing run side by side,
+    and a reindex holds no more than a few chunks of rows at a time."""
     root_s = os.fspath(root)
     workers = workers or os.cpu_count() or 1
-    chunks = [rels[i : i + _CHUNK] for i in range(0, len(rels), _CHUNK)]
-    if len(rels) < PARALLEL_MIN or workers < 2 or "fork" not in _start_methods():
-        for chunk in chunks:
-            yield from _values_chunk(root_s, chunk)
+    chunk = max(1, _CHUNK // 2)
+    chunks = [rel_hashes[i : i + chunk] for i in range(0, len(rel_hashes), chunk)]
+    if len(rel_hashes) < PARALLEL_MIN or workers < 2 or "fork" not in _start_methods():
+        for part in chunks:
+            yield from _hash_chunk(root_s, part)
         return
     context = multiprocessing.get_context("fork")  # no re-import: workers start at once
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        for part in pool.map(_values_chunk, [root_s] * len(chunks), chunks):
+        for part in pool.map(_hash_chunk, [root_s] * len(chunks), chunks):
             yield from part
 
 

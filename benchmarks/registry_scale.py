@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per command")
     parser.add_argument("--reindex-runs", type=int, default=1, help="0: keep the index as is")
     parser.add_argument("--build-only", action="store_true", help="write the folders, time nothing")
+    parser.add_argument("--only", help="comma-separated commands to time, e.g. 'ls,show'")
     args = parser.parse_args()
     base = args.root
     root = base / str(args.n)
@@ -159,7 +160,7 @@ def main() -> None:
     print(f"N = {args.n}; median of {args.runs} fresh processes (reindex: {args.reindex_runs})")
     print(f"{'command':<22} {'wall s':>7} {'cpu s':>7} {'peak MB':>8}")
     for name, (argv, runs) in commands.items():
-        if runs == 0:
+        if runs == 0 or (args.only and name not in args.only.split(",")):
             continue
         results = [timed(argv, root) for _ in range(runs)]
         wall = statistics.median(r[0] for r in results)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,14 +21,19 @@ from fsmrun.analysis.analysis_summary import (
 )
 from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import check_key, flatten
-from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
+from fsmrun.cli._common import console, data_console, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.cli._render import dropped_line, fit_table
-from fsmrun.runs.index import RunIndex, check_filters, is_plain_name
+from fsmrun.runs.index import RunIndex
+from fsmrun.runs.index_columns import DERIVED_FIELDS
+from fsmrun.runs.index_query import RunQuery, parse_since, parse_where
+from fsmrun.runs.index_read import check_filters
 from fsmrun.runs.labels import matches_tags, parse_tags
-from fsmrun.runs.layout import HASH_PREFIX_LEN
+from fsmrun.runs.layout import HASH_PREFIX_LEN, is_plain_name
 from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError
 from fsmrun.schemas.run_row import RunRow
+
+DEFAULT_LIMIT = 20  # table rows shown without --limit/--all, newest first (as git log pages)
 
 # Columns from most to least important: narrow terminals drop them from the end of this list
 # (the accuracies go last: they are what a listing is read for).
@@ -53,7 +60,7 @@ def _best(row: RunRow) -> str:
 
 
 def _configs(root: Path, rows: list[RunRow]) -> list[dict[str, Any]]:
-    """Each run's config, flattened to dotted keys ({} when unreadable)."""
+    """Each run's config, flattened to dotted keys ({} when unreadable), read from its folder."""
     flats = []
     for row in rows:
         try:
@@ -62,6 +69,20 @@ def _configs(root: Path, rows: list[RunRow]) -> list[dict[str, Any]]:
             config = None
         flats.append(flatten(config.model_dump(mode="json")) if config else {})
     return flats
+
+
+def flat_config(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A config as the index stores it, as the table reads it (derived fields left out)."""
+    if stored is None:
+        return {}
+    return {k: v for k, v in stored.items() if k not in DERIVED_FIELDS}
+
+
+def sweep_config_hashes(root: Path, ref: str) -> frozenset[str]:
+    """Config hashes of the cells of the sweep `ref` names (its id, a prefix or its name)."""
+    from fsmrun.sweeps.coordinator import find_sweep, read_record
+
+    return frozenset(cell.config_hash for cell in read_record(find_sweep(root, ref)).cells)
 
 
 def varying_fields(configs: list[dict[str, Any]]) -> list[str]:
@@ -163,6 +184,38 @@ def ls(
             help="Only runs with this tag (repeatable; KEY= for any value).",
         ),
     ] = [],  # noqa: B006
+    where: Annotated[
+        list[str],
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="Only runs whose config field (model.arch=lstm, language=...) or tag "
+            "(tag.NAME=...) has this value (repeatable).",
+        ),
+    ] = [],  # noqa: B006
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="Only runs created since a date (2026-12-01[T14:30]) or for an age (12h, 3d).",
+            show_default=False,
+        ),
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Only the runs of this sweep's cells.", show_default=False
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Show at most this many runs [default: {DEFAULT_LIMIT} in the table, all "
+            "with --json].",
+            show_default=False,
+        ),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Show every run (no limit).")] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="One JSON object (a RunRow) per line on stdout.")
     ] = False,
@@ -171,12 +224,15 @@ def ls(
     ] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """List runs: id, architecture, seed, status, steps, test accuracies, audit mark.
+    """List runs, newest first: id, architecture, seed, status, steps, test accuracies.
 
-    A line below the table names the config fields that differ among the runs listed.
-    On a narrow terminal the least important columns are left out.
+    The table shows the newest 20 (--limit N, --all for every run); --json streams every run,
+    oldest first unless --sort/--desc say otherwise. A line below the table names the config
+    fields that differ among the runs listed. On a narrow terminal the least important
+    columns are left out.
 
     Example:  fsmrun ls regex_a --status completed --sort test_string_acc --desc --field train.lr
+    Example:  fsmrun ls --where model.arch=lstm --where tag.paper=yes --since 3d --all
     """
     check_filters(status, sort)
     for key in field:
@@ -184,6 +240,8 @@ def ls(
             check_key(key, "--field")
         else:
             check_analysis_field(key)
+    conditions = tuple(parse_where(where))
+    created_since = parse_since(since) if since is not None else None
     root = results_root(results_dir)
     if experiment is not None:
         _check_experiment(root, experiment)
@@ -194,19 +252,38 @@ def ls(
     if reindex:
         count = index.reindex()
         console.print(f"reindexed {count} run(s) from the folders under {root}", markup=False)
-    rows = index.rows(experiment=experiment, status=status, sort=sort, descending=desc)
-    if tag:
+    newest_first = not json_ and sort is None and not desc
+    query = RunQuery(
+        experiment=experiment,
+        status=status,
+        where=conditions,
+        since=created_since,
+        config_hashes=sweep_config_hashes(root, sweep) if sweep is not None else None,
+        sort=sort,
+        descending=desc or newest_first,
+        limit=None if all_ or tag else limit if limit is not None or json_ else DEFAULT_LIMIT,
+    )
+    selection = index.select(query, with_config=not json_)
+    listed: Iterable[Any] = selection.listed
+    total = selection.total
+    if tag:  # `KEY=` matches any value: filtered here, then the limit applies
         wanted = parse_tags(tag)
-        rows = [row for row in rows if matches_tags(row.tags, wanted)]
+        matching = [x for x in listed if matches_tags(x.row.tags, wanted)]
+        cap = None if all_ else limit if limit is not None or json_ else DEFAULT_LIMIT
+        total = len(matching)
+        listed = matching[:cap] if cap is not None else matching
     if json_:
-        for row in rows:
-            echo_json(row.model_dump_json())
+        for item in listed:  # streamed: memory does not grow with the runs
+            sys.stdout.write(item.row.model_dump_json() + "\n")
+        sys.stdout.flush()
         return
-    if not rows:
+    shown = list(listed)
+    if not shown:
         console.print(_nothing_listed(index, root, experiment, status, tag), markup=False)
         return
     out = data_console()
-    configs = _configs(root, rows)
+    rows = [x.row for x in shown]
+    configs = [flat_config(x.config) for x in shown]
     _add_analysis(root, rows, configs, list(field))
     table, dropped = runs_table_fit(rows, configs, list(field), out.width)
     out.print(table)
@@ -215,6 +292,9 @@ def ls(
     varying = varying_fields(configs)
     if len(rows) > 1:
         out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
+    if total > len(rows):
+        more = total - len(rows)
+        console.print(f"{more} more, --all to list every run", markup=False)
 
 
 def _add_analysis(

@@ -69,11 +69,23 @@ def suites_table() -> Table:
     return table
 
 
-def status_table(record: SweepRecord) -> Table:
+STATUS_ROWS = 50  # cells shown in the status table without --all (a large sweep has thousands)
+
+
+def shown_cells(cells: list[SweepCell], limit: int | None) -> list[SweepCell]:
+    """At most `limit` cells, those not done first (they need attention), in grid order."""
+    if limit is None or len(cells) <= limit:
+        return cells
+    pending = [c for c in cells if c.status != "done"][:limit]
+    done = [c for c in cells if c.status == "done"][: limit - len(pending)]
+    return sorted(pending + done, key=lambda c: c.index)
+
+
+def status_table(record: SweepRecord, limit: int | None = None) -> Table:
     table = Table()
     for column in ("#", "experiment", "overrides", "status", "run"):
         table.add_column(column, justify="right" if column == "#" else "left")
-    for cell in record.cells:
+    for cell in shown_cells(record.cells, limit):
         table.add_row(
             str(cell.index),
             cell.experiment,
@@ -84,12 +96,15 @@ def status_table(record: SweepRecord) -> Table:
     return table
 
 
-def print_status(record: SweepRecord) -> None:
-    """'<sweep id>: N done, ...' and the table of cells, on stdout."""
+def print_status(record: SweepRecord, limit: int | None = STATUS_ROWS) -> None:
+    """'<sweep id>: N done, ...' and the table of cells (at most `limit`), on stdout."""
     out = data_console()
     threads = f"; {record.threads} torch thread(s) per cell" if record.threads else ""
     out.print(Text(f"{record.sweep_id}: {counts_line(record.counts)}{threads}"))
-    out.print(status_table(record))
+    out.print(status_table(record, limit))
+    if limit is not None and len(record.cells) > limit:
+        more = len(record.cells) - limit
+        console.print(f"{more} more cells, --all to list every cell", markup=False)
 
 
 def counts_line(counts: dict[str, int]) -> str:
@@ -174,6 +189,23 @@ def run(
             help="Train failed cells again (interrupted ones, a dead worker's too, always resume).",
         ),
     ] = False,
+    languages: Annotated[
+        str | None,
+        typer.Option(
+            metavar="GLOB",
+            help="A folder of languages as an axis: AT&T files (on each experiment's corpus, "
+            "model and training) or experiment TOMLs; one cell per file, named after it.",
+            show_default=False,
+        ),
+    ] = None,
+    symbols: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="Symbol table of every AT&T file [default: <stem>.syms beside each].",
+            show_default=False,
+        ),
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in suites.")] = False,
     device: DeviceOption = "cpu",
     results_dir: ResultsDirOption = None,
@@ -190,6 +222,8 @@ def run(
       fsmrun sweep tomita --workers 2
       fsmrun sweep parity tomita3 --grid model.arch=transformer,lstm --seeds 0-4
       fsmrun sweep my_sweep.toml --backend ray --address auto --retry-failed
+      fsmrun sweep regex_a --languages 'mlregtest/*.att' --symbols mlregtest/alph4.txt \\
+          --grid model.arch=transformer,lstm --seeds 0-2
     """
     if list_:
         data_console().print(suites_table())
@@ -197,7 +231,7 @@ def run(
     from fsmrun.sweeps.coordinator import run_sweep
     from fsmrun.sweeps.request import make_executor, spec_from_args
 
-    spec = spec_from_args(args or [], grid, seeds, set_, name)
+    spec = spec_from_args(args or [], grid, seeds, set_, name, languages, symbols)
     size = check_size(spec, max_cells)  # before a single cell is built
     tags = parse_tags(tag or [])
     root = results_root(results_dir)
@@ -312,9 +346,14 @@ def status(
         str, typer.Argument(metavar="NAME|SPEC", help="Sweep name or id, a spec file or a suite.")
     ],
     json_: JsonOption = False,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help=f"Every cell in the table [default: at most {STATUS_ROWS}]."),
+    ] = False,
     results_dir: ResultsDirOption = None,
 ) -> None:
-    """Show a sweep's progress: counts of done, running, interrupted, failed, to do; a table.
+    """Show a sweep's progress: counts of done, running, interrupted, failed, to do; a table
+    of the cells (those not done first; --all for every cell).
 
     Example:  fsmrun sweep status tomita
     """
@@ -324,7 +363,7 @@ def status(
     if json_:
         echo_json(record.model_dump_json())
         return
-    print_status(record)
+    print_status(record, None if all_ else STATUS_ROWS)
 
 
 app.command("run")(run)

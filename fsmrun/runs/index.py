@@ -1,172 +1,66 @@
 """The SQLite index `<root>/registry.sqlite`: one row per run, a cache of the run folders
-(the source of truth); writers rebuild it when missing or damaged, listing only reads."""
+(the source of truth); writers rebuild it when missing or damaged, listing only reads.
+
+Besides the RunRow fields a row holds the flattened config, every per-split metric and the
+tags (see `index_columns`), so listing and reporting 100,000 runs reads no run folder but the
+few whose directory mtime moved (see `index_scan`)."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fsmrun.base.faults import fault_point
-from fsmrun.runs.layout import FIX_HINT, ResultsFolderError, iter_run_folders, make_dirs
-from fsmrun.runs.lock import lock_held
-from fsmrun.runs.run_folder import STATUSES, RunFolder, RunFolderError, status_now
+from fsmrun.runs.index_columns import COLUMN_TYPES, COLUMNS, read_indexed_run
+from fsmrun.runs.index_read import (
+    BUSY_TIMEOUT_S,
+    INDEX_SCHEMA_VERSION,
+    IndexReader,
+    is_corruption,
+    schema_ok,
+)
+from fsmrun.runs.index_scan import iter_hash_folders, settled_listing, visible_names
+from fsmrun.runs.layout import FIX_HINT, ResultsFolderError, make_dirs
 from fsmrun.schemas.run_row import RunRow
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "registry.sqlite"
-BUSY_TIMEOUT_S = 30.0
-INDEX_SCHEMA_VERSION = 1
-SORT_KEYS: tuple[str, ...] = tuple(f for f in RunRow.model_fields if f != "tags")
 
-_COLUMN_TYPES = {
-    "run_id": "TEXT PRIMARY KEY",
-    "experiment": "TEXT NOT NULL",
-    "config_hash": "TEXT NOT NULL",
-    "version": "INTEGER NOT NULL",
-    "folder": "TEXT NOT NULL",
-    "status": "TEXT NOT NULL",  # as recorded; rows() applies effective_status
-    "created": "REAL NOT NULL",
-    "updated": "REAL NOT NULL",
-    "hostname": "TEXT NOT NULL",
-    "pid": "INTEGER",
-    "heartbeat": "REAL NOT NULL",
-    "device": "TEXT NOT NULL",
-    "amp": "INTEGER NOT NULL",
-    "deterministic": "INTEGER NOT NULL",
-    "steps": "INTEGER NOT NULL",
-    "epochs": "INTEGER NOT NULL",
-    "times_resumed": "INTEGER NOT NULL",
-    "stop_reason": "TEXT",
-    "best_val_metric": "TEXT",
-    "best_val_value": "REAL",
-    "test_string_acc": "REAL",
-    "test_ood_string_acc": "REAL",
-    "wall_time_s": "REAL",
-    "audit_verified": "INTEGER",
-    "tags": "TEXT NOT NULL",  # JSON object of labels.json's tags
-}
-_COLUMNS = tuple(_COLUMN_TYPES)
-_CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()))
-_UPSERT = "INSERT OR REPLACE INTO runs ({}) VALUES ({})".format(
-    ", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS))
+_CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in COLUMN_TYPES.items()))
+_CREATE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created)",
+    "CREATE INDEX IF NOT EXISTS runs_config_hash ON runs (config_hash)",
+    # Covers what every listing reads of every row (and its count), so those scans skip the
+    # wide rows (config, metrics) and read a narrow index instead.
+    "CREATE INDEX IF NOT EXISTS runs_folder ON runs (folder, folder_mtime_ns, status)",
 )
+_CREATE_MORE = (
+    # A folder whose listing is known as of its mtime: `children` joined by '/' (index_scan).
+    "CREATE TABLE dirs (path TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, children TEXT NOT NULL)",
+    *_CREATE_INDEXES,
+)
+_CREATE_NEW = ("DROP TABLE IF EXISTS runs_new", _CREATE.replace("TABLE runs", "TABLE runs_new"))
+_UPSERT = "INSERT OR REPLACE INTO runs ({}) VALUES ({})".format(
+    ", ".join(COLUMNS), ", ".join("?" * len(COLUMNS))
+)
+_SET_DIR = "INSERT OR REPLACE INTO dirs (path, mtime_ns, children) VALUES (?, ?, ?)"
+_INSERT_NEW = _UPSERT.replace("INTO runs", "INTO runs_new")
+_BATCH = 2000
 _T = TypeVar("_T")
 
 
-def is_plain_name(name: str) -> bool:
-    """A single folder name under the results root: no separator, not hidden, not '..'."""
-    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
-
-
-def run_row(root: str | os.PathLike[str], folder: str | os.PathLike[str]) -> RunRow:
-    """The RunRow of one run folder (status as recorded); an unreadable metrics.json is skipped."""
-    folder = Path(folder)
-    run = RunFolder(folder)
-    record = run.read_record()
-    try:
-        metrics = run.read_metrics()
-    except RunFolderError as exc:
-        log.warning("%s", exc)
-        metrics = None
-    try:
-        rel = folder.resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError as exc:
-        raise ResultsFolderError(f"{folder} is not inside the results folder {root}") from exc
-    best = metrics.best if metrics else None
-    return RunRow(
-        run_id=record.run_id,
-        experiment=record.experiment,
-        config_hash=record.config_hash,
-        version=record.version,
-        folder=rel,
-        status=record.status,
-        created=record.created,
-        updated=record.updated,
-        hostname=record.hostname,
-        pid=record.pid,
-        heartbeat=record.heartbeat,
-        device=record.device,
-        amp=record.amp,
-        deterministic=record.deterministic,
-        # steps only grow: whichever file was written last holds the larger count
-        steps=max(record.steps, metrics.steps if metrics else 0),
-        epochs=max(record.epochs, metrics.epochs if metrics else 0),
-        times_resumed=record.times_resumed,
-        stop_reason=metrics.stop_reason if metrics else None,
-        best_val_metric=metrics.monitor if metrics else None,
-        best_val_value=metrics.early_stop.best_value if metrics else None,
-        test_string_acc=best.test.string_acc if best else None,
-        test_ood_string_acc=best.test_ood.string_acc if best and best.test_ood else None,
-        wall_time_s=metrics.wall_time_s if metrics else None,
-        audit_verified=record.audit_verified,
-        tags=_tags_of(run),
-    )
-
-
-def _tags_of(run: RunFolder) -> dict[str, str]:
-    """labels.json's tags; a damaged file is a warning, not a lost row."""
-    try:
-        return run.read_labels().tags
-    except RunFolderError as exc:
-        log.warning("%s", exc)
-        return {}
-
-
-def _now_row(root: Path, row: RunRow) -> RunRow:
-    writer = lock_held(root / row.folder) if row.status == "running" else None
-    status = status_now(row.status, row.pid, row.hostname, row.heartbeat, writer=writer)
-    return row if status == row.status else row.model_copy(update={"status": status})
-
-
-def _sorted_rows(rows: list[RunRow], sort: str | None, descending: bool) -> list[RunRow]:
-    key = sort or "created"
-    present = [r for r in rows if getattr(r, key) is not None]
-    missing = [r for r in rows if getattr(r, key) is None]
-    present.sort(key=lambda r: (getattr(r, key), r.run_id), reverse=descending)
-    return present + sorted(missing, key=lambda r: r.run_id)
-
-
-def _check_choice(value: str | None, valid: tuple[str, ...], what: str) -> None:
-    if value is not None and value not in valid:
-        close = difflib.get_close_matches(value, valid, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ResultsFolderError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
-
-
-def check_filters(status: str | None, sort: str | None) -> None:
-    """ResultsFolderError naming the valid choices for an unknown status or sort key."""
-    _check_choice(status, STATUSES, "status")
-    _check_choice(sort, SORT_KEYS, "sort key")
-
-
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    """DatabaseError that a rebuild can fix, as opposed to locks and unwritable folders."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return True  # "file is not a database", "database disk image is malformed", ...
-    message = str(exc).lower()
-    return not any(w in message for w in ("locked", "busy", "readonly", "unable to open", "disk"))
-
-
-def _has_runs_table(conn: sqlite3.Connection) -> bool:
-    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
-    return conn.execute(query).fetchone() is not None
-
-
-class RunIndex:
-    """`<root>/registry.sqlite`: one row per run, rebuilt from the folders when needed."""
+class RunIndex(IndexReader):
+    """`<root>/registry.sqlite`: one row per run, rebuilt from the folders when needed; the
+    queries (select, values, rows) are IndexReader's and never write."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        self.path = self.root / INDEX_FILE
+        super().__init__(root)
         self._ready = False
-        self._skipped: set[Path] = set()
 
     # -- connection and self-repair
 
@@ -176,12 +70,6 @@ class RunIndex:
         conn.execute("PRAGMA journal_mode = WAL")
         return conn
 
-    def _schema_ok(self, conn: sqlite3.Connection) -> bool:
-        if conn.execute("PRAGMA user_version").fetchone()[0] != INDEX_SCHEMA_VERSION:
-            return False
-        columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
-        return tuple(columns) == _COLUMNS
-
     def _delete_files(self) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
@@ -190,14 +78,19 @@ class RunIndex:
         """Create the table unless a healthy one exists; True if it was (re)created."""
         conn = self._connect()
         try:
-            if self._schema_ok(conn):
+            if schema_ok(conn):
+                for statement in _CREATE_INDEXES:  # an index written by an older fsmrun
+                    conn.execute(statement)
                 return False
             conn.execute("BEGIN IMMEDIATE")
-            if self._schema_ok(conn):  # another process created it while we waited
+            if schema_ok(conn):  # another process created it while we waited
                 conn.execute("ROLLBACK")
                 return False
             conn.execute("DROP TABLE IF EXISTS runs")
+            conn.execute("DROP TABLE IF EXISTS dirs")
             conn.execute(_CREATE)
+            for statement in _CREATE_MORE:
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {INDEX_SCHEMA_VERSION}")
             conn.execute("COMMIT")
             return True
@@ -213,11 +106,11 @@ class RunIndex:
         try:
             created = self._create_if_needed()
         except sqlite3.DatabaseError as exc:
-            if not _is_corruption(exc):
+            if not is_corruption(exc):
                 raise ResultsFolderError(
                     f"cannot open the index {self.path} ({exc}); {FIX_HINT}"
                 ) from exc
-            log.warning("run index %s is damaged (%s); rebuilding it", self.path, exc)
+            log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
             self._delete_files()
             created = self._create_if_needed()
         self._ready = True
@@ -239,138 +132,88 @@ class RunIndex:
                 finally:
                     conn.close()
             except sqlite3.DatabaseError as exc:
-                if attempt or not _is_corruption(exc):
+                if attempt or not is_corruption(exc):
                     raise ResultsFolderError(f"index {self.path}: {exc}; {FIX_HINT}") from exc
-                log.warning("run index %s is damaged (%s); rebuilding it", self.path, exc)
+                log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
                 self._delete_files()
                 self._ready = False
         raise AssertionError("unreachable")
 
-    # -- public operations
+    # -- writing
 
     def upsert_folder(self, folder: str | os.PathLike[str]) -> RunRow:
-        """Read run.json (+ metrics.json) of `folder` and insert or replace its row."""
-        row = run_row(self.root, folder)
-        self._run(lambda conn: conn.execute(_UPSERT, self._values(row)))
-        return row
+        """Read the files of `folder` and insert or replace its row."""
+        run = read_indexed_run(self.root, folder)
+        hash_dir = Path(folder).parent
+        rel_hash = run.row.folder.rsplit("/", 1)[0]
+        exp = rel_hash.split("/", 1)[0]
+        hash_listing = settled_listing(hash_dir, versions=True)
+        exp_listing = settled_listing(hash_dir.parent, versions=False)
 
-    def reindex(self) -> int:
-        """Rebuild every row from the run folders alone; the number of runs indexed."""
-        rows = []
-        for folder in iter_run_folders(self.root):
-            try:
-                rows.append(run_row(self.root, folder))
-            except (ResultsFolderError, RunFolderError) as exc:
-                self._skip(folder, exc)
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(_UPSERT, run.values())
+            conn.execute("DELETE FROM dirs WHERE path IN (?, ?)", (rel_hash, exp))
+            if hash_listing is None:
+                return
+            mtime, versions = hash_listing
+            listed = [f"{rel_hash}/{v}" for v in versions]
+            if _count_in(conn, "runs", "folder", listed) < len(listed):
+                return  # a version not indexed (copied in, unreadable): keep listing it
+            conn.execute(_SET_DIR, (rel_hash, mtime, "/".join(versions)))
+            if exp_listing is None:
+                return
+            mtime, names = exp_listing
+            if _count_in(conn, "dirs", "path", [f"{exp}/{n}" for n in names]) == len(names):
+                conn.execute(_SET_DIR, (exp, mtime, "/".join(names)))
 
-        def rebuild(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM runs")
-            conn.executemany(_UPSERT, [self._values(r) for r in rows])
+        self._run(work)
+        return run.row
 
-        self._run(rebuild)
-        return len(rows)
+    def reindex(self, workers: int | None = None) -> int:
+        """Rebuild every row from the run folders alone (listed and read by `workers`
+        processes when there are many); the number of runs indexed."""
+        dirs: dict[str, tuple[int, str]] = {}
+        hash_dirs: list[str] = []
+        for exp in visible_names(self.root):
+            listing = settled_listing(self.root / exp, versions=False)
+            names = listing[1] if listing else visible_names(self.root / exp)
+            if listing is not None:
+                dirs[exp] = (listing[0], "/".join(names))
+            hash_dirs += [f"{exp}/{name}" for name in names]
+        # Rows go into a new table in batches (memory stays flat, writers wait at most one
+        # batch), which then replaces the old one at once: readers never see half an index.
+        self._run(lambda conn: [conn.execute(statement) for statement in _CREATE_NEW])
+        count, batch, unsettled = 0, [], set()
+        for kind, rel, item in iter_hash_folders(self.root, hash_dirs, workers):
+            if kind == "run":
+                batch.append(item)
+            elif kind == "dir" and item is not None:
+                dirs[rel] = item
+            else:  # a listing not to be trusted, or an unreadable run folder
+                if kind == "bad":
+                    self._skip(self.root / rel, item)
+                    dirs.pop(rel.rsplit("/", 1)[0], None)  # list it again: a run in it is unread
+                unsettled.add(rel.split("/", 1)[0])
+            if len(batch) >= _BATCH:
+                self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows))
+                count, batch = count + len(batch), []
+        self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows))
+        count += len(batch)
+        for exp in unsettled:
+            dirs.pop(exp, None)  # a hash folder in it is not known: list it again
 
-    def rows(
-        self,
-        experiment: str | None = None,
-        status: str | None = None,
-        sort: str | None = None,
-        descending: bool = False,
-    ) -> list[RunRow]:
-        """Every run folder under the root with its status now, filtered and sorted (default:
-        by created). Only reads: never creates, repairs or writes the index or a folder.
+        def swap(conn: sqlite3.Connection) -> None:
+            conn.execute("DROP TABLE runs")
+            conn.execute("ALTER TABLE runs_new RENAME TO runs")
+            for statement in _CREATE_INDEXES:
+                conn.execute(statement)
+            conn.execute("DELETE FROM dirs")
+            conn.executemany(_SET_DIR, ((p, m, c) for p, (m, c) in dirs.items()))
 
-        The folders found by a directory scan are the runs; the index supplies their rows, so
-        only folders it lacks (copied in, or an index missing, damaged or unreadable) and rows
-        recorded as running (their heartbeat lives in run.json) are read from the folders.
-        """
-        check_filters(status, sort)
-        if experiment is not None and not is_plain_name(experiment):
-            return []  # "../x" or "a/b" names no experiment folder under the root
-        indexed = self._read_index(experiment)
-        rows = []
-        for folder in iter_run_folders(self.root, experiment):
-            rel = folder.relative_to(self.root).as_posix()
-            row = indexed.get(rel)
-            if row is None or row.status == "running":
-                try:
-                    row = run_row(self.root, folder)
-                except (ResultsFolderError, RunFolderError) as exc:
-                    if row is None:
-                        self._skip(folder, exc)
-                        continue
-                    log.warning("%s", exc)
-            rows.append(_now_row(self.root, row))
-        if status is not None:
-            rows = [r for r in rows if r.status == status]
-        return _sorted_rows(rows, sort, descending)
+        self._run(swap)
+        return count
 
-    def _skip(self, folder: Path, exc: Exception) -> None:
-        if folder not in self._skipped:  # one warning per folder, also after reindex()
-            self._skipped.add(folder)
-            log.warning("skipping %s: %s", folder, exc)
 
-    def _read_only_uri(self) -> str:
-        """A URI opening the index without creating or changing any file.
-
-        With no -wal/-shm beside it no connection is open and the file is the whole database:
-        it is read as immutable (a plain read-only open would create both files). Otherwise a
-        writer is about and its -wal holds recent rows: the open is read-only, through the
-        files that exist. A writer checkpointing during an immutable read can at worst fail it
-        (the folders are read instead) or give a stale row; folders are always rescanned.
-        """
-        uri = self.path.resolve().as_uri()
-        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
-        if not wal.exists() and not shm.exists():
-            return f"{uri}?immutable=1"
-        return f"{uri}?mode=ro"
-
-    def _read_index(self, experiment: str | None) -> dict[str, RunRow]:
-        """Indexed rows by folder, read through a read-only connection; {} when there is no
-        index or it cannot be read (the caller then reads the folders)."""
-        if not self.path.is_file():
-            return {}
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
-        args: tuple[str, ...] = ()
-        if experiment is not None:
-            sql, args = sql + " WHERE experiment = ?", (experiment,)
-        try:
-            conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
-            try:
-                if not self._schema_ok(conn) and not _has_runs_table(conn):
-                    raise sqlite3.DatabaseError("not an index of this fsmrun version")
-                if not self._schema_ok(conn):  # other columns: not damage, just out of date
-                    log.warning(
-                        "registry index %s was written by another fsmrun version; reading the "
-                        "run folders (`fsmrun ls --reindex` rebuilds it)",
-                        self.path,
-                    )
-                    return {}
-                values = conn.execute(sql, args).fetchall()
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError as exc:
-            if _is_corruption(exc):
-                log.warning(
-                    "run index %s is damaged (%s); reading the run folders "
-                    "(`fsmrun ls --reindex` rebuilds it)",
-                    self.path,
-                    exc,
-                )
-            return {}
-        indexed = {}
-        for v in values:
-            try:
-                fields = dict(zip(_COLUMNS, v, strict=True))
-                row = RunRow.model_validate({**fields, "tags": json.loads(fields["tags"])})
-            except ValueError:  # a damaged row (invalid, or bad JSON): its folder is read
-                continue
-            indexed[row.folder] = row
-        return indexed
-
-    @staticmethod
-    def _values(row: RunRow) -> tuple[Any, ...]:
-        return tuple(
-            json.dumps(row.tags, sort_keys=True) if c == "tags" else getattr(row, c)
-            for c in _COLUMNS
-        )
+def _count_in(conn: sqlite3.Connection, table: str, column: str, values: list[str]) -> int:
+    sql = f"SELECT COUNT(*) FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
+    return conn.execute(sql, (json.dumps(values),)).fetchone()[0]

@@ -25,7 +25,7 @@ DEFAULT_RESULTS_DIR = "results"
 HASH_PREFIX_LEN = 12
 CORPUS_CACHE_DIR = ".cache/corpora"
 AUDITS_DIR = "audits"
-_VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 FIX_HINT = (
     f"choose a writable folder with --results-dir or the {RESULTS_ENV_VAR} environment variable"
 )
@@ -88,6 +88,11 @@ def check_writable(root: str | os.PathLike[str]) -> Path:
     return root
 
 
+def is_plain_name(name: str) -> bool:
+    """A single folder name under the results root: no separator, not hidden, not '..'."""
+    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
+
+
 def run_id_for(experiment: str, config_hash: str, version: int) -> str:
     """'<experiment>-<hash12>-v<N>'."""
     return f"{experiment}-{config_hash[:HASH_PREFIX_LEN]}-v{version}"
@@ -96,13 +101,13 @@ def run_id_for(experiment: str, config_hash: str, version: int) -> str:
 # ---------------------------------------------------------------------------- run folders
 
 
-def _versions(hash_dir: Path) -> list[int]:
+def list_versions(hash_dir: Path) -> list[int]:
     """Versions N with a v<N> folder under `hash_dir`, ascending (hidden trash names skipped)."""
     try:
         names = os.listdir(hash_dir)
     except FileNotFoundError:
         return []
-    return sorted(int(m.group(1)) for m in map(_VERSION_RE.match, names) if m)
+    return sorted(int(m.group(1)) for m in map(VERSION_RE.match, names) if m)
 
 
 def make_dirs(folder: Path) -> None:
@@ -192,7 +197,7 @@ def claim_run_folder(
     hash_dir = Path(root) / experiment / config_hash[:HASH_PREFIX_LEN]
     make_dirs(hash_dir)
     _remove_stale_claims(hash_dir)
-    existing = _versions(hash_dir)
+    existing = list_versions(hash_dir)
     if overwrite and existing:
         newest = existing[-1]
         folder = hash_dir / f"v{newest}"
@@ -225,7 +230,7 @@ def iter_run_folders(root: str | os.PathLike[str], experiment: str | None = None
         for hash_name in sorted(os.listdir(exp_dir)):
             if hash_name.startswith(".") or not (exp_dir / hash_name).is_dir():
                 continue
-            for version in _versions(exp_dir / hash_name):
+            for version in list_versions(exp_dir / hash_name):
                 folder = exp_dir / hash_name / f"v{version}"
                 if RunFolder(folder).is_run():
                     yield folder
@@ -237,7 +242,7 @@ def runs_of_config(
     """The readable runs of one config (full `config_hash`), oldest version first."""
     hash_dir = Path(root) / experiment / config_hash[:HASH_PREFIX_LEN]
     runs = []
-    for version in _versions(hash_dir):
+    for version in list_versions(hash_dir):
         folder = RunFolder(hash_dir / f"v{version}")
         try:
             record = folder.read_record()
@@ -251,11 +256,37 @@ def runs_of_config(
 # ---------------------------------------------------------------------------- lookup
 
 
-def _run_ids(root: Path) -> dict[str, Path]:
+_RUN_ID_RE = re.compile(r"^(.+)-([0-9a-f]{12})-v([1-9][0-9]*)$")
+
+
+def _run_ids(root: Path, ref: str = "") -> dict[str, Path]:
+    """Run ids under `root` by folder; with `ref`, only those that may start with it: the
+    experiment folders named by its head and, within one, the hash folders its tail names
+    (so resolving a prefix of a long id reads a few folders, not the whole registry)."""
     ids = {}
-    for folder in iter_run_folders(root):
-        hash_dir = folder.parent
-        ids[run_id_for(hash_dir.parent.name, hash_dir.name, int(folder.name[1:]))] = folder
+    experiments = (
+        sorted(e for e in os.listdir(root) if not e.startswith(".")) if root.is_dir() else []
+    )
+    for exp in experiments:
+        if exp.startswith(ref):
+            candidates = iter_run_folders(root, exp)
+        elif ref.startswith(f"{exp}-"):
+            tail = ref[len(exp) + 1 :][:HASH_PREFIX_LEN]
+            exp_dir = root / exp
+            hashes = (
+                sorted(h for h in os.listdir(exp_dir) if h.startswith(tail))
+                if exp_dir.is_dir()
+                else []
+            )
+            candidates = (
+                exp_dir / h / f"v{n}" for h in hashes for n in list_versions(exp_dir / h)
+                if RunFolder(exp_dir / h / f"v{n}").is_run()
+            )  # fmt: skip
+        else:
+            continue
+        for folder in candidates:
+            hash_dir = folder.parent
+            ids[run_id_for(hash_dir.parent.name, hash_dir.name, int(folder.name[1:]))] = folder
     return ids
 
 
@@ -286,7 +317,12 @@ def resolve_run(root: str | os.PathLike[str], ref: str) -> Path:
             return candidate
     if "/" in ref or os.sep in ref:  # run ids hold no slash: this was meant as a folder
         raise RunNotFound(f"{ref} {_why_not_a_run_folder(Path(ref))}")
-    ids = _run_ids(root)
+    whole = _RUN_ID_RE.match(ref)
+    if whole and is_plain_name(whole.group(1)):
+        exact = root / whole.group(1) / whole.group(2) / f"v{whole.group(3)}"
+        if RunFolder(exact).is_run():
+            return exact
+    ids = _run_ids(root, ref)
     if ref in ids:
         return ids[ref]
     matches = sorted(run_id for run_id in ids if run_id.startswith(ref))
@@ -297,6 +333,7 @@ def resolve_run(root: str | os.PathLike[str], ref: str) -> Path:
         raise AmbiguousRun(
             f"{ref!r} matches {len(matches)} runs; give more of the id:\n  {shown}", matches
         )
+    ids = ids or _run_ids(root)  # none start like it: look for close ones among all
     if not ids:
         raise RunNotFound(f"no run {ref!r}: no runs under {root} (set --results-dir?)")
     close = difflib.get_close_matches(ref, list(ids), n=5, cutoff=0.6)

@@ -44,7 +44,22 @@ class SweepSpec(_Doc):
     )
     description: str = Field(default="", description="What the sweep is about.")
     experiments: list[str] = Field(
-        min_length=1, description="Built-in experiment names or paths to experiment TOML files."
+        default_factory=list,
+        description="Built-in experiment names or paths to experiment TOML files (at least one, "
+        "unless `languages` names experiment TOMLs).",
+    )
+    languages: str | None = Field(
+        default=None,
+        description="A folder of languages as one more axis: a glob of AT&T automaton files or "
+        "of experiment TOMLs, one cell per file, named after it. An AT&T file replaces the "
+        "language of each experiment (which gives the corpus, model and training); a TOML is "
+        "an experiment of its own.",
+    )
+    symbols: str | None = Field(
+        default=None,
+        description="Symbol table of every AT&T file of `languages` ('symbol id' lines, id 0 "
+        "= epsilon, as MLRegTest's `<EPS> 0`); default: `<file stem>.syms` beside each file "
+        "where there is one, else the arc labels.",
     )
     set: dict[str, Any] = Field(
         default_factory=dict,

@@ -19,7 +19,7 @@ from fsmrun.runs.run_folder import effective_status
 from fsmrun.schemas.sweep import SweepCell
 
 # A run's status -> its cell's; any other (failed) run status makes the cell failed.
-_RUN_TO_CELL = {"completed": "done", "running": "running", "interrupted": "interrupted"}
+RUN_TO_CELL = {"completed": "done", "running": "running", "interrupted": "interrupted"}
 LOCKS_DIR = ".locks"  # under <results>/sweeps/
 
 
@@ -45,7 +45,7 @@ def cell_state(
             return CellState("done", folder.path, record.run_id)
     if runs:
         folder, record = runs[-1]
-        status = _RUN_TO_CELL.get(effective_status(record, folder=folder.path), "failed")
+        status = RUN_TO_CELL.get(effective_status(record, folder=folder.path), "failed")
         return CellState(status, folder.path, record.run_id, record.error)
     if previous is not None and previous.status == "failed" and previous.run_id is None:
         return CellState("failed", None, None, previous.error)

@@ -20,9 +20,12 @@ from fsmrun.base.errors import EnvironmentFailure
 from fsmrun.base.faults import fault_point
 from fsmrun.base.io import atomic_write_json
 from fsmrun.runs.index import RunIndex
+from fsmrun.runs.index_query import RunQuery
 from fsmrun.runs.layout import HASH_PREFIX_LEN, ResultsFolderError
+from fsmrun.runs.run_folder import RunFolder, RunFolderError
+from fsmrun.schemas.run_row import RunRow
 from fsmrun.schemas.sweep import CELL_STATUSES, SweepCell, SweepRecord, SweepSpec
-from fsmrun.sweeps.cells import CellState, cell_state
+from fsmrun.sweeps.cells import RUN_TO_CELL, CellState, cell_state
 from fsmrun.sweeps.executors import CellOutcome, CellTask, Executor, default_threads
 from fsmrun.sweeps.spec import (
     Cell,
@@ -143,12 +146,53 @@ def write_record(root: Path, record: SweepRecord) -> Path:
 # ---------------------------------------------------------------------------- cell state
 
 
+# From this many cells on, cell states come from one scan of the index, not folder by folder.
+BULK_CELLS = 500
+
+
+def cell_states(
+    root: Path, keys: list[tuple[str, str]], previous: list[SweepCell | None]
+) -> list[CellState]:
+    """`cell_state` of each (experiment, config hash) in `keys`; a large sweep's from one
+    query of the index (which reads only folders it does not describe), a small one's from
+    its run folders."""
+    if len(keys) < BULK_CELLS:
+        return [cell_state(root, e, h, p) for (e, h), p in zip(keys, previous, strict=True)]
+    query = RunQuery(config_hashes=frozenset(h for _, h in keys), sort="version")
+    runs: dict[tuple[str, str], list[RunRow]] = {}
+    for listed in RunIndex(root).select(query).listed:
+        runs.setdefault((listed.row.experiment, listed.row.config_hash), []).append(listed.row)
+    states = []
+    for key, prev in zip(keys, previous, strict=True):
+        rows = runs.get(key, [])
+        done = next((r for r in rows if r.status == "completed"), None)
+        if done is not None:
+            states.append(CellState("done", root / done.folder, done.run_id))
+        elif rows:
+            newest = rows[-1]
+            status = RUN_TO_CELL.get(newest.status, "failed")
+            error = _recorded_error(root / newest.folder) if status == "failed" else None
+            states.append(CellState(status, root / newest.folder, newest.run_id, error))
+        elif prev is not None and prev.status == "failed" and prev.run_id is None:
+            states.append(CellState("failed", None, None, prev.error))
+        else:
+            states.append(CellState("todo", None, None))
+    return states
+
+
+def _recorded_error(folder: Path) -> str | None:
+    try:
+        return RunFolder(folder).read_record().error
+    except RunFolderError:
+        return None
+
+
 def completed_runs(root: Path, record: SweepRecord) -> tuple[list[Path], dict[str, int]]:
     """The run folders of the cells done now (read from the run folders, in cell order) and
     the count of cells per status."""
     folders, statuses = [], []
-    for cell in record.cells:
-        state = cell_state(root, cell.experiment, cell.config_hash, cell)
+    keys = [(cell.experiment, cell.config_hash) for cell in record.cells]
+    for state in cell_states(root, keys, list(record.cells)):
         statuses.append(state.status)
         if state.status == "done" and state.folder is not None:
             folders.append(state.folder)
@@ -223,10 +267,12 @@ def sweep_status(
     previous = {c.index: c for c in record.cells} if record else {}
     now = time.time()
     digest = sweep_hash(cells)
-    rows = []
-    for cell in cells:
-        state = cell_state(root, cell.config.name, cell.config_hash, previous.get(cell.index))
-        rows.append(_cell_record(cell, state.status, state.run_id, state.error))
+    keys = [(cell.config.name, cell.config_hash) for cell in cells]
+    states = cell_states(root, keys, [previous.get(cell.index) for cell in cells])
+    rows = [
+        _cell_record(cell, state.status, state.run_id, state.error)
+        for cell, state in zip(cells, states, strict=True)
+    ]
     return SweepRecord(
         sweep_id=sweep_id_for(spec, cells),
         sweep_hash=digest,
@@ -393,8 +439,8 @@ def _task(cell: Cell, root: Path, plan: _Plan, threads: int | None) -> CellTask:
 def refresh(root: Path, record: SweepRecord) -> SweepRecord:
     """`record` with every cell's status read from the run folders now (nothing written)."""
     cells = []
-    for cell in record.cells:
-        state = cell_state(root, cell.experiment, cell.config_hash, cell)
+    keys = [(cell.experiment, cell.config_hash) for cell in record.cells]
+    for cell, state in zip(record.cells, cell_states(root, keys, list(record.cells)), strict=True):
         cells.append(
             cell.model_copy(
                 update={"status": state.status, "run_id": state.run_id, "error": state.error}

@@ -10,12 +10,13 @@ Workers write run folders only (never the SQLite index). No torch at import.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -311,20 +312,32 @@ def _with(task: CellTask, **changes: object) -> CellTask:
 
 
 class RayExecutor:
-    """Cells as Ray tasks of `cpus_per_task` CPUs, on the cluster at `address` or a local one."""
+    """Cells as Ray tasks of `cpus_per_task` CPUs, on the cluster at `address` or a local one.
+
+    Tasks are submitted lazily: at most `max_in_flight` at a time (default: twice the tasks
+    the cluster's CPUs run at once), the next one as each ends, so a sweep of tens of
+    thousands of cells holds a bounded number of task objects in Ray and in the driver.
+    """
 
     def __init__(
-        self, address: str | None = None, num_cpus: int | None = None, cpus_per_task: int = 1
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_task: int = 1,
+        max_in_flight: int | None = None,
     ) -> None:
         self.address = address
         self.num_cpus = num_cpus
         self.cpus_per_task = max(1, cpus_per_task)
+        self.max_in_flight = max_in_flight
 
     def default_threads(self) -> int:
         return self.cpus_per_task
 
-    def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
-        if not tasks:
+    def run(self, tasks: Iterable[CellTask], on_outcome: OnOutcome) -> None:
+        queue = iter(tasks)
+        first = next(queue, None)
+        if first is None:
             return
         try:
             import ray
@@ -343,18 +356,26 @@ class RayExecutor:
                     log_to_driver=False,
                 )
         remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=0)(run_cell)
-        refs = {}
-        for task in tasks:
-            changes: dict[str, object] = {
-                "coordinator_pid": os.getpid(),
-                "coordinator_host": socket.gethostname(),
-            }
-            if task.threads is None:
-                changes["threads"] = self.cpus_per_task
-            refs[remote.remote(_with(task, **changes))] = task
+        limit = self.max_in_flight or max(
+            1, 2 * int(ray.cluster_resources().get("CPU", 1)) // self.cpus_per_task
+        )
+        queue = itertools.chain([first], queue)
+        refs: dict[object, CellTask] = {}
+
+        def submit_more() -> None:
+            for task in itertools.islice(queue, max(0, limit - len(refs))):
+                changes: dict[str, object] = {
+                    "coordinator_pid": os.getpid(),
+                    "coordinator_host": socket.gethostname(),
+                }
+                if task.threads is None:
+                    changes["threads"] = self.cpus_per_task
+                refs[remote.remote(_with(task, **changes))] = task
+
+        submit_more()
         try:
-            self._drain(ray, refs, on_outcome)
-        except KeyboardInterrupt:
+            self._drain(ray, refs, on_outcome, submit_more)
+        except KeyboardInterrupt:  # the cells not yet submitted stay to do
             for ref in refs:
                 ray.cancel(ref)
             self._drain(ray, refs, on_outcome)
@@ -364,7 +385,12 @@ class RayExecutor:
                 ray.shutdown()
 
     @staticmethod
-    def _drain(ray: object, refs: dict[object, CellTask], on_outcome: OnOutcome) -> None:
+    def _drain(
+        ray: object,
+        refs: dict[object, CellTask],
+        on_outcome: OnOutcome,
+        submit_more: Callable[[], None] | None = None,
+    ) -> None:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)  # type: ignore[attr-defined]
             task = refs.pop(done[0])
@@ -375,3 +401,5 @@ class RayExecutor:
                     task.index, "interrupted", error=f"{type(err).__name__}: {err}"
                 )
             on_outcome(outcome)
+            if submit_more is not None:
+                submit_more()

@@ -49,7 +49,8 @@ def is_spec(arg: str) -> bool:
         return True
     if arg.endswith(".toml") and Path(arg).is_file():
         try:
-            return "experiments" in parse_toml(read_spec_text(Path(arg)), arg)
+            doc = parse_toml(read_spec_text(Path(arg)), arg)
+            return "experiments" in doc or "languages" in doc
         except SweepError:  # unreadable, not UTF-8, binary
             return True
         except ValueError:  # malformed TOML: not a spec (the experiment loader says why)
@@ -63,17 +64,22 @@ def spec_from_args(
     seeds: str | None,
     sets: list[str],
     name: str | None,
+    languages: str | None = None,
+    symbols: str | None = None,
 ) -> SweepSpec:
-    """A spec (a file or suite, with --grid/--seeds/--set/--name applied) when the one
-    argument names one, else an inline sweep over the experiments given."""
-    if not args:
+    """A spec (a file or suite, with --grid/--seeds/--set/--name/--languages applied) when the
+    one argument names one, else an inline sweep over the experiments (and language files)
+    given."""
+    if not args and languages is None:
         raise SweepError("give a sweep spec, a suite (fsmrun sweep --list) or experiments")
     overrides = {o.key: o.value for o in map(parse_assignment, sets)}
+    files = {k: v for k, v in (("languages", languages), ("symbols", symbols)) if v is not None}
     if len(args) == 1 and is_spec(args[0]):
         spec = load_spec(args[0])
         update: dict[str, Any] = {
             "set": {**spec.set, **overrides},
             "grid": {**spec.grid, **parse_grid(grid)},
+            **files,
         }
         if seeds is not None:
             update["seeds"] = parse_seeds(seeds)
@@ -81,7 +87,7 @@ def spec_from_args(
             update["name"] = name
         return SweepSpec.model_validate({**spec.model_dump(), **update})
     chosen = parse_seeds(seeds) if seeds is not None else [0]
-    return inline_spec(args, parse_grid(grid), chosen, overrides, name)
+    return inline_spec(args, parse_grid(grid), chosen, overrides, name, **files)
 
 
 def make_executor(

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import itertools
 import json
@@ -128,7 +129,9 @@ def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
 
 
 def check_spec_keys(spec: SweepSpec) -> None:
-    """Every override key names a config value (SweepError otherwise)."""
+    """Every override key names a config value, and there is an experiment (SweepError)."""
+    if not spec.experiments and spec.languages is None:
+        raise SweepError("the sweep names no experiment: give `experiments` or `languages`")
     keys = list(spec.set) + [k for case in spec.cases for k in case] + list(spec.grid)
     for key in keys:
         if key == "seed":
@@ -167,23 +170,31 @@ def inline_spec(
     seeds: list[int],
     overrides: dict[str, Any],
     name: str | None = None,
+    languages: str | None = None,
+    symbols: str | None = None,
 ) -> SweepSpec:
-    """The spec of `fsmrun sweep EXP... --grid k=v1,v2 --seeds 0-4 --set k=v`."""
+    """The spec of `fsmrun sweep EXP... --grid k=v1,v2 --seeds 0-4 --set k=v [--languages
+    GLOB]`."""
     default = "_".join(Path(e).stem for e in experiments)[:40] or "sweep"
     spec = SweepSpec(
-        name=name or default, experiments=experiments, set=overrides, grid=grid, seeds=seeds
+        name=name or default,
+        experiments=experiments,
+        set=overrides,
+        grid=grid,
+        seeds=seeds,
+        languages=languages,
+        symbols=symbols,
     )
     check_spec_keys(spec)
     return spec
 
 
 def iter_cells(spec: SweepSpec) -> Iterator[Cell]:
-    """Cells in order, one at a time: experiments x cases x grid combinations x seeds (the
-    grid's combinations are never built as a list)."""
+    """Cells in order, one at a time: experiments (x language files) x cases x grid
+    combinations x seeds (the grid's combinations are never built as a list)."""
     keys = list(spec.grid)
     index = 0
-    for source in spec.experiments:
-        base = load_experiment(source)
+    for source, base in base_experiments(spec):
         for case in spec.cases or [{}]:
             for values in itertools.product(*spec.grid.values()):
                 combo = dict(zip(keys, values, strict=True))
@@ -207,7 +218,12 @@ def spec_size(spec: SweepSpec) -> int:
     combos = 1
     for values in spec.grid.values():
         combos *= len(values)
-    return len(spec.experiments) * max(1, len(spec.cases)) * combos * len(spec.seeds)
+    bases = len(spec.experiments)
+    if spec.languages is not None:
+        files = language_files(spec.languages)
+        automata = sum(1 for f in files if f.suffix != ".toml")
+        bases = bases * (automata or 1) + len(files) - automata
+    return bases * max(1, len(spec.cases)) * combos * len(spec.seeds)
 
 
 def sweep_hash(cells: list[Cell]) -> str:
@@ -223,3 +239,76 @@ def describe_overrides(overrides: dict[str, Any], fixed: dict[str, Any] | None =
         for k, v in overrides.items()
         if k not in fixed or fixed[k] != v
     )
+
+
+# ---------------------------------------------------------------------------- language files
+
+SYMBOL_TABLE_SUFFIXES = (".syms", ".isyms")
+
+
+def language_files(pattern: str) -> list[Path]:
+    """The files a `languages` glob matches, sorted (SweepError naming the glob if none)."""
+    files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)) if Path(p).is_file())
+    files = [f for f in files if f.suffix not in SYMBOL_TABLE_SUFFIXES]
+    if not files:
+        raise SweepError(
+            f"languages: no file matches {pattern!r} (a glob of AT&T files or experiment "
+            "TOMLs, e.g. 'languages/*.att'; relative to the current folder)"
+        )
+    return files
+
+
+def symbol_table(automaton: Path, symbols: str | None) -> Path | None:
+    """The symbol table of an AT&T file: `symbols` if given, else `<stem>.syms` (or .isyms)
+    beside it, else None (the alphabet then comes from the arc labels)."""
+    if symbols is not None:
+        if not Path(symbols).is_file():
+            raise SweepError(f"symbols: no symbol table file {symbols!r}")
+        return Path(symbols)
+    for suffix in SYMBOL_TABLE_SUFFIXES:
+        beside = automaton.with_suffix(suffix)
+        if beside.is_file():
+            return beside
+    return None
+
+
+def with_language(
+    base: ExperimentConfig, automaton: Path, symbols: Path | None
+) -> ExperimentConfig:
+    """`base` with its language replaced by an AT&T file, named after the file's stem."""
+    doc = base.model_dump()
+    for source in ("regex", "dfa", "att", "random_dfa", "alphabet"):
+        doc["data"].pop(source, None)  # the symbol table (or the arc labels) is the alphabet
+    doc["data"]["att"] = {"path": str(automaton), "isymbols": str(symbols) if symbols else None}
+    doc["name"] = automaton.stem
+    try:
+        return ExperimentConfig.model_validate(doc)
+    except ValidationError as err:
+        raise SweepError(f"{automaton}: {err.errors()[0]['msg']}") from None
+
+
+def base_experiments(spec: SweepSpec) -> list[tuple[str, ExperimentConfig]]:
+    """(source, config) of each experiment a spec names, before cases, grid and seeds.
+
+    With `languages`, a glob of AT&T files makes one experiment per (experiment, file): the
+    experiment's corpus, model and training on the file's language (source `EXP@FILE`); a
+    glob of TOMLs adds each file as an experiment. Either way a cell is named after its file.
+    """
+    bases = [(source, load_experiment(source)) for source in spec.experiments]
+    if spec.languages is None:
+        return bases
+    files = language_files(spec.languages)
+    automata = [f for f in files if f.suffix != ".toml"]
+    if automata and not bases:
+        raise SweepError(
+            "languages: AT&T files need an experiment to take the corpus, model and training "
+            "from; give `experiments` (e.g. regex_a) too"
+        )
+    if automata:
+        tables = {f: symbol_table(f, spec.symbols) for f in automata}
+        bases = [
+            (f"{source}@{f}", with_language(base, f, tables[f]))
+            for source, base in bases
+            for f in automata
+        ]
+    return bases + [(str(f), load_experiment(str(f))) for f in files if f.suffix == ".toml"]

@@ -134,7 +134,7 @@ def test_allocation_retries_past_versions_claimed_after_listing(tmp_path, monkey
     for _ in range(3):
         claim_empty_run_folder(tmp_path, "regex_a", HASH_A)
     # Another process claimed v1..v3 between our listing and our mkdir.
-    monkeypatch.setattr(registry, "_versions", lambda hash_dir: [])
+    monkeypatch.setattr(registry, "list_versions", lambda hash_dir: [])
     assert claim_empty_run_folder(tmp_path, "regex_a", HASH_A)[1] == 4
 
 
@@ -516,7 +516,7 @@ def test_a_claim_killed_before_its_rename_leaves_nothing_visible(tmp_path):
 def test_a_leftover_empty_version_folder_is_taken_by_the_next_claim(tmp_path, monkeypatch):
     hash_dir = tmp_path / "regex_a" / "a1b2c3d4e5f6"
     (hash_dir / "v1").mkdir(parents=True)  # left by an older fsmrun killed in its claim
-    monkeypatch.setattr(registry, "_versions", lambda hash_dir: [])
+    monkeypatch.setattr(registry, "list_versions", lambda hash_dir: [])
     folder, version = claim_empty_run_folder(tmp_path, "regex_a", HASH_A)
     assert version == 1 and (folder / ".lock").is_file()
 

@@ -1,0 +1,214 @@
+"""What the index keeps of one run folder besides its RunRow: the folder's mtime (to notice a
+changed folder without parsing it), the flattened config (for `--where` and report groups),
+every per-split metric of both checkpoints (what `report` aggregates) and the run's tags."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fsmrun.base.overrides import flatten
+from fsmrun.runs.layout import ResultsFolderError
+from fsmrun.runs.run_folder import LABELS_FILE, RunFolder, RunFolderError
+from fsmrun.schemas.config import ExperimentConfig
+from fsmrun.schemas.records import Metrics, SplitMetrics
+from fsmrun.schemas.run_row import RunRow
+
+log = logging.getLogger(__name__)
+
+# Tags a user attaches to a run, kept in a JSON object beside its other files (`fsmrun tag`).
+TAGS_FILE = LABELS_FILE  # labels.json: {"tags": {...}, "note": ...}
+TAG_PREFIX = "tag."
+CHECKPOINTS = ("best", "last")
+METRIC_SPLITS = ("val", "test", "test_ood")
+METRIC_FIELDS = tuple(name for name in SplitMetrics.model_fields if name != "bins")
+# Derived fields stored beside the config's own: `experiment` (its name) and `language`
+# (the stem of its AT&T file, else the experiment name), so filters and groups can use them.
+DERIVED_FIELDS = ("experiment", "language")
+_UNSTORED = ("name", "description")  # the name is stored as `experiment`; prose is no group
+
+
+def metric_column(checkpoint: str, split: str, field: str) -> str:
+    """The index column of one metric, e.g. best__test__string_acc."""
+    return f"{checkpoint}__{split}__{field}"
+
+
+METRIC_COLUMNS = tuple(
+    metric_column(c, s, f) for c in CHECKPOINTS for s in METRIC_SPLITS for f in METRIC_FIELDS
+)
+_METRIC_PARTS = [
+    (c, s, [(f, metric_column(c, s, f)) for f in METRIC_FIELDS])
+    for c in CHECKPOINTS
+    for s in METRIC_SPLITS
+]
+RUN_COLUMN_TYPES = {  # one column per RunRow field, in its order
+    "run_id": "TEXT PRIMARY KEY",
+    "experiment": "TEXT NOT NULL",
+    "config_hash": "TEXT NOT NULL",
+    "version": "INTEGER NOT NULL",
+    "folder": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",  # as recorded; rows() applies effective_status
+    "created": "REAL NOT NULL",
+    "updated": "REAL NOT NULL",
+    "hostname": "TEXT NOT NULL",
+    "pid": "INTEGER",
+    "heartbeat": "REAL NOT NULL",
+    "device": "TEXT NOT NULL",
+    "amp": "INTEGER NOT NULL",
+    "deterministic": "INTEGER NOT NULL",
+    "steps": "INTEGER NOT NULL",
+    "epochs": "INTEGER NOT NULL",
+    "times_resumed": "INTEGER NOT NULL",
+    "stop_reason": "TEXT",
+    "best_val_metric": "TEXT",
+    "best_val_value": "REAL",
+    "test_string_acc": "REAL",
+    "test_ood_string_acc": "REAL",
+    "wall_time_s": "REAL",
+    "audit_verified": "INTEGER",
+}
+RUN_COLUMNS = tuple(RUN_COLUMN_TYPES)
+assert tuple(RunRow.model_fields) == RUN_COLUMNS, "index columns follow RunRow's fields"
+EXTRA_COLUMN_TYPES = {
+    "folder_mtime_ns": "INTEGER",  # NULL: unknown, the folder is read at every listing
+    "config": "TEXT",  # JSON object of config_fields(); NULL without config.json
+    "tags": "TEXT",  # JSON object; NULL without tags
+    **dict.fromkeys(METRIC_COLUMNS, "REAL"),
+}
+COLUMN_TYPES = {**RUN_COLUMN_TYPES, **EXTRA_COLUMN_TYPES}
+COLUMNS = tuple(COLUMN_TYPES)
+
+
+@dataclass(frozen=True)
+class IndexedRun:
+    """One run folder as the index stores it."""
+
+    row: RunRow
+    mtime_ns: int | None
+    config: dict[str, Any] | None
+    metrics: dict[str, float | None]
+    tags: dict[str, Any] | None
+
+    def values(self) -> tuple[Any, ...]:
+        """The row's column values: the RunRow fields, then EXTRA_COLUMN_TYPES, in order."""
+        config = None if self.config is None else json.dumps(self.config, separators=(",", ":"))
+        tags = None if self.tags is None else json.dumps(self.tags, separators=(",", ":"))
+        return (
+            *(getattr(self.row, name) for name in RunRow.model_fields),
+            self.mtime_ns,
+            config,
+            tags,
+            *(self.metrics.get(c) for c in METRIC_COLUMNS),
+        )
+
+
+def config_fields(config: ExperimentConfig) -> dict[str, Any]:
+    """The config flattened to dotted keys plus the derived fields; a recurrent model's
+    pos_encoding is None (it has none), so it neither groups nor matches."""
+    flat = flatten(config.model_dump(mode="json"))
+    for key in _UNSTORED:
+        flat.pop(key, None)
+    if config.model.arch != "transformer":
+        flat["model.pos_encoding"] = None
+    att = config.data.att
+    language = Path(att.path).stem if att is not None else config.name
+    return {"experiment": config.name, "language": language, **flat}
+
+
+def metric_values(metrics: Metrics | None) -> dict[str, float | None]:
+    """Every metric column of `metrics` ({} before the run has finished once)."""
+    values: dict[str, float | None] = {}
+    if metrics is None:
+        return values
+    for checkpoint, split, columns in _METRIC_PARTS:
+        part = getattr(getattr(metrics, checkpoint), split)
+        if part is not None:
+            values.update((column, getattr(part, field)) for field, column in columns)
+    return values
+
+
+def read_tags(folder: Path) -> dict[str, Any] | None:
+    """The run's tags ({key: value}), None without a tags file; a damaged one is skipped."""
+    path = folder / TAGS_FILE
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read %s (%s); its tags are left out", path, exc)
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("tags"), dict):
+        doc = doc["tags"]
+    return doc if isinstance(doc, dict) else None
+
+
+def relative_folder(root: Path, folder: Path) -> str:
+    try:
+        return folder.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError as exc:
+        raise ResultsFolderError(f"{folder} is not inside the results folder {root}") from exc
+
+
+def read_indexed_run(
+    root: str | os.PathLike[str], folder: str | os.PathLike[str], rel: str | None = None
+) -> IndexedRun:
+    """Read run.json, metrics.json, config.json and the tags of `folder` (status as recorded);
+    an unreadable metrics.json or config.json is skipped with a warning. `rel`: the folder
+    relative to `root`, when the caller knows it. The folder's mtime is taken first, so a
+    change made while it is read shows as a change at the next listing."""
+    folder = Path(folder)
+    try:
+        mtime_ns: int | None = os.stat(folder).st_mtime_ns
+    except OSError:
+        mtime_ns = None
+    run = RunFolder(folder)
+    record = run.read_record()
+    try:
+        metrics = run.read_metrics()
+    except RunFolderError as exc:
+        log.warning("%s", exc)
+        metrics = None
+    try:
+        config = run.read_config()
+    except RunFolderError as exc:
+        log.warning("%s", exc)
+        config = None
+    best = metrics.best if metrics else None
+    row = RunRow(
+        run_id=record.run_id,
+        experiment=record.experiment,
+        config_hash=record.config_hash,
+        version=record.version,
+        folder=rel if rel is not None else relative_folder(Path(root), folder),
+        status=record.status,
+        created=record.created,
+        updated=record.updated,
+        hostname=record.hostname,
+        pid=record.pid,
+        heartbeat=record.heartbeat,
+        device=record.device,
+        amp=record.amp,
+        deterministic=record.deterministic,
+        # steps only grow: whichever file was written last holds the larger count
+        steps=max(record.steps, metrics.steps if metrics else 0),
+        epochs=max(record.epochs, metrics.epochs if metrics else 0),
+        times_resumed=record.times_resumed,
+        stop_reason=metrics.stop_reason if metrics else None,
+        best_val_metric=metrics.monitor if metrics else None,
+        best_val_value=metrics.early_stop.best_value if metrics else None,
+        test_string_acc=best.test.string_acc if best else None,
+        test_ood_string_acc=best.test_ood.string_acc if best and best.test_ood else None,
+        wall_time_s=metrics.wall_time_s if metrics else None,
+        audit_verified=record.audit_verified,
+    )
+    return IndexedRun(
+        row=row,
+        mtime_ns=mtime_ns,
+        config=config_fields(config) if config is not None else None,
+        metrics=metric_values(metrics),
+        tags=read_tags(folder),
+    )

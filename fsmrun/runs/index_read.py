@@ -1,0 +1,289 @@
+"""Reading the index `<root>/registry.sqlite` without ever writing it: the runs a RunQuery
+asks for, streamed in order with their count, or the values a report needs. Only folders the
+index does not describe (index_scan) are read; the rest comes from its rows."""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from fsmrun.runs.index_columns import (
+    COLUMN_TYPES,
+    COLUMNS,
+    RUN_COLUMNS,
+    IndexedRun,
+    read_indexed_run,
+)
+from fsmrun.runs.index_query import RunQuery, json_path
+from fsmrun.runs.index_scan import Known, find_changes, read_folders
+from fsmrun.runs.layout import ResultsFolderError, is_plain_name
+from fsmrun.runs.lock import lock_held
+from fsmrun.runs.run_folder import STATUSES, RunFolderError, status_now
+from fsmrun.schemas.run_row import RunRow
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "registry.sqlite"
+BUSY_TIMEOUT_S = 30.0
+INDEX_SCHEMA_VERSION = 2
+SORT_KEYS: tuple[str, ...] = tuple(RunRow.model_fields)
+
+
+def _now_row(root: Path, row: RunRow) -> RunRow:
+    writer = lock_held(root / row.folder) if row.status == "running" else None
+    status = status_now(row.status, row.pid, row.hostname, row.heartbeat, writer=writer)
+    return row if status == row.status else row.model_copy(update={"status": status})
+
+
+def _check_choice(value: str | None, valid: tuple[str, ...], what: str) -> None:
+    if value is not None and value not in valid:
+        close = difflib.get_close_matches(value, valid, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ResultsFolderError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
+
+
+def check_filters(status: str | None, sort: str | None) -> None:
+    """ResultsFolderError naming the valid choices for an unknown status or sort key."""
+    _check_choice(status, STATUSES, "status")
+    _check_choice(sort, SORT_KEYS, "sort key")
+
+
+def is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """DatabaseError that a rebuild can fix, as opposed to locks and unwritable folders."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return True  # "file is not a database", "database disk image is malformed", ...
+    message = str(exc).lower()
+    return not any(w in message for w in ("locked", "busy", "readonly", "unable to open", "disk"))
+
+
+def schema_ok(conn: sqlite3.Connection) -> bool:
+    """The index has this fsmrun version's tables."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] != INDEX_SCHEMA_VERSION:
+        return False
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+    dirs = [r[1] for r in conn.execute("PRAGMA table_info(dirs)")]
+    return tuple(columns) == COLUMNS and dirs == ["path", "mtime_ns", "children"]
+
+
+class IndexReader:
+    """Read-only queries of the index of the results folder `root`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.path = self.root / INDEX_FILE
+        self._skipped: set[Path] = set()
+
+    def rows(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        sort: str | None = None,
+        descending: bool = False,
+    ) -> list[RunRow]:
+        """Every run under the root with its status now, filtered and sorted (default: by
+        created); see `select`."""
+        query = RunQuery(experiment=experiment, status=status, sort=sort, descending=descending)
+        return [listed.row for listed in self.select(query).listed]
+
+    def select(self, query: RunQuery, *, with_config: bool = False) -> Selection:
+        """The runs `query` asks for, streamed in its order, and how many match in all.
+        Only reads: never creates, repairs or writes the index or a folder.
+
+        The folders found by a directory scan are the runs; the index supplies their rows,
+        so only folders it lacks or whose mtime moved (copied in, edited, or an index
+        missing, damaged or unreadable) and rows recorded as running are read from the
+        folders. `with_config` adds each run's flattened config (`index_columns`).
+        """
+        check_filters(query.status, query.sort)
+        if query.experiment is not None and not is_plain_name(query.experiment):
+            return Selection(0, iter(()))  # "../x" or "a/b" names no experiment folder
+        conn = self._open_read_only()
+        key = query.row_key()
+        fresh, excluded = self._fresh(conn, query)
+        listed = sorted(
+            (Listed(run.row, run.config) for run in fresh), key=lambda item: key(item.row)
+        )
+        if conn is None:
+            return Selection(len(listed), iter(listed[: query.limit]))
+        where, args = self._where(query, excluded)
+        total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", args).fetchone()[0]
+        columns = ", ".join(RUN_COLUMNS + (("config",) if with_config else ()))
+        sql = f"SELECT {columns} FROM runs WHERE {where} ORDER BY {query.order_sql()}"
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+        indexed = self._stream(conn, conn.execute(sql, args), with_config)
+        merged = heapq.merge(indexed, listed, key=lambda item: key(item.row))
+        limited = (item for i, item in enumerate(merged) if query.limit is None or i < query.limit)
+        return Selection(total + len(listed), _closing(conn, limited))
+
+    def values(
+        self, query: RunQuery, fields: Sequence[str], columns: Sequence[str]
+    ) -> Iterator[tuple[Any, ...]]:
+        """(run_id, folder, config_hash, version, *fields, *columns) of each run `query`
+        asks for, in no particular order: config `fields` (dotted keys, as stored: JSON
+        booleans come back as 0/1 from the index) and index `columns` (metrics)."""
+        check_filters(query.status, None)
+        conn = self._open_read_only()
+        fresh, excluded = self._fresh(conn, query)
+        for run in fresh:
+            config, metrics = run.config or {}, run.metrics
+            yield (
+                run.row.run_id, run.row.folder, run.row.config_hash, run.row.version,
+                *(config.get(f) for f in fields), *(metrics.get(c) for c in columns),
+            )  # fmt: skip
+        if conn is None:
+            return
+        unknown = [c for c in columns if c not in COLUMN_TYPES]
+        if unknown:
+            raise ResultsFolderError(f"no index column {unknown[0]!r}")
+        where, args = self._where(query, excluded)
+        extract = ["json_extract(config, ?)"] * len(fields)
+        selected = ", ".join(["run_id", "folder", "config_hash", "version", *extract, *columns])
+        sql = f"SELECT {selected} FROM runs WHERE {where}"
+        yield from _closing(conn, conn.execute(sql, [*map(json_path, fields), *args]))
+
+    def _fresh(
+        self, conn: sqlite3.Connection | None, query: RunQuery
+    ) -> tuple[list[IndexedRun], set[str]]:
+        """Runs read from changed folders that match `query`, and the folders whose index
+        rows are not to be used."""
+        known = Known()
+        if conn is not None:
+            where, args = "1", ()
+            dirs_where, dirs_args = "1", ()
+            if query.experiment is not None:
+                where, args = "experiment = ?", (query.experiment,)
+                dirs_where = "path = ? OR path LIKE ? ESCAPE '\\'"
+                dirs_args = (query.experiment, _like_prefix(query.experiment) + "/%")
+            known.runs = dict(
+                conn.execute(f"SELECT folder, folder_mtime_ns FROM runs WHERE {where}", args)
+            )
+            running = f"SELECT folder FROM runs WHERE status = 'running' AND {where}"
+            known.running = {f for (f,) in conn.execute(running, args)}
+            dirs_sql = f"SELECT path, mtime_ns, children FROM dirs WHERE {dirs_where}"
+            known.dirs = {p: (m, c) for p, m, c in conn.execute(dirs_sql, dirs_args)}
+        changes = find_changes(self.root, known, query.experiment)
+        fresh = []
+        for rel, result in read_folders(self.root, changes.stale):
+            if isinstance(result, str):
+                self._skip(self.root / rel, result)
+                continue
+            row = _now_row(self.root, result.row)
+            if query.matches(result, row.status):
+                fresh.append(IndexedRun(row, result.mtime_ns, result.config, result.metrics,
+                                        result.tags))  # fmt: skip
+        return fresh, changes.excluded
+
+    @staticmethod
+    def _where(query: RunQuery, excluded: set[str]) -> tuple[str, list[Any]]:
+        where, args = query.sql()
+        where += " AND status != 'running'"  # those were read from their folders
+        if excluded:
+            where += " AND folder NOT IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(sorted(excluded)))
+        return where, args
+
+    def _stream(
+        self, conn: sqlite3.Connection, cursor: sqlite3.Cursor, with_config: bool
+    ) -> Iterator[Listed]:
+        width = len(RUN_COLUMNS)
+        for values in cursor:
+            try:
+                row = RunRow.model_validate(dict(zip(RUN_COLUMNS, values[:width], strict=True)))
+            except ValidationError:  # a damaged row: its folder is read instead
+                try:
+                    run = read_indexed_run(self.root, self.root / str(values[4]))
+                except (ResultsFolderError, RunFolderError, OSError) as exc:
+                    self._skip(self.root / str(values[4]), str(exc))
+                    continue
+                yield Listed(_now_row(self.root, run.row), run.config)
+                continue
+            config = json.loads(values[width]) if with_config and values[width] else None
+            yield Listed(row, config)
+
+    def _skip(self, folder: Path, reason: str) -> None:
+        if folder not in self._skipped:  # one warning per folder, also after reindex()
+            self._skipped.add(folder)
+            log.warning("skipping %s: %s", folder, reason)
+
+    def _read_only_uri(self) -> str:
+        """A URI opening the index without creating or changing any file.
+
+        With no -wal/-shm beside it no connection is open and the file is the whole database:
+        it is read as immutable (a plain read-only open would create both files). Otherwise a
+        writer is about and its -wal holds recent rows: the open is read-only, through the
+        files that exist. A writer checkpointing during an immutable read can at worst fail it
+        (the folders are read instead) or give a stale row; folders are always rescanned.
+        """
+        uri = self.path.resolve().as_uri()
+        wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
+        if not wal.exists() and not shm.exists():
+            return f"{uri}?immutable=1"
+        return f"{uri}?mode=ro"
+
+    def _open_read_only(self) -> sqlite3.Connection | None:
+        """A read-only connection in a read transaction (one snapshot for every query);
+        None when there is no index or it cannot be read (the folders are read instead)."""
+        if not self.path.is_file():
+            return None
+        try:
+            conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
+            try:
+                if not schema_ok(conn):
+                    raise sqlite3.DatabaseError("not an index of this fsmrun version")
+                conn.execute("BEGIN")
+                conn.execute("SELECT COUNT(*) FROM dirs").fetchone()  # the snapshot starts
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            if is_corruption(exc):
+                log.warning(
+                    "registry index %s is damaged (%s); reading the run folders "
+                    "(`fsmrun ls --reindex` rebuilds it)",
+                    self.path,
+                    exc,
+                )
+            return None
+        return conn
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One listed run: its row (status now) and, when asked for, its flattened config."""
+
+    row: RunRow
+    config: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The runs a query matched: how many in all, and the (possibly limited) stream."""
+
+    total: int
+    listed: Iterator[Listed]
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_Item = TypeVar("_Item")
+
+
+def _closing(conn: sqlite3.Connection, items: Iterator[_Item]) -> Iterator[_Item]:
+    """`items`, closing `conn` once they are exhausted (or the stream is dropped)."""
+    try:
+        yield from items
+    finally:
+        conn.close()

@@ -1,0 +1,214 @@
+"""Which run folders the index does not describe any more, found by directory mtimes alone,
+and reading many folders at once (in worker processes when there are many).
+
+A run folder's mtime changes whenever a file in it is replaced (every fsmrun write is a
+rename into it) and a hash folder's whenever a version is claimed or removed; the index
+keeps both as they were when it read them. A listing stats the folders (no parsing) and reads
+only those whose mtime moved, those it has no row for and those recorded as running (their
+heartbeat lives in run.json). A file edited in place (not replaced) keeps the folder's mtime:
+`fsmrun ls --reindex` reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fsmrun.runs.index_columns import IndexedRun, read_indexed_run
+from fsmrun.runs.layout import VERSION_RE as _VERSION_RE
+from fsmrun.runs.layout import ResultsFolderError, list_versions
+from fsmrun.runs.run_folder import RunFolder, RunFolderError
+
+log = logging.getLogger(__name__)
+
+PARALLEL_MIN = 2000  # below this many folders, worker start-up costs more than it saves
+# A folder mtime younger than this may still change within the same clock tick: not trusted.
+SETTLED_S = 2.0
+_CHUNK = 256
+
+
+@dataclass
+class Known:
+    """What the index holds: each run folder's mtime_ns, the folders recorded as running,
+    and folders whose listing it knows: path -> (mtime_ns, child names joined by '/'), kept
+    for an experiment folder whose hash folders are all known and a hash folder whose
+    versions are all indexed."""
+
+    runs: dict[str, int | None] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
+    dirs: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """`stale`: run folders to read (relative paths); `excluded`: indexed folders whose
+    rows are out of date or whose folder is gone."""
+
+    stale: list[str]
+    excluded: set[str]
+
+
+def _experiments(root: str, experiment: str | None) -> list[str]:
+    if experiment is not None:
+        return [experiment]
+    try:
+        return sorted(n for n in os.listdir(root) if not n.startswith("."))
+    except OSError:
+        return []
+
+
+def _children(path: str, rel: str, dirs: dict[str, tuple[int, str]]) -> list[str] | None:
+    """Names in folder `path` (None if it is no folder): from the index when its mtime is
+    the one recorded with them, else listed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    entry = dirs.get(rel)
+    if entry is not None and entry[0] == st.st_mtime_ns:
+        return entry[1].split("/") if entry[1] else []
+    try:
+        return os.listdir(path)
+    except OSError:
+        return None
+
+
+def find_changes(root: str | os.PathLike[str], known: Known, experiment: str | None) -> Changes:
+    """Compare the folders under `root` (one experiment's, if given) with what is known."""
+    root_s = os.fspath(root)
+    remaining = dict(known.runs)
+    missing = object()
+    stale: list[str] = []
+    for exp in _experiments(root_s, experiment):
+        hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
+        for name in hash_names or []:
+            if name.startswith("."):
+                continue
+            rel_hash = f"{exp}/{name}"
+            names = _children(f"{root_s}/{rel_hash}", rel_hash, known.dirs)
+            for version in names or []:
+                if not _VERSION_RE.match(version):
+                    continue
+                rel = f"{rel_hash}/{version}"
+                try:
+                    mtime_ns = os.stat(f"{root_s}/{rel}").st_mtime_ns
+                except OSError:
+                    continue  # gone: stays in `remaining`
+                entry = remaining.pop(rel, missing)
+                if entry is missing or entry != mtime_ns or rel in known.running:
+                    stale.append(rel)
+    excluded = set(remaining)
+    excluded.update(rel for rel in stale if rel in known.runs)
+    return Changes(sorted(stale), excluded)
+
+
+def _read_one(root: str, rel: str) -> IndexedRun | str | None:
+    """The folder's IndexedRun; None if it is no run folder; the reason it cannot be read."""
+    folder = Path(root) / rel
+    if not RunFolder(folder).is_run():
+        return None
+    try:
+        return read_indexed_run(root, folder, rel)
+    except (ResultsFolderError, RunFolderError) as exc:
+        return str(exc)
+
+
+def _read_chunk(root: str, rels: list[str]) -> list[IndexedRun | str | None]:
+    return [_read_one(root, rel) for rel in rels]
+
+
+def settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | None:
+    """(mtime_ns, sorted names) of a folder's visible entries (`versions`: its v<N>
+    folders), the mtime taken before listing; None when it is too recent to be trusted (a
+    change within the same clock tick would not move it) or cannot be read."""
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+        if time.time_ns() - mtime <= SETTLED_S * 1e9:
+            return None
+        names = [f"v{n}" for n in list_versions(folder)] if versions else visible_names(folder)
+    except OSError:
+        return None
+    return mtime, names
+
+
+def visible_names(folder: Path) -> list[str]:
+    """Sorted names in `folder` not starting with '.' ([] if it is no folder)."""
+    try:
+        return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    except OSError:
+        return []
+
+
+def _hash_chunk(root: str, rel_hashes: list[str]) -> list[tuple[str, str, Any]]:
+    """For each hash folder: ("dir", folder, (mtime_ns, versions joined by '/') or None if
+    its listing is not to be trusted), then ("run", run folder, its index row values) or
+    ("bad", run folder, why it is unreadable) per version. Files and gone folders: nothing."""
+    out: list[tuple[str, str, Any]] = []
+    for rel_hash in rel_hashes:
+        hash_dir = Path(root) / rel_hash
+        if not hash_dir.is_dir():
+            continue
+        listing = settled_listing(hash_dir, versions=True)
+        out.append(("dir", rel_hash, (listing[0], "/".join(listing[1])) if listing else None))
+        versions = listing[1] if listing else [f"v{n}" for n in list_versions(hash_dir)]
+        for version in versions:
+            rel = f"{rel_hash}/{version}"
+            run = _read_one(root, rel)
+            if run is not None:
+                out.append(
+                    ("bad", rel, run) if isinstance(run, str) else ("run", rel, run.values())
+                )
+    return out
+
+
+def iter_hash_folders(
+    root: str | os.PathLike[str], rel_hashes: list[str], workers: int | None = None
+) -> Iterator[tuple[str, str, Any]]:
+    """`_hash_chunk` items of every hash folder in `rel_hashes`, in order, as they are listed
+    and read (by worker processes when there are many): listing and parsing run side by side,
+    and a reindex holds no more than a few chunks of rows at a time."""
+    root_s = os.fspath(root)
+    workers = workers or os.cpu_count() or 1
+    chunk = max(1, _CHUNK // 2)
+    chunks = [rel_hashes[i : i + chunk] for i in range(0, len(rel_hashes), chunk)]
+    if len(rel_hashes) < PARALLEL_MIN or workers < 2 or "fork" not in _start_methods():
+        for part in chunks:
+            yield from _hash_chunk(root_s, part)
+        return
+    context = multiprocessing.get_context("fork")  # no re-import: workers start at once
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for part in pool.map(_hash_chunk, [root_s] * len(chunks), chunks):
+            yield from part
+
+
+def read_folders(
+    root: str | os.PathLike[str], rels: Iterable[str], workers: int | None = None
+) -> list[tuple[str, IndexedRun | str]]:
+    """(folder, IndexedRun or the reason it is unreadable) of each run folder in `rels`,
+    in order; folders without run.json are left out. Many folders are read by worker
+    processes (`workers`, default one per CPU), few in this process."""
+    root_s, rels = os.fspath(root), list(rels)
+    workers = workers or os.cpu_count() or 1
+    if len(rels) < PARALLEL_MIN or workers < 2 or "fork" not in _start_methods():
+        results = _read_chunk(root_s, rels)
+    else:
+        chunks = [rels[i : i + _CHUNK] for i in range(0, len(rels), _CHUNK)]
+        context = multiprocessing.get_context("fork")  # no re-import: workers start at once
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = [r for part in pool.map(_read_chunk, [root_s] * len(chunks), chunks)
+                       for r in part]  # fmt: skip
+    return [(rel, r) for rel, r in zip(rels, results, strict=True) if r is not None]
+
+
+def _start_methods() -> list[str]:
+    return multiprocessing.get_all_start_methods()

@@ -1,0 +1,243 @@
+"""The index at scale: stored config, metrics and tags; folders changed, copied in or deleted
+are found by directory mtimes; filters, sort and limit in SQL agree with the same test in
+Python; reindex in worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from fsmrun.base.io import atomic_write_json
+from fsmrun.runs import index_scan
+from fsmrun.runs import layout as layout_module
+from fsmrun.runs.index import RunIndex
+from fsmrun.runs.index_query import RunQuery, parse_since, parse_where
+from fsmrun.runs.layout import RegistryError, resolve_run, run_id_for
+from fsmrun.runs.run_folder import RunFolder
+from fsmrun.schemas.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from fsmrun.schemas.records import CheckpointEval, EarlyStopState, Metrics, RunRecord, SplitMetrics
+
+OLD = time.time() - 3600  # folders this old have settled: their mtimes are trusted
+
+
+def split(acc: float) -> SplitMetrics:
+    return SplitMetrics(
+        n_strings=10, loss=0.5, nll=0.4, token_acc=0.9, next_valid=0.95, class_acc=0.9,
+        class_baseline=0.5, string_acc=acc, string_baseline=0.25, state_acc=0.8,
+    )  # fmt: skip
+
+
+def write_run(
+    root: Path, name: str, arch: str, lr: float, seed: int, acc: float, created: float,
+    version: int = 1, tags: dict | None = None,
+) -> Path:  # fmt: skip
+    """A completed run folder whose files are what training writes."""
+    config = ExperimentConfig(
+        name=name, seed=seed, data=DataConfig(regex="(a|b)*ab", alphabet="ab"),
+        model=ModelConfig(arch=arch), train=TrainConfig(lr=lr),
+    )  # fmt: skip
+    chash = f"{abs(hash((name, arch, lr, seed))):012x}"[:12] + "0" * 52
+    folder = root / name / chash[:12] / f"v{version}"
+    folder.mkdir(parents=True)
+    run_id = run_id_for(name, chash, version)
+    record = RunRecord(
+        run_id=run_id, experiment=name, config_hash=chash, version=version, status="completed",
+        command=["fsmrun"], device="cpu", amp=False, deterministic=True, created=created,
+        updated=created, heartbeat=created, pid=None, hostname=socket.gethostname(),
+        steps=4, epochs=1,
+    )  # fmt: skip
+    ev = CheckpointEval(step=4, epoch=1, val=split(acc), test=split(acc), test_ood=split(acc / 2))
+    metrics = Metrics(
+        run_id=run_id, experiment=name, monitor="val.string_acc", stop_reason="max_epochs",
+        steps=4, epochs=1, wall_time_s=1.0,
+        early_stop=EarlyStopState(monitor="val.string_acc", mode="max"), best=ev, last=ev,
+    )  # fmt: skip
+    RunFolder(folder).write_record(record)
+    RunFolder(folder).write_config(config)
+    atomic_write_json(folder / "metrics.json", metrics)
+    if tags is not None:
+        atomic_write_json(folder / "tags.json", tags)
+    return folder
+
+
+def age(root: Path) -> None:
+    """Every folder under `root` made an hour old (as if written long ago)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir():
+            os.utime(path, (OLD, OLD))
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    """Six runs: two languages x (transformer lr 1e-3, lstm lr 3e-3) x seeds, one tagged."""
+    runs = [
+        ("even", "transformer", 1e-3, 0, 0.9), ("even", "transformer", 1e-3, 1, 0.7),
+        ("even", "lstm", 3e-3, 0, 0.6), ("odd", "transformer", 1e-3, 0, 0.8),
+        ("odd", "lstm", 3e-3, 0, 0.5), ("odd", "lstm", 3e-3, 1, 0.4),
+    ]  # fmt: skip
+    for i, (name, arch, lr, seed, acc) in enumerate(runs):
+        tags = {"paper": "yes"} if i == 3 else None
+        write_run(tmp_path, name, arch, lr, seed, acc, created=1000.0 + i, tags=tags)
+    age(tmp_path)
+    RunIndex(tmp_path).reindex()
+    return tmp_path
+
+
+def ids(index: RunIndex, **query) -> list[str]:
+    return [listed.row.run_id for listed in index.select(RunQuery(**query)).listed]
+
+
+def count_reads(monkeypatch) -> list[str]:
+    reads: list[str] = []
+    real = index_scan.read_indexed_run
+
+    def counting(root, folder, rel=None):
+        reads.append(rel)
+        return real(root, folder, rel)
+
+    monkeypatch.setattr(index_scan, "read_indexed_run", counting)
+    return reads
+
+
+def test_a_listing_of_an_unchanged_registry_reads_no_folder(registry, monkeypatch):
+    reads = count_reads(monkeypatch)
+    rows = RunIndex(registry).rows()
+    assert len(rows) == 6 and reads == []
+    with sqlite3.connect(registry / "registry.sqlite") as conn:  # every listing is known
+        assert conn.execute("SELECT COUNT(*) FROM dirs").fetchone()[0] == 2 + 6
+
+
+def test_an_edited_folder_is_read_again_and_only_it(registry, monkeypatch):
+    index = RunIndex(registry)
+    folder = registry / index.rows()[0].folder
+    doc = json.loads((folder / "metrics.json").read_text())
+    doc["best"]["test"]["string_acc"] = 0.123
+    atomic_write_json(folder / "metrics.json", doc)  # a rename into the folder moves its mtime
+    reads = count_reads(monkeypatch)
+    first = index.rows()[0]
+    assert reads == [first.folder] and first.test_string_acc == 0.123
+
+
+def test_a_folder_copied_in_beside_an_indexed_version_is_found(registry, monkeypatch):
+    index = RunIndex(registry)
+    source = registry / index.rows()[0].folder
+    copy = source.parent / "v2"
+    shutil.copytree(source, copy)  # copytree keeps the old mtimes of the copied folder
+    record = json.loads((copy / "run.json").read_text())
+    record.update(version=2, run_id=record["run_id"][:-1] + "2")
+    (copy / "run.json").write_text(json.dumps(record))
+    os.utime(copy, (OLD, OLD))  # the folder's own mtime says nothing: its parent's does
+    reads = count_reads(monkeypatch)
+    rows = index.rows()
+    assert len(rows) == 7 and reads == [f"{Path(source.parent.relative_to(registry))}/v2"]
+
+
+def test_deleted_folders_and_experiments_are_dropped_without_reading(registry, monkeypatch):
+    index = RunIndex(registry)
+    shutil.rmtree(registry / index.rows()[0].folder)
+    shutil.rmtree(registry / "odd")
+    reads = count_reads(monkeypatch)
+    assert [r.experiment for r in index.rows()] == ["even", "even"] and reads == []
+
+
+def test_recent_listings_are_not_trusted(tmp_path):
+    write_run(tmp_path, "even", "lstm", 1e-3, 0, 0.5, created=1.0)  # written just now
+    RunIndex(tmp_path).reindex()
+    with sqlite3.connect(tmp_path / "registry.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM dirs").fetchone()[0] == 0
+
+
+def test_where_since_limit_and_sort(registry):
+    index = RunIndex(registry)
+    assert len(ids(index, where=tuple(parse_where(["model.arch=lstm"])))) == 3
+    assert len(ids(index, where=tuple(parse_where(["train.lr=3e-3", "language=odd"])))) == 2
+    assert ids(index, where=tuple(parse_where(["tag.paper=yes"]))) == [
+        r.run_id for r in index.rows() if r.created == 1003.0
+    ]
+    assert ids(index, where=tuple(parse_where(["model.pos_encoding=None"]))) == ids(
+        index, where=tuple(parse_where(["model.arch=lstm"]))
+    )
+    assert len(ids(index, since=1004.0)) == 2
+    selection = index.select(RunQuery(sort="created", descending=True, limit=2))
+    shown = [listed.row.created for listed in selection.listed]
+    assert (shown, selection.total) == ([1005.0, 1004.0], 6)
+    best = index.select(RunQuery(sort="test_string_acc", descending=True, limit=1))
+    assert [listed.row.test_string_acc for listed in best.listed] == [0.9]
+
+
+QUERIES = [
+    {},
+    {"where": ("model.arch=lstm",)},
+    {"where": ("tag.paper=yes",)},
+    {"where": ("train.lr=0.001", "seed=0")},
+    {"experiment": "odd", "sort": "test_string_acc", "descending": True},
+    {"since": 1002.0, "limit": 2},
+    {"status": "completed", "sort": "run_id", "limit": 3},
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_index_and_the_folders_answer_alike(registry, query):
+    query = {**query, "where": tuple(parse_where(list(query.get("where", ()))))}
+    from_index = RunIndex(registry).select(RunQuery(**query))
+    index_rows = [listed.row for listed in from_index.listed]
+    (registry / "registry.sqlite").unlink()  # every folder is read and tested in Python
+    from_folders = RunIndex(registry).select(RunQuery(**query))
+    assert [listed.row for listed in from_folders.listed] == index_rows
+    assert from_folders.total == from_index.total
+
+
+def test_a_half_changed_registry_merges_in_order(registry):
+    index = RunIndex(registry)
+    write_run(registry, "even", "gru", 1e-3, 5, 0.95, created=1002.5)  # new, not indexed
+    rows = index.rows(sort="created", descending=True)
+    assert [r.created for r in rows] == [1005.0, 1004.0, 1003.0, 1002.5, 1002.0, 1001.0, 1000.0]
+    selection = index.select(RunQuery(sort="test_string_acc", descending=True, limit=2))
+    assert [listed.row.test_string_acc for listed in selection.listed] == [0.95, 0.9]
+    assert selection.total == 7
+
+
+def test_values_give_config_fields_and_metric_columns(registry):
+    index = RunIndex(registry)
+    query = RunQuery(status="completed", where=tuple(parse_where(["model.arch=lstm"])))
+    got = sorted(
+        v[4:] for v in index.values(query, ["language", "seed"], ["best__test__string_acc"])
+    )
+    assert got == [("even", 0, 0.6), ("odd", 0, 0.5), ("odd", 1, 0.4)]
+
+
+def test_reindex_in_worker_processes_equals_reading_in_process(registry, monkeypatch):
+    index = RunIndex(registry)
+    serial = index.rows()
+    monkeypatch.setattr(index_scan, "PARALLEL_MIN", 1)
+    assert index.reindex(workers=2) == 6
+    assert index.rows() == serial
+
+
+def test_bad_filters_name_the_fix():
+    with pytest.raises(RegistryError, match="valid keys under model: .*d_model.*tag.NAME"):
+        parse_where(["model.width=3"])
+    with pytest.raises(RegistryError, match="key=value"):
+        parse_where(["model.arch"])
+    with pytest.raises(RegistryError, match="12h, 3d"):
+        parse_since("yesterday")
+    assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+
+
+def test_an_exact_run_id_resolves_without_scanning(registry, monkeypatch):
+    row = RunIndex(registry).rows()[0]
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("scanned the registry")
+
+    monkeypatch.setattr(layout_module, "iter_run_folders", no_scan)
+    assert resolve_run(registry, row.run_id) == registry / row.folder
+    prefix = row.run_id[: len(row.experiment) + 6]  # experiment and 5 hash characters
+    assert resolve_run(registry, prefix) == registry / row.folder

@@ -55,7 +55,7 @@ def label_run(
     """Change a run's labels (RunFolder.label: under its lock, atomically), then its index
     row (a warning if the index cannot be written). The new labels."""
     from fsmrun.runs.index import RunIndex  # the index is built on this module's neighbours
-    from fsmrun.runs.layout import RegistryError
+    from fsmrun.runs.layout import ResultsFolderError
 
     run = RunFolder(folder)
     try:
@@ -64,7 +64,7 @@ def label_run(
         raise LabelError(describe_validation_error(err, "invalid labels")) from None
     try:
         RunIndex(run.results_root).upsert_folder(run.path)
-    except RegistryError as err:
+    except ResultsFolderError as err:
         log.warning("registry index not updated (%s)", err)
     return labels
 

@@ -19,7 +19,7 @@ from fsmrun.runs import index_scan
 from fsmrun.runs import layout as layout_module
 from fsmrun.runs.index import RunIndex
 from fsmrun.runs.index_query import RunQuery, parse_since, parse_where
-from fsmrun.runs.layout import RegistryError, resolve_run, run_id_for
+from fsmrun.runs.layout import ResultsFolderError, resolve_run, run_id_for
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from fsmrun.schemas.records import CheckpointEval, EarlyStopState, Metrics, RunRecord, SplitMetrics
@@ -222,11 +222,11 @@ def test_reindex_in_worker_processes_equals_reading_in_process(registry, monkeyp
 
 
 def test_bad_filters_name_the_fix():
-    with pytest.raises(RegistryError, match="valid keys under model: .*d_model.*tag.NAME"):
+    with pytest.raises(ResultsFolderError, match="valid keys under model: .*d_model.*tag.NAME"):
         parse_where(["model.width=3"])
-    with pytest.raises(RegistryError, match="key=value"):
+    with pytest.raises(ResultsFolderError, match="key=value"):
         parse_where(["model.arch"])
-    with pytest.raises(RegistryError, match="12h, 3d"):
+    with pytest.raises(ResultsFolderError, match="12h, 3d"):
         parse_since("yesterday")
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from fsmrun.schemas.sweep import SweepSpec
 from fsmrun.sweeps.coordinator import run_sweep
-from fsmrun.sweeps.executors import LocalExecutor, SerialExecutor, threads_per_worker
+from fsmrun.sweeps.executors import SerialExecutor, threads_per_worker
+from fsmrun.sweeps.pool import LocalExecutor
 from fsmrun.sweeps.spec import load_spec, spec_size
 
 CAP_2_CORES = 1.67

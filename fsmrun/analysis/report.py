@@ -18,6 +18,7 @@ from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS, analysis_numbers
 from fsmrun.base.errors import UserError
 from fsmrun.base.hashing import UNHASHED, config_hash
 from fsmrun.base.overrides import flatten
+from fsmrun.runs.index_columns import language_of
 from fsmrun.runs.labels import is_tag_field, tag_value
 from fsmrun.runs.layout import iter_run_folders
 from fsmrun.runs.run_folder import RunFolder, RunFolderError
@@ -140,10 +141,11 @@ def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
 
 
 def field_value(config: ExperimentConfig, field: str) -> Any:
-    """A config value by dotted key ('experiment' for the name); pos_encoding of a recurrent
-    model is None (it has none)."""
+    """A config value by dotted key ('experiment' for the name, 'language' for an AT&T file's
+    stem or else the name); pos_encoding of a recurrent model is None (it has none)."""
     flat = flatten(config.model_dump(mode="json"))
     flat["experiment"] = flat.pop("name")
+    flat["language"] = language_of(config)
     if field not in flat:
         raise ReportError(f"unknown config field {field!r}; e.g. {', '.join(list(flat)[:8])}")
     if field == "model.pos_encoding" and config.model.arch != "transformer":

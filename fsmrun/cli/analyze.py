@@ -11,8 +11,7 @@ import typer
 from fsmrun.base.errors import UserError
 from fsmrun.cli._common import EXIT_USER_ERROR, console, echo_json, results_root
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
-from fsmrun.runs.index import is_plain_name
-from fsmrun.runs.layout import RunNotFound, iter_run_folders, resolve_run
+from fsmrun.runs.layout import RunNotFound, is_plain_name, iter_run_folders, resolve_run
 from fsmrun.runs.run_folder import RunFolder
 
 
@@ -166,7 +165,8 @@ def analyze(
 def _analyze_many(folders: list[Path], options: object, workers: int, json_: bool) -> None:
     from fsmrun.analysis.analysis_summary import summary_lines
     from fsmrun.analysis.batch import analyze_many
-    from fsmrun.sweeps.executors import LocalExecutor, SerialExecutor
+    from fsmrun.sweeps.executors import SerialExecutor
+    from fsmrun.sweeps.pool import LocalExecutor
 
     executor = SerialExecutor() if workers == 1 else LocalExecutor(workers)
     console.print(f"analysing {len(folders)} runs ({workers} at once)", markup=False)

@@ -40,17 +40,41 @@ def report_table(report: Report, width: int | None = None) -> Table:
 
 def report_table_fit(report: Report, width: int | None) -> tuple[Table, list[str]]:
     """The same columns and values as --csv and --markdown ('-' where empty), fitted to
-    `width`: when not every column fits, the least important go first (the spread, n, the
-    baseline; the aggregate and the group columns last). The table and what was left out."""
+    `width`: group columns whose value is the same in every row move into the title first;
+    then the least important columns go (the spread, n, the baseline; the aggregate and the
+    group columns last). The table and what was left out."""
     header, lines = report_text_rows(report)
     first_number = header.index("n")
     groups, numbers = header[:first_number], header[first_number:]
     stats = numbers[1:]
     lead = [s for s in stats if s == report.agg]
-    priority = [*lead, "metric", *groups, "baseline", "n", *[s for s in stats if s not in lead]]
-    cells = [{name: cell or "-" for name, cell in zip(header, line, strict=True)} for line in lines]
     title = f"{report.checkpoint} checkpoint; {report.agg} over seeds"
-    return fit_table(header, cells, priority, width, right=set(numbers), title=title)
+    constant = [
+        g for g in groups if g != "metric" and len({line[header.index(g)] for line in lines}) == 1
+    ]
+    best: tuple[Table, list[str]] | None = None
+    for hoist in (False, True):
+        shown = [g for g in groups if not (hoist and g in constant)]
+        columns = [*shown, *numbers]
+        priority = [*lead, "metric", *shown, "baseline", "n", *[s for s in stats if s not in lead]]
+        cells = [
+            {name: cell or "-" for name, cell in zip(header, line, strict=True)} for line in lines
+        ]
+        same = ", ".join(f"{g}={lines[0][header.index(g)]}" for g in constant) if lines else ""
+        fitted = fit_table(
+            columns,
+            cells,
+            priority,
+            width,
+            right=set(numbers),
+            title=f"{same}; {title}" if hoist and same else title,
+        )
+        if best is None or len(fitted[1]) < len(best[1]):
+            best = fitted
+        if not fitted[1] or not constant:
+            break
+    assert best is not None
+    return best
 
 
 def published_table(rows: list[PublishedRow]) -> Table:

@@ -110,7 +110,7 @@ class RunIndex(IndexReader):
                 raise ResultsFolderError(
                     f"cannot open the index {self.path} ({exc}); {FIX_HINT}"
                 ) from exc
-            log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
+            log.warning("run index %s is damaged (%s); rebuilding it", self.path, exc)
             self._delete_files()
             created = self._create_if_needed()
         self._ready = True
@@ -134,7 +134,7 @@ class RunIndex(IndexReader):
             except sqlite3.DatabaseError as exc:
                 if attempt or not is_corruption(exc):
                     raise ResultsFolderError(f"index {self.path}: {exc}; {FIX_HINT}") from exc
-                log.warning("registry index %s is damaged (%s); rebuilding it", self.path, exc)
+                log.warning("run index %s is damaged (%s); rebuilding it", self.path, exc)
                 self._delete_files()
                 self._ready = False
         raise AssertionError("unreachable")

@@ -72,7 +72,8 @@ RUN_COLUMN_TYPES = {  # one column per RunRow field, in its order
     "audit_verified": "INTEGER",
 }
 RUN_COLUMNS = tuple(RUN_COLUMN_TYPES)
-assert tuple(RunRow.model_fields) == RUN_COLUMNS, "index columns follow RunRow's fields"
+# RunRow's tags live in the `tags` column (JSON, beside the config); every other field has its own.
+assert tuple(f for f in RunRow.model_fields if f != "tags") == RUN_COLUMNS, "columns follow RunRow"
 EXTRA_COLUMN_TYPES = {
     "folder_mtime_ns": "INTEGER",  # NULL: unknown, the folder is read at every listing
     "config": "TEXT",  # JSON object of config_fields(); NULL without config.json
@@ -98,7 +99,7 @@ class IndexedRun:
         config = None if self.config is None else json.dumps(self.config, separators=(",", ":"))
         tags = None if self.tags is None else json.dumps(self.tags, separators=(",", ":"))
         return (
-            *(getattr(self.row, name) for name in RunRow.model_fields),
+            *(getattr(self.row, name) for name in RUN_COLUMNS),
             self.mtime_ns,
             config,
             tags,
@@ -114,9 +115,14 @@ def config_fields(config: ExperimentConfig) -> dict[str, Any]:
         flat.pop(key, None)
     if config.model.arch != "transformer":
         flat["model.pos_encoding"] = None
+    return {"experiment": config.name, "language": language_of(config), **flat}
+
+
+def language_of(config: ExperimentConfig) -> str:
+    """A run's `language`: the stem of its AT&T file (a language-folder sweep names its cells
+    after the files), else the experiment's name."""
     att = config.data.att
-    language = Path(att.path).stem if att is not None else config.name
-    return {"experiment": config.name, "language": language, **flat}
+    return Path(att.path).stem if att is not None else config.name
 
 
 def metric_values(metrics: Metrics | None) -> dict[str, float | None]:
@@ -178,6 +184,7 @@ def read_indexed_run(
         log.warning("%s", exc)
         config = None
     best = metrics.best if metrics else None
+    tags = read_tags(folder)
     row = RunRow(
         run_id=record.run_id,
         experiment=record.experiment,
@@ -204,11 +211,12 @@ def read_indexed_run(
         test_ood_string_acc=best.test_ood.string_acc if best and best.test_ood else None,
         wall_time_s=metrics.wall_time_s if metrics else None,
         audit_verified=record.audit_verified,
+        tags=tags or {},
     )
     return IndexedRun(
         row=row,
         mtime_ns=mtime_ns,
         config=config_fields(config) if config is not None else None,
         metrics=metric_values(metrics),
-        tags=read_tags(folder),
+        tags=tags,
     )

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "registry.sqlite"
 BUSY_TIMEOUT_S = 30.0
 INDEX_SCHEMA_VERSION = 2
-SORT_KEYS: tuple[str, ...] = tuple(RunRow.model_fields)
+SORT_KEYS: tuple[str, ...] = tuple(f for f in RunRow.model_fields if f != "tags")
 
 
 def _now_row(root: Path, row: RunRow) -> RunRow:
@@ -117,7 +117,7 @@ class IndexReader:
             return Selection(len(listed), iter(listed[: query.limit]))
         where, args = self._where(query, excluded)
         total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", args).fetchone()[0]
-        columns = ", ".join(RUN_COLUMNS + (("config",) if with_config else ()))
+        columns = ", ".join(RUN_COLUMNS + ("tags",) + (("config",) if with_config else ()))
         sql = f"SELECT {columns} FROM runs WHERE {where} ORDER BY {query.order_sql()}"
         if query.limit is not None:
             sql += f" LIMIT {int(query.limit)}"
@@ -199,7 +199,8 @@ class IndexReader:
         width = len(RUN_COLUMNS)
         for values in cursor:
             try:
-                row = RunRow.model_validate(dict(zip(RUN_COLUMNS, values[:width], strict=True)))
+                fields = dict(zip(RUN_COLUMNS, values[:width], strict=True))
+                row = RunRow.model_validate({**fields, "tags": json.loads(values[width] or "{}")})
             except ValidationError:  # a damaged row: its folder is read instead
                 try:
                     run = read_indexed_run(self.root, self.root / str(values[4]))
@@ -208,7 +209,8 @@ class IndexReader:
                     continue
                 yield Listed(_now_row(self.root, run.row), run.config)
                 continue
-            config = json.loads(values[width]) if with_config and values[width] else None
+            raw = values[width + 1] if with_config else None
+            config = json.loads(raw) if raw else None
             yield Listed(row, config)
 
     def _skip(self, folder: Path, reason: str) -> None:
@@ -249,7 +251,7 @@ class IndexReader:
         except sqlite3.DatabaseError as exc:
             if is_corruption(exc):
                 log.warning(
-                    "registry index %s is damaged (%s); reading the run folders "
+                    "run index %s is damaged (%s); reading the run folders "
                     "(`fsmrun ls --reindex` rebuilds it)",
                     self.path,
                     exc,

@@ -65,7 +65,7 @@ def label_run(
     try:
         RunIndex(run.results_root).upsert_folder(run.path)
     except ResultsFolderError as err:
-        log.warning("registry index not updated (%s)", err)
+        log.warning("run index not updated (%s)", err)
     return labels
 
 

@@ -286,28 +286,7 @@ class SerialExecutor:
                 raise KeyboardInterrupt
 
 
-class LocalExecutor:
-    """A pool of `workers` warm processes (forked from a server that imported fsmrun and torch
-    once); a worker that dies costs only its cell and is replaced."""
-
-    def __init__(self, workers: int, threads: int | None = None) -> None:
-        self.workers = max(1, workers)
-        self.threads = threads
-
-    def default_threads(self) -> int:
-        return self.threads or threads_per_worker(self.workers)
-
-    def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
-        if not tasks:
-            return
-        from fsmrun.sweeps.pool import WorkerPool
-
-        threads = self.default_threads()
-        tasks = [t if t.threads else _with(t, threads=threads) for t in tasks]
-        WorkerPool(min(self.workers, len(tasks)), threads).run(tasks, on_outcome)
-
-
-def _with(task: CellTask, **changes: object) -> CellTask:
+def with_changes(task: CellTask, **changes: object) -> CellTask:
     return CellTask(**{**task.__dict__, **changes})
 
 
@@ -370,7 +349,7 @@ class RayExecutor:
                 }
                 if task.threads is None:
                     changes["threads"] = self.cpus_per_task
-                refs[remote.remote(_with(task, **changes))] = task
+                refs[remote.remote(with_changes(task, **changes))] = task
 
         submit_more()
         try:

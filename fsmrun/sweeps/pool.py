@@ -20,7 +20,13 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from fsmrun.base.errors import EnvironmentFailure
-from fsmrun.sweeps.executors import CellOutcome, CellTask, OnOutcome
+from fsmrun.sweeps.executors import (
+    CellOutcome,
+    CellTask,
+    OnOutcome,
+    threads_per_worker,
+    with_changes,
+)
 
 SHUTDOWN_S = 10.0  # how long stopped workers get to exit before they are killed
 PRELOAD = ["fsmrun.sweeps.worker"]  # imports torch and the training loop
@@ -157,3 +163,22 @@ class WorkerPool:
                 worker.process.join(1.0)
             worker.conn.close()
         self.workers.clear()
+
+
+class LocalExecutor:
+    """A pool of `workers` warm processes (forked from a server that imported fsmrun and torch
+    once); a worker that dies costs only its cell and is replaced."""
+
+    def __init__(self, workers: int, threads: int | None = None) -> None:
+        self.workers = max(1, workers)
+        self.threads = threads
+
+    def default_threads(self) -> int:
+        return self.threads or threads_per_worker(self.workers)
+
+    def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
+        if not tasks:
+            return
+        threads = self.default_threads()
+        tasks = [t if t.threads else with_changes(t, threads=threads) for t in tasks]
+        WorkerPool(min(self.workers, len(tasks)), threads).run(tasks, on_outcome)

@@ -22,11 +22,11 @@ from fsmrun.sweeps.coordinator import (
 )
 from fsmrun.sweeps.executors import (
     Executor,
-    LocalExecutor,
     RayExecutor,
     SerialExecutor,
     threads_per_worker,
 )
+from fsmrun.sweeps.pool import LocalExecutor
 from fsmrun.sweeps.spec import (
     SweepError,
     expand,

@@ -38,7 +38,7 @@ def test_ls_where_since_and_their_errors(cli, trained):
 
 
 def test_ls_and_report_filter_by_a_tag_beside_the_run(cli, trained_copy):
-    atomic_write_json(trained_copy.folders[0] / "tags.json", {"paper": "fig3"})
+    atomic_write_json(trained_copy.folders[0] / "labels.json", {"tags": {"paper": "fig3"}})
     root = trained_copy.root
     tagged = cli("ls", "--json", "--where", "tag.paper=fig3", "--results-dir", root)
     assert [json.loads(line)["run_id"] for line in tagged.stdout.splitlines()] == [

@@ -63,7 +63,7 @@ def write_run(
     RunFolder(folder).write_config(config)
     atomic_write_json(folder / "metrics.json", metrics)
     if tags is not None:
-        atomic_write_json(folder / "tags.json", tags)
+        atomic_write_json(folder / "labels.json", {"tags": tags})
     return folder
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import assert_same_tensors
 
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.sweep import SweepSpec
 from fsmrun.sweeps.coordinator import run_sweep
-from fsmrun.sweeps.executors import Executor, LocalExecutor, RayExecutor, SerialExecutor
+from fsmrun.sweeps.executors import Executor, RayExecutor, SerialExecutor
+from fsmrun.sweeps.pool import LocalExecutor
 from fsmrun.sweeps.spec import expand
 from fsmrun.train.checkpoint import KEY_MODEL, read_ckpt
 from fsmrun.train.history import read_history
@@ -61,10 +63,16 @@ def test_executor_contract(executor, tiny, tmp_path):
     assert (good.status, bad.status) == ("done", "failed")
     assert bad.error.startswith("non-finite training statistics")
 
-    # identical bits: the cell's run is the config trained directly, in this process
+    # identical bits: the cell's run is the config trained directly, in this process, at the
+    # torch thread count the sweep fixed for its cells (CPU bits depend on it)
     config: ExperimentConfig = expand(spec)[0].config
-    direct = train_one_experiment(config, device="cpu", results_root=tmp_path / "direct",
-                                  progress=False)  # fmt: skip
+    saved = torch.get_num_threads()
+    torch.set_num_threads(first.record.threads)
+    try:
+        direct = train_one_experiment(config, device="cpu", results_root=tmp_path / "direct",
+                                      progress=False)  # fmt: skip
+    finally:
+        torch.set_num_threads(saved)
     swept_weights, swept_history = weights_and_history(root.joinpath(*_run_path(good.run_id)))
     direct_weights, direct_history = weights_and_history(direct.run_dir)
     assert_same_tensors(swept_weights, direct_weights)

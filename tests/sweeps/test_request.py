@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from fsmrun.sweeps.executors import LocalExecutor, RayExecutor, SerialExecutor, threads_per_worker
+from fsmrun.sweeps.executors import RayExecutor, SerialExecutor, threads_per_worker
+from fsmrun.sweeps.pool import LocalExecutor
 from fsmrun.sweeps.request import (
     is_spec,
     make_executor,

@@ -23,10 +23,11 @@ from fsmrun.schemas.records import Metrics
 from fsmrun.schemas.sweep import SweepSpec
 from fsmrun.sweeps.cells import config_lock
 from fsmrun.sweeps.coordinator import read_record, run_sweep
-from fsmrun.sweeps.executors import LocalExecutor, SerialExecutor
+from fsmrun.sweeps.executors import SerialExecutor
+from fsmrun.sweeps.pool import LocalExecutor
 from fsmrun.sweeps.spec import SweepError, expand
 from fsmrun.train.loop import resume_run, train_one_experiment
-from fsmrun.train.session import new_record
+from fsmrun.train.session import Plan, SessionControls, new_record
 
 TINY = """\
 name = "tiny"
@@ -163,7 +164,8 @@ def test_a_cell_killed_before_its_first_checkpoint_restarts_in_its_folder(tiny, 
     root = tmp_path / "r"
 
     def make_files(folder: RunFolder, version: int) -> None:
-        folder.write_record(new_record(cell.config, version, torch.device("cpu"), None))
+        plan = Plan(cell.config, cell.config_hash, torch.device("cpu"), None, SessionControls())
+        folder.write_record(new_record(plan, version))
         folder.write_config(cell.config)
 
     folder = claim_run_folder(root, "tiny", cell.config_hash, make_files)

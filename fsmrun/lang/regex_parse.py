@@ -114,17 +114,48 @@ def longest_length(node: Node) -> float | None:
     return math.inf if node.high is None else node.high * item
 
 
+def shortest_nonempty_length(node: Node) -> int | None:
+    """Length of the shortest non-empty string `node` matches; None when it matches none."""
+    if isinstance(node, Empty):
+        return None
+    if isinstance(node, Chars):
+        return 1 if node.mask else None
+    if isinstance(node, Concat):  # one item non-empty, the others as short as they go
+        shortest = [shortest_length(item) for item in node.items]
+        if None in shortest:
+            return None
+        total = sum(shortest)  # type: ignore[arg-type]
+        found = [
+            total - low + nonempty
+            for item, low in zip(node.items, shortest, strict=True)
+            if (nonempty := shortest_nonempty_length(item)) is not None
+        ]
+        return min(found) if found else None
+    if isinstance(node, Alt):
+        found = [n for n in map(shortest_nonempty_length, node.options) if n is not None]
+        return min(found) if found else None
+    item, nonempty = shortest_length(node.item), shortest_nonempty_length(node.item)
+    if nonempty is None or item is None or (node.high is not None and node.high < 1):
+        return None
+    return nonempty + (max(node.low, 1) - 1) * item  # one copy non-empty, the rest shortest
+
+
 def min_dfa_states(node: Node) -> int:
     """A lower bound on the states of the minimal DFA of `node`, found without building it.
 
     The states along a shortest accepted string are all different (a repeated one would give
     a shorter accepted string), and so are those along the longest one of a finite language
-    (a repeat would be a cycle, making it infinite): so at least length + 1 states."""
+    (a repeat would be a cycle, making it infinite): so at least length + 1 states; and at
+    least m states for a shortest non-empty accepted string of length m."""
     shortest, longest = shortest_length(node), longest_length(node)
     if shortest is None:  # the empty language: one (rejecting) state
         return 1
-    known = [shortest] + ([int(longest)] if longest is not None and longest != math.inf else [])
-    return max(known) + 1
+    known = [shortest + 1] + ([int(longest) + 1] if longest not in (None, math.inf) else [])
+    # Along a shortest non-empty accepted string of length m, the states after 0..m-1 symbols
+    # are all different (a repeat would cut out a loop and leave a shorter non-empty accepted
+    # string): so at least m states, which bounds (a{100000})* too.
+    nonempty = shortest_nonempty_length(node)
+    return max(known + ([nonempty] if nonempty is not None else []))
 
 
 class Parser:

@@ -48,6 +48,12 @@ def test_shortest_and_longest_lengths_of_a_pattern(pattern, shortest, longest):
         "a{2,4}|b{5}",
         "[^ab]",
         "(a*b){4}",
+        "(a{7})*",
+        "(a{3}b)*",
+        "(ab|ba)*",
+        "b*(a{5})+",
+        "(a?b?){0,3}",
+        "((a{4})*b)*",
     ],
 )
 def test_the_state_lower_bound_never_exceeds_the_minimal_dfa(pattern):
@@ -63,6 +69,14 @@ def test_a_pattern_proved_over_the_cap_is_refused_before_any_automaton_is_built(
         compile_regex("a{100000}", "ab")
     with pytest.raises(StateLimitError, match="at least 20,001 states"):
         compile_regex("(a|b){0,20000}", "ab")
+    # an infinite language whose shortest non-empty string is 100,000 symbols long
+    with pytest.raises(StateLimitError, match="at least 100,000 states"):
+        compile_regex("(a{100000})*", "ab")
+
+
+def test_the_shortest_non_empty_string_bounds_a_star_of_a_long_word():
+    assert min_dfa_states(_ast("(a{7})*")) == 7 == compile_regex("(a{7})*", "a").num_states
+    assert min_dfa_states(_ast("(a{3}b)*")) == 4
 
 
 def test_a_final_weight_inf_is_not_final_as_in_openfst():

@@ -280,9 +280,9 @@ def compile_regex(pattern: str, alphabet: str | Sequence[str], *, max_states: in
         at_least = min_dfa_states(ast)
         if at_least > max_states:
             raise StateLimitError(
-                f"the minimal DFA has at least {at_least:,} states (a shortest or longest "
-                f"accepted string of length {at_least - 1:,} passes through as many), over the "
-                f"cap of {max_states:,}; {RAISE_CAP_HINT}"
+                f"the minimal DFA has at least {at_least:,} states (that many are distinct "
+                f"along its shortest or longest accepted strings), over the cap of "
+                f"{max_states:,}; {RAISE_CAP_HINT}"
             )
         nfa = ThompsonNFA()
         start, final = nfa.build(ast)

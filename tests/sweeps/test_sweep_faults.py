@@ -18,38 +18,13 @@ import pytest
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.sweep import SweepRecord
 
-TINY = """\
-name = "tiny"
-[data]
-regex = "(a|b)*ab"
-alphabet = "ab"
-max_len = 7
-ood_min_len = 8
-ood_max_len = 9
-n_train = 32
-n_val = 16
-n_test = 16
-n_test_ood = 16
-[model]
-arch = "lstm"
-d_model = 8
-n_layers = 1
-n_heads = 2
-d_ff = 16
-[train]
-epochs = 2
-batch_size = 16
-warmup_steps = 1
-log_every = 1
-"""
 FSMRUN = str(Path(sys.executable).parent / "fsmrun")
 
 
 @pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return path
+def tiny(tiny: str) -> Path:
+    """The tiny experiment of this folder's conftest, as a path."""
+    return Path(tiny)
 
 
 def _sweep(tiny: Path, root: Path, *extra: str) -> list[str]:

@@ -23,33 +23,13 @@ PANEL_SIZE_IN = (style.PAGE_IN, 2.4)
 
 
 def _cluster(machine: DFA, name: str, title: str) -> list[str]:
-    """A Graphviz cluster drawing `machine` (dead state left out, as DFA.to_dot does)."""
-    lines = [
+    """A Graphviz cluster drawing `machine` as DFA.to_dot does (dead state left out)."""
+    return [
         f"  subgraph cluster_{name} {{",
         f'    label="{title}";',
-        f'    {name}_start [shape=point, label=""];',
+        *machine.dot_lines(prefix=f"{name}_", indent="    "),
+        "  }",
     ]
-    for q in range(machine.num_states):
-        if q == machine.dead:
-            continue
-        if machine.is_membership:
-            shape, label = ("doublecircle" if machine.accepting[q] else "circle"), f"{q}"
-        else:
-            shape, label = "circle", f"{q} / {machine.output_names[machine.outputs[q]]}"
-        lines.append(f'    {name}_{q} [shape={shape}, label="{label}"];')
-    lines.append(f"    {name}_start -> {name}_{machine.start};")
-    for q in range(machine.num_states):
-        if q == machine.dead:
-            continue
-        by_target: dict[int, list[str]] = {}
-        for i, symbol in enumerate(machine.alphabet):
-            t = int(machine.transitions[q, i])
-            if t != machine.dead:
-                by_target.setdefault(t, []).append(symbol)
-        for t, symbols in by_target.items():
-            lines.append(f'    {name}_{q} -> {name}_{t} [label="{",".join(symbols)}"];')
-    lines.append("  }")
-    return lines
 
 
 def machines_dot(target: DFA, extracted: DFA) -> str:

@@ -224,7 +224,12 @@ class DFA:
         """Graphviz source; the dead state and edges into it are left out for readability.
 
         Moore machines show each state's output name in its label (`q / name`)."""
-        lines = ["digraph DFA {", "  rankdir=LR;", '  __start [shape=point, label=""];']
+        return "\n".join(["digraph DFA {", "  rankdir=LR;", *self.dot_lines(), "}"]) + "\n"
+
+    def dot_lines(self, prefix: str = "", indent: str = "  ") -> list[str]:
+        """The nodes and edges of `to_dot`, node ids prefixed with `prefix` (so that two
+        machines can share one graph, e.g. as clusters)."""
+        lines = [f'{indent}{prefix}__start [shape=point, label=""];']
         for q in range(self.num_states):
             if q == self.dead:
                 continue
@@ -232,8 +237,8 @@ class DFA:
                 shape, label = ("doublecircle" if self.accepting[q] else "circle"), f"{q}"
             else:
                 shape, label = "circle", f"{q} / {_escape(self.output_names[self.outputs[q]])}"
-            lines.append(f'  {q} [shape={shape}, label="{label}"];')
-        lines.append(f"  __start -> {self.start};")
+            lines.append(f'{indent}{prefix}{q} [shape={shape}, label="{label}"];')
+        lines.append(f"{indent}{prefix}__start -> {prefix}{self.start};")
         for q in range(self.num_states):
             if q == self.dead:
                 continue
@@ -243,9 +248,10 @@ class DFA:
                 if t != self.dead:
                     by_target.setdefault(t, []).append(sym)
             for t, syms in by_target.items():
-                lines.append(f'  {q} -> {t} [label="{_escape(",".join(syms))}"];')
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+                lines.append(
+                    f'{indent}{prefix}{q} -> {prefix}{t} [label="{_escape(",".join(syms))}"];'
+                )
+        return lines
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DFA) and self.to_json() == other.to_json()

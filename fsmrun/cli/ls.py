@@ -253,6 +253,7 @@ def ls(
         count = index.reindex()
         console.print(f"reindexed {count} run(s) from the folders under {root}", markup=False)
     newest_first = not json_ and sort is None and not desc
+    cap = None if all_ else limit if limit is not None or json_ else DEFAULT_LIMIT
     query = RunQuery(
         experiment=experiment,
         status=status,
@@ -261,7 +262,7 @@ def ls(
         config_hashes=sweep_config_hashes(root, sweep) if sweep is not None else None,
         sort=sort,
         descending=desc or newest_first,
-        limit=None if all_ or tag else limit if limit is not None or json_ else DEFAULT_LIMIT,
+        limit=None if tag else cap,  # with --tag the limit applies after the tag filter
     )
     selection = index.select(query, with_config=not json_)
     listed: Iterable[Any] = selection.listed
@@ -269,7 +270,6 @@ def ls(
     if tag:  # `KEY=` matches any value: filtered here, then the limit applies
         wanted = parse_tags(tag)
         matching = [x for x in listed if matches_tags(x.row.tags, wanted)]
-        cap = None if all_ else limit if limit is not None or json_ else DEFAULT_LIMIT
         total = len(matching)
         listed = matching[:cap] if cap is not None else matching
     if json_:

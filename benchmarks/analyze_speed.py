@@ -26,7 +26,7 @@ def main() -> None:
     for _ in range(args.runs):
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "fsmrun", "analyze", args.run, "--json",
+            [sys.executable, "-m", "fsmrun", "analyze", args.run, "--json", "--force",
              "--results-dir", args.results_dir],
             capture_output=True, text=True, check=True,
         )  # fmt: skip

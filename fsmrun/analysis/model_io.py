@@ -50,8 +50,12 @@ class OpenRun:
         return self.exp.data.task == "final_output"
 
 
-def check_analysable(folder: RunFolder, checkpoint: str) -> tuple[RunRecord, ExperimentConfig]:
-    """The run's record and config; NotAnalysable (one line naming the fix) when it has no
+def check_analysable(
+    folder: RunFolder, checkpoint: str | None = None
+) -> tuple[RunRecord, ExperimentConfig, str]:
+    """The run's record, config and the checkpoint to analyse (`checkpoint`, or with None the
+    one the run reports, `train.evaluate_checkpoint`: the analysis then explains the model
+    whose accuracies the run shows); NotAnalysable (one line naming the fix) when it has no
     usable checkpoint, failed, is being written, or its task has no class output to extract."""
     record = folder.read_record()
     status = folder.status()
@@ -72,6 +76,8 @@ def check_analysable(folder: RunFolder, checkpoint: str) -> tuple[RunRecord, Exp
             f"run {record.run_id} has task {exp.data.task!r}, whose model has no trained class "
             f"(state-output) head to extract; analyse a membership or final_output run"
         )
+    if checkpoint is None:
+        checkpoint = exp.train.evaluate_checkpoint
     if checkpoint not in ("best", "last"):
         raise UserError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
     if not folder.has_checkpoint(checkpoint):  # type: ignore[arg-type]
@@ -79,14 +85,15 @@ def check_analysable(folder: RunFolder, checkpoint: str) -> tuple[RunRecord, Exp
             f"run {record.run_id} has no {checkpoint} checkpoint (checkpoints/{checkpoint}.pt); "
             f"train or resume it first (`fsmrun resume {record.run_id}`)"
         )
-    return record, exp
+    return record, exp, checkpoint
 
 
 def open_run(
-    folder: RunFolder, checkpoint: str = "best", device: str | torch.device = "cpu"
+    folder: RunFolder, checkpoint: str | None = None, device: str | torch.device = "cpu"
 ) -> OpenRun:
-    """Load a run's data (from the corpus cache) and the model of `checkpoint`."""
-    record, exp = check_analysable(folder, checkpoint)
+    """Load a run's data (from the corpus cache) and the model of `checkpoint` (None: the
+    checkpoint the run reports)."""
+    record, exp, checkpoint = check_analysable(folder, checkpoint)
     device = resolve_device(str(device))
     dfa, corpus = build_corpus(exp, corpus_cache_dir(folder.results_root))
     data = encode_corpus(corpus, dfa, device, exp.data.task)

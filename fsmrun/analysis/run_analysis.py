@@ -34,20 +34,21 @@ from fsmrun.base.errors import UserError
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.analysis import (
     AnalysisReport,
+    AnalysisSettings,
     Comparison,
     Extraction,
     LayerProbe,
     Probes,
 )
 
-__all__ = ["AnalyzeOptions", "analyze_run"]
+__all__ = ["AnalyzeOptions", "analyze_run", "settings_of"]
 
 
 @dataclass(frozen=True)
 class AnalyzeOptions:
     """What `fsmrun analyze` does to each run."""
 
-    checkpoint: str = "best"
+    checkpoint: str | None = None  # None: the checkpoint the run reports (evaluate_checkpoint)
     device: str = "cpu"
     budget: ExtractionBudget = ExtractionBudget()
     max_length: int | None = None  # agreement and equivalence words: None = OOD max length
@@ -55,6 +56,21 @@ class AnalyzeOptions:
     probe_positions: int = 10_000  # per split, sampled (seeded) when a split has more
     figures: bool = True
     fmt: str = "png"
+
+
+def settings_of(options: AnalyzeOptions, checkpoint: str) -> AnalysisSettings:
+    """What decides an analysis's result (the device aside), with the checkpoint resolved."""
+    return AnalysisSettings(
+        checkpoint=checkpoint,  # type: ignore[arg-type]
+        max_states=options.budget.max_states,
+        max_model_strings=options.budget.max_model_strings,
+        max_seconds=options.budget.max_seconds,
+        max_length=options.max_length,
+        probes=options.probes,
+        probe_positions=options.probe_positions,
+        figures=options.figures,
+        fmt=options.fmt,
+    )
 
 
 def analyze_run(folder: str | Path, options: AnalyzeOptions = AnalyzeOptions()) -> AnalysisReport:
@@ -123,7 +139,7 @@ def analyze_run(folder: str | Path, options: AnalyzeOptions = AnalyzeOptions()) 
     probes = _probes(run, options.probe_positions) if options.probes else None
     report = AnalysisReport(
         run_id=run.record.run_id,
-        checkpoint=options.checkpoint,  # type: ignore[arg-type]
+        checkpoint=run.checkpoint,  # type: ignore[arg-type]
         task=data_cfg.task,
         extraction=extraction,
         comparison=comparison,
@@ -131,6 +147,7 @@ def analyze_run(folder: str | Path, options: AnalyzeOptions = AnalyzeOptions()) 
         seconds=0.0,
         figures=[],
         notices=[],
+        settings=settings_of(options, run.checkpoint),
     )
     if options.figures:
         report = _draw(run, report, result.machine, options.fmt)

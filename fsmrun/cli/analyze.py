@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from fsmrun.base.errors import UserError
-from fsmrun.cli._common import EXIT_USER_ERROR, console, echo_json, results_root
+from fsmrun.cli._common import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    console,
+    echo_json,
+    results_root,
+)
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption
 from fsmrun.runs.layout import RunNotFound, is_plain_name, iter_run_folders, resolve_run
 from fsmrun.runs.run_folder import RunFolder
@@ -89,7 +96,14 @@ def analyze(
         str | None,
         typer.Option(metavar="NAME", help="The completed runs of this sweep.", show_default=False),
     ] = None,
-    checkpoint: Annotated[str, typer.Option(help="Checkpoint: best or last.")] = "best",
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Checkpoint: best or last [default: the one the run reports, "
+            "train.evaluate_checkpoint].",
+            show_default=False,
+        ),
+    ] = None,
     max_states: Annotated[
         int, typer.Option(help="State cap of the extracted machine (reaching it is reported).")
     ] = 100,
@@ -108,8 +122,27 @@ def analyze(
     figures: Annotated[bool, typer.Option(help="Draw the figures into analysis/.")] = True,
     fmt: Annotated[str, typer.Option("--format", help="Figure format: png, svg or pdf.")] = "png",
     workers: Annotated[
-        int, typer.Option(help="Runs analysed at once (a local process pool when > 1).")
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Runs analysed at once, as sweep cells are run (in this process for 1, a "
+            "process pool for more) [default: 1 for one run, else the CPU cores].",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Where several runs are analysed: local or ray (as `sweep`).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address [default: a local Ray].", show_default=False),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Analyse again a run whose analysis is up to date (same options, newer than "
+            "its checkpoint); without it such runs are skipped."
+        ),
+    ] = False,
     json_: JsonOption = False,
     device: DeviceOption = "cpu",
     results_dir: ResultsDirOption = None,
@@ -125,16 +158,15 @@ def analyze(
                fsmrun analyze -e parity --workers 2
                fsmrun analyze --sweep tomita --no-probes
     """
-    from fsmrun.analysis.analysis_summary import summary_lines
     from fsmrun.analysis.extract import ExtractionBudget
     from fsmrun.analysis.plots.outcome import FORMATS
     from fsmrun.analysis.run_analysis import AnalyzeOptions
 
-    if checkpoint not in ("best", "last"):
+    if checkpoint not in (None, "best", "last"):
         raise UserError(f"--checkpoint must be best or last, not {checkpoint!r}")
     if fmt not in FORMATS:
         raise UserError(f"unknown figure format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if max_states < 1 or max_queries < 1 or max_seconds <= 0 or workers < 1:
+    if max_states < 1 or max_queries < 1 or max_seconds <= 0 or (workers or 1) < 1:
         raise UserError("--max-states, --max-queries, --max-seconds and --workers must be positive")
     if max_length is not None and max_length < 0:
         raise UserError("--max-length must be at least 0")
@@ -149,38 +181,77 @@ def analyze(
         figures=figures,
         fmt=fmt,
     )
-    if len(folders) == 1:
-        from fsmrun.analysis.run_analysis import analyze_run
-
-        report = analyze_run(folders[0], options)
-        if json_:
-            echo_json(report.model_dump_json(indent=2))
-        else:
-            for line in summary_lines(report):
-                typer.echo(line)
+    if len(folders) == 1 and backend == "local":
+        _analyze_one(folders[0], options, force, json_)
         return
-    _analyze_many(folders, options, workers, json_)
+    _analyze_many(folders, options, workers, backend, address, force, json_)
 
 
-def _analyze_many(folders: list[Path], options: object, workers: int, json_: bool) -> None:
+def _analyze_one(folder: Path, options: object, force: bool, json_: bool) -> None:
     from fsmrun.analysis.analysis_summary import summary_lines
-    from fsmrun.analysis.batch import analyze_many
-    from fsmrun.sweeps.executors import SerialExecutor
-    from fsmrun.sweeps.pool import LocalExecutor
+    from fsmrun.analysis.batch import up_to_date
+    from fsmrun.analysis.run_analysis import analyze_run
 
-    executor = SerialExecutor() if workers == 1 else LocalExecutor(workers)
-    console.print(f"analysing {len(folders)} runs ({workers} at once)", markup=False)
-    refused = 0
+    report = None
+    if not force and up_to_date(folder, options):  # type: ignore[arg-type]
+        report = RunFolder(folder).read_analysis()
+        console.print(
+            "analysis up to date (same options, newer than the checkpoint); --force redoes it",
+            markup=False,
+        )
+    if report is None:
+        report = analyze_run(folder, options)  # type: ignore[arg-type]
+    if json_:
+        echo_json(report.model_dump_json(indent=2))
+    else:
+        for line in summary_lines(report):
+            typer.echo(line)
+
+
+def _analyze_many(
+    folders: list[Path],
+    options: object,
+    workers: int | None,
+    backend: str,
+    address: str | None,
+    force: bool,
+    json_: bool,
+) -> None:
+    """Every run through the sweep executors: a progress line per run (stderr), its summary
+    (stdout), one count line at the end. Refused runs exit 2, crashed ones 1; neither stops
+    the others."""
+    import time
+
+    from fsmrun.analysis.analysis_summary import summary_lines
+    from fsmrun.analysis.batch import REFUSED, SKIPPED, analyze_many
+    from fsmrun.sweeps.request import make_executor
+
+    executor = make_executor(backend, workers, address)
+    total = len(folders)
+    counts = {"completed": 0, SKIPPED: 0, REFUSED: 0, "failed": 0}
+    start = time.monotonic()
+    console.print(
+        f"analysing {total} runs ({workers or 'one per core'} at once, backend {backend})",
+        markup=False,
+    )
 
     def show(outcome: object) -> None:
-        nonlocal refused
+        status = outcome.status  # type: ignore[attr-defined]
+        key = status if status in counts else "failed"  # interrupted: its worker died
+        counts[key] += 1
+        done = sum(counts.values())
         folder = RunFolder(outcome.run_dir)  # type: ignore[attr-defined]
-        if outcome.status != "completed":  # type: ignore[attr-defined]
-            refused += 1
-            console.print(f"error: {outcome.error}", markup=False)  # type: ignore[attr-defined]
-            return
-        report = folder.read_analysis()
-        if report is None:  # pragma: no cover - a completed analysis wrote its report
+        try:
+            name = folder.read_record().run_id
+        except Exception:  # no readable run.json: its refusal says why
+            name = str(folder.path)
+        error = (outcome.error or "no message").splitlines()[0]  # type: ignore[attr-defined]
+        word = {"completed": "analysed", SKIPPED: "up to date, skipped"}.get(
+            status, f"{status}: {error}"
+        )
+        console.print(f"[{done}/{total}] {name}: {word}", markup=False)
+        report = folder.read_analysis() if status == "completed" else None
+        if report is None:
             return
         if json_:
             echo_json(report.model_dump_json())
@@ -188,7 +259,18 @@ def _analyze_many(folders: list[Path], options: object, workers: int, json_: boo
             for line in summary_lines(report):
                 typer.echo(line)
 
-    analyze_many(folders, options, executor, show)  # type: ignore[arg-type]
-    console.print(f"{len(folders) - refused} of {len(folders)} runs analysed", markup=False)
-    if refused:
+    try:
+        analyze_many(folders, options, executor, show, force=force)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        console.print("analysis interrupted; the same command carries on", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(
+        f"{counts['completed']} of {total} runs analysed, {counts[SKIPPED]} up to date, "
+        f"{counts[REFUSED]} refused, {counts['failed']} failed in "
+        f"{time.monotonic() - start:.1f}s",
+        markup=False,
+    )
+    if counts["failed"]:
+        raise typer.Exit(EXIT_ENVIRONMENT)
+    if counts[REFUSED]:
         raise typer.Exit(EXIT_USER_ERROR)

@@ -90,6 +90,21 @@ class Probes(_Doc):
     layers: list[LayerProbe]
 
 
+class AnalysisSettings(_Doc):
+    """The options an analysis ran with (checkpoint resolved): `fsmrun analyze` of several runs
+    skips a run whose analysis has the same settings and is newer than its checkpoint."""
+
+    checkpoint: Literal["best", "last"]
+    max_states: int
+    max_model_strings: int
+    max_seconds: float
+    max_length: int | None = Field(description="None: the run's OOD maximum length.")
+    probes: bool
+    probe_positions: int
+    figures: bool
+    fmt: str
+
+
 class AnalysisReport(_Doc):
     """One run's analysis: extraction, exact comparison and probes."""
 
@@ -104,3 +119,6 @@ class AnalysisReport(_Doc):
     seconds: float = Field(description="Wall time of the whole analysis.")
     figures: list[str] = Field(description="Figure files written in analysis/.")
     notices: list[str] = Field(description="Figures skipped and why.")
+    settings: AnalysisSettings | None = Field(
+        default=None, description="What it ran with (None: written before settings were kept)."
+    )

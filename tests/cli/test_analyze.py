@@ -59,18 +59,20 @@ def test_analyze_writes_only_the_analysis_folder_and_show_repeats_the_summary(cl
 
 
 def test_an_experiment_is_analysed_run_by_run_through_the_executor(cli, trained_copy):
-    # "tiny" names no run but an experiment: every run of it.
+    # "tiny" names no run but an experiment: every run of it (in this process: --workers 1).
     result = cli(
         "analyze",
         "tiny",
         *FAST,
         "--no-probes",
         "--no-figures",
+        "--workers",
+        "1",
         "--results-dir",
         trained_copy.root,
     )
     assert result.exit_code == 0, result.output
-    assert "2 of 2 runs analysed" in result.stderr
+    assert "2 of 2 runs analysed, 0 up to date, 0 refused, 0 failed" in result.stderr
     for folder in trained_copy.folders:
         report = RunFolder(folder).read_analysis()
         assert report is not None and report.probes is None and report.figures == []
@@ -191,3 +193,88 @@ def test_a_name_that_is_no_run_experiment_or_sweep_is_refused(cli, trained_copy)
     assert result.exit_code == 2
     assert result.stderr.startswith("error: no run, experiment with runs or sweep named 'nope'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_default_checkpoint_is_the_one_the_run_reports(cli, trained_copy):
+    # A run that reports its final parameters (train.evaluate_checkpoint = last) is analysed
+    # at last.pt: with best.pt gone the old fixed default (best) would refuse it.
+    run_id, folder = trained_copy.run_ids[0], trained_copy.folders[0]
+    doc = json.loads((folder / "config.json").read_text())
+    doc["train"]["evaluate_checkpoint"] = "last"
+    (folder / "config.json").write_text(json.dumps(doc))
+    (folder / "checkpoints/best.pt").unlink()
+    result = cli("analyze", run_id, *FAST, "--no-probes", "--no-figures",
+                 "--results-dir", trained_copy.root)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{run_id} (last checkpoint): extracted DFA with ")
+    report = RunFolder(folder).read_analysis()
+    assert report is not None and report.checkpoint == "last"
+    refused = cli("analyze", run_id, "--checkpoint", "best", "--results-dir", trained_copy.root)
+    assert refused.exit_code == 2
+    assert "has no best checkpoint (checkpoints/best.pt)" in refused.stderr
+
+
+def _without_times(report: AnalysisReport) -> dict:
+    doc = report.model_dump()
+    doc.pop("seconds")
+    doc["extraction"].pop("seconds")
+    return doc
+
+
+def test_several_runs_go_through_the_pool_like_the_serial_path_and_skip_what_is_done(
+    cli, trained_copy, tiny_toml
+):
+    import torch
+
+    from fsmrun.analysis.batch import analyze_many
+    from fsmrun.analysis.extract import ExtractionBudget
+    from fsmrun.analysis.run_analysis import AnalyzeOptions
+    from fsmrun.sweeps.executors import SerialExecutor
+    from fsmrun.sweeps.pool import LocalExecutor
+
+    from .conftest import train_tiny
+
+    root = trained_copy.root
+    folders = list(trained_copy.folders)
+    folders += [train_tiny(tiny_toml, root, "--seed", str(seed))[1] for seed in (2, 3)]
+    # The options FAST and --no-figures give on the command line below.
+    options = AnalyzeOptions(budget=ExtractionBudget(max_states=4), max_length=12, figures=False)
+    threads = torch.get_num_threads()
+    serial: list = []
+    try:  # one torch thread in both paths: the same bits
+        analyze_many(folders, options, SerialExecutor(), serial.append, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert [(o.index, o.status) for o in serial] == [(i, "completed") for i in range(4)]
+    first = [_without_times(RunFolder(f).read_analysis()) for f in folders]
+    pooled: list = []
+    analyze_many(folders, options, LocalExecutor(2, threads=1), pooled.append, force=True)
+    assert sorted((o.index, o.status) for o in pooled) == [(i, "completed") for i in range(4)]
+    assert [_without_times(RunFolder(f).read_analysis()) for f in folders] == first
+
+    # Again without --force: all four are up to date (same settings, newer than best.pt).
+    again = cli("analyze", "tiny", *FAST, "--no-figures", "--workers", "2", "--results-dir", root)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == ""
+    assert "0 of 4 runs analysed, 4 up to date, 0 refused, 0 failed" in again.stderr
+
+    # One checkpoint newer than its analysis, one run failed, one whose weights do not fit
+    # its config (a crash): each ends on its own, the others carry on.
+    (folders[0] / "checkpoints/best.pt").touch()
+    _failed(folders[1])
+    doc = json.loads((folders[2] / "config.json").read_text())
+    doc["model"]["d_model"] = 8
+    (folders[2] / "config.json").write_text(json.dumps(doc))
+    mixed = cli("analyze", "tiny", *FAST, "--no-figures", "--workers", "2", "--results-dir", root)
+    assert mixed.exit_code == 1, mixed.output
+    lines = mixed.stderr.splitlines()
+    assert len(lines) == 6  # the head, one line per run, the counts
+    progress = sorted(line.split("] ", 1)[1].split(":")[0:2] for line in lines[1:-1])
+    ids = [RunFolder(f).read_record().run_id for f in folders]
+    assert progress == sorted(
+        [[ids[0], " analysed"], [ids[1], " refused"], [ids[2], " failed"],
+         [ids[3], " up to date, skipped"]]
+    )  # fmt: skip
+    assert sorted(line.split("]")[0] for line in lines[1:-1]) == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert lines[-1].startswith("1 of 4 runs analysed, 1 up to date, 1 refused, 1 failed in ")
+    assert mixed.stdout.startswith(f"{ids[0]} (best checkpoint): extracted DFA with ")

@@ -63,6 +63,20 @@ def test_deletang_builtins_follow_the_protocol() -> None:
     assert load_experiment("cycle_navigation").data.task == "final_output"
 
 
+def test_parity_lstm_reads_unit_scale_embeddings_and_suites_keep_the_transformers() -> None:
+    # parity's LSTM needs N(0, 1) embeddings (at 0.02 it forgot the parity over long runs of
+    # b); the suites' transformer cells on parity keep the transformer's 0.02.
+    from fsmrun.sweeps.spec import expand, load_spec
+
+    parity = load_experiment("parity")
+    assert parity.model.embed_init_std == 1.0 and parity.train.lr == 1e-2
+    assert parity.train.evaluate_checkpoint == "last"
+    for suite in ("deletang", "deletang_quick", "deletang_regular"):
+        cells = [c.config for c in expand(load_spec(suite)) if c.config.name == "parity"]
+        stds = {c.model.arch: c.model.embed_init_std for c in cells}
+        assert stds["transformer"] == 0.02 and stds["lstm"] == 1.0, suite
+
+
 def test_cycle_navigation_and_modular_arithmetic_label_as_the_papers() -> None:
     cycle = build_dfa(load_experiment("cycle_navigation").data)
     # start at 0: >>> -> 3, < -> 4, >0<< -> 4, five steps right -> 0

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "registry.sqlite"
 BUSY_TIMEOUT_S = 30.0
-INDEX_SCHEMA_VERSION = 2
+INDEX_SCHEMA_VERSION = 3
 SORT_KEYS: tuple[str, ...] = tuple(f for f in RunRow.model_fields if f != "tags")
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from fsmrun.runs.index_columns import IndexedRun, read_indexed_run
 from fsmrun.runs.layout import VERSION_RE as _VERSION_RE
 from fsmrun.runs.layout import ResultsFolderError, list_versions
-from fsmrun.runs.run_folder import RunFolder, RunFolderError
+from fsmrun.runs.run_folder import RUN_FILE, RunFolderError
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,10 @@ def find_changes(root: str | os.PathLike[str], known: Known, experiment: str | N
 
 
 def _read_one(root: str, rel: str) -> IndexedRun | str | None:
-    """The folder's IndexedRun; None if it is no run folder; the reason it cannot be read."""
-    folder = Path(root) / rel
-    if not RunFolder(folder).is_run():
+    """The folder's IndexedRun; None if it is no run folder; the reason it cannot be read.
+    (Plain string paths: a reindex calls this once per run folder.)"""
+    folder = f"{root}/{rel}"
+    if not os.path.isfile(f"{folder}/{RUN_FILE}"):
         return None
     try:
         return read_indexed_run(root, folder, rel)
@@ -127,7 +128,9 @@ def _read_chunk(root: str, rels: list[str]) -> list[IndexedRun | str | None]:
     return [_read_one(root, rel) for rel in rels]
 
 
-def settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | None:
+def settled_listing(
+    folder: str | os.PathLike[str], *, versions: bool
+) -> tuple[int, list[str]] | None:
     """(mtime_ns, sorted names) of a folder's visible entries (`versions`: its v<N>
     folders), the mtime taken before listing; None when it is too recent to be trusted (a
     change within the same clock tick would not move it) or cannot be read."""
@@ -135,13 +138,15 @@ def settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | 
         mtime = os.stat(folder).st_mtime_ns
         if time.time_ns() - mtime <= SETTLED_S * 1e9:
             return None
-        names = [f"v{n}" for n in list_versions(folder)] if versions else visible_names(folder)
+        names = (
+            [f"v{n}" for n in list_versions(Path(folder))] if versions else visible_names(folder)
+        )
     except OSError:
         return None
     return mtime, names
 
 
-def visible_names(folder: Path) -> list[str]:
+def visible_names(folder: str | os.PathLike[str]) -> list[str]:
     """Sorted names in `folder` not starting with '.' ([] if it is no folder)."""
     try:
         return sorted(n for n in os.listdir(folder) if not n.startswith("."))
@@ -155,12 +160,12 @@ def _hash_chunk(root: str, rel_hashes: list[str]) -> list[tuple[str, str, Any]]:
     ("bad", run folder, why it is unreadable) per version. Files and gone folders: nothing."""
     out: list[tuple[str, str, Any]] = []
     for rel_hash in rel_hashes:
-        hash_dir = Path(root) / rel_hash
-        if not hash_dir.is_dir():
+        hash_dir = f"{root}/{rel_hash}"
+        if not os.path.isdir(hash_dir):
             continue
         listing = settled_listing(hash_dir, versions=True)
         out.append(("dir", rel_hash, (listing[0], "/".join(listing[1])) if listing else None))
-        versions = listing[1] if listing else [f"v{n}" for n in list_versions(hash_dir)]
+        versions = listing[1] if listing else [f"v{n}" for n in list_versions(Path(hash_dir))]
         for version in versions:
             rel = f"{rel_hash}/{version}"
             run = _read_one(root, rel)

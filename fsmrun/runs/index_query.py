@@ -101,6 +101,7 @@ class RunQuery:
     where: tuple[Condition, ...] = ()
     since: float | None = None
     config_hashes: frozenset[str] | None = None  # the cells of a sweep
+    folders: frozenset[str] | None = None  # run folders (relative to the root) to keep
     sort: str | None = None  # a RunRow field; default created
     descending: bool = False
     limit: int | None = None
@@ -125,6 +126,9 @@ class RunQuery:
         if self.config_hashes is not None:
             clauses.append("config_hash IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(sorted(self.config_hashes)))
+        if self.folders is not None:
+            clauses.append("folder IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(sorted(self.folders)))
         for cond in self.where:
             column, key = (
                 ("tags", cond.key[len(TAG_PREFIX) :])
@@ -161,6 +165,8 @@ class RunQuery:
         if self.since is not None and row.created < self.since:
             return False
         if self.config_hashes is not None and row.config_hash not in self.config_hashes:
+            return False
+        if self.folders is not None and row.folder not in self.folders:
             return False
         for cond in self.where:
             if cond.key.startswith(TAG_PREFIX):

@@ -4,6 +4,7 @@ index does not describe (index_scan) are read; the rest comes from its rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import heapq
 import json
@@ -152,6 +153,71 @@ class IndexReader:
         sql = f"SELECT {selected} FROM runs WHERE {where}"
         yield from _closing(conn, conn.execute(sql, [*map(json_path, fields), *args]))
 
+    def newest_per_config(
+        self, query: RunQuery, fields: Sequence[str], columns: Sequence[str]
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """What `report` aggregates: how many runs `query` matches that have a config and
+        metrics, and of each config (its `config_key`: a config and seed trained again
+        count once) the newest run by (updated, run_id), as (run_id, folder, updated,
+        seedless_key, tags, *fields, *columns). Config `fields` come as JSON decodes them
+        (booleans stay booleans; a field the config lacks is None).
+
+        Two passes over the index: the keys of every matching row, then the wanted values of
+        the newest row of each config only (decoding every row's config would cost more
+        than the rest of a 100,000-run report)."""
+        check_filters(query.status, None)
+        unknown = [c for c in columns if c not in COLUMN_TYPES]
+        if unknown:
+            raise ResultsFolderError(f"no index column {unknown[0]!r}")
+        conn = self._open_read_only()
+        fresh, excluded = self._fresh(conn, query)
+        total = 0
+        newest: dict[str, tuple[float, str, IndexedRun | int]] = {}
+        for run in fresh:
+            if run.config_key is not None and run.row.stop_reason is not None:
+                total += 1
+                _keep_newest(newest, run.config_key, run.row.updated, run.row.run_id, run)
+        if conn is None:
+            rowids: list[int] = []
+        else:
+            where, args = self._where(query, excluded)
+            where += " AND config_key IS NOT NULL AND stop_reason IS NOT NULL"
+            sql = f"SELECT config_key, updated, run_id, rowid FROM runs WHERE {where}"
+            for key, updated, run_id, rowid in conn.execute(sql, args):
+                total += 1
+                _keep_newest(newest, key, updated, run_id, rowid)
+            rowids = [item for _, _, item in newest.values() if isinstance(item, int)]
+        out = []
+        for _, _, item in newest.values():
+            if isinstance(item, IndexedRun):
+                config, row = item.config or {}, item.row
+                tags = json.dumps(item.tags) if item.tags is not None else None
+                out.append((row.run_id, row.folder, row.updated, item.seedless_key, tags,
+                            *(config.get(f) for f in fields),
+                            *(item.metrics.get(c) for c in columns)))  # fmt: skip
+        if conn is not None:
+            try:
+                out += self._winners(conn, rowids, fields, columns)
+            finally:
+                conn.close()
+        return total, out
+
+    @staticmethod
+    def _winners(
+        conn: sqlite3.Connection, rowids: list[int], fields: Sequence[str], columns: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        extract = [f"json_extract(config, ?{i}), json_type(config, ?{i})" for i in
+                   range(2, 2 + len(fields))]  # fmt: skip
+        selected = ", ".join(["run_id", "folder", "updated", "seedless_key", "tags", *extract,
+                              *columns])  # fmt: skip
+        sql = f"SELECT {selected} FROM runs WHERE rowid IN (SELECT value FROM json_each(?1))"
+        width, out = 5, []
+        for values in conn.execute(sql, [json.dumps(rowids), *map(json_path, fields)]):
+            decoded = [_decode(values[width + 2 * i], values[width + 2 * i + 1])
+                       for i in range(len(fields))]  # fmt: skip
+            out.append((*values[:width], *decoded, *values[width + 2 * len(fields) :]))
+        return out
+
     def _fresh(
         self, conn: sqlite3.Connection | None, query: RunQuery
     ) -> tuple[list[IndexedRun], set[str]]:
@@ -180,8 +246,7 @@ class IndexReader:
                 continue
             row = _now_row(self.root, result.row)
             if query.matches(result, row.status):
-                fresh.append(IndexedRun(row, result.mtime_ns, result.config, result.metrics,
-                                        result.tags))  # fmt: skip
+                fresh.append(dataclasses.replace(result, row=row))
         return fresh, changes.excluded
 
     @staticmethod
@@ -274,6 +339,24 @@ class Selection:
 
     total: int
     listed: Iterator[Listed]
+
+
+def _keep_newest(
+    newest: dict[str, tuple[float, str, Any]], key: str, updated: float, run_id: str, item: Any
+) -> None:
+    held = newest.get(key)
+    if held is None or (updated, run_id) > (held[0], held[1]):
+        newest[key] = (updated, run_id, item)
+
+
+def _decode(value: Any, kind: str | None) -> Any:
+    """A json_extract value as json.loads would give it (SQLite gives true as 1 and a list
+    or object as its JSON text)."""
+    if kind in ("true", "false"):
+        return kind == "true"
+    if kind in ("array", "object"):
+        return json.loads(value)
+    return value
 
 
 def _like_prefix(text: str) -> str:

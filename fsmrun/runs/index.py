@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 _CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in COLUMN_TYPES.items()))
 _CREATE_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created)",
+    # The newest page of `ls` (ORDER BY created DESC, run_id DESC LIMIT n) walks this.
+    "CREATE INDEX IF NOT EXISTS runs_created_id ON runs (created, run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment)",
     "CREATE INDEX IF NOT EXISTS runs_config_hash ON runs (config_hash)",
     # Covers what every listing reads of every row (and its count), so those scans skip the
     # wide rows (config, metrics) and read a narrow index instead.

@@ -91,6 +91,7 @@ EXTRA_COLUMN_TYPES = {
     # configuration share it); NULL without config.json.
     "config_key": "TEXT",
     "seedless_key": "TEXT",
+    "row_json": "TEXT",  # the RunRow as `ls --json` prints it: streamed without re-validation
     **dict.fromkeys(METRIC_COLUMNS, "REAL"),
 }
 COLUMN_TYPES = {**RUN_COLUMN_TYPES, **EXTRA_COLUMN_TYPES}
@@ -121,6 +122,7 @@ class IndexedRun:
             tags,
             self.config_key,
             self.seedless_key,
+            self.row.model_dump_json(),
             *[metrics.get(c) for c in METRIC_COLUMNS],
         )
 

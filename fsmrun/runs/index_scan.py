@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +54,7 @@ class Changes:
 
     stale: list[str]
     excluded: set[str]
+    experiments: list[str] | None = None  # find_new_runs: the experiment folders there are
 
 
 def _experiments(root: str, experiment: str | None) -> list[str]:
@@ -110,6 +111,65 @@ def find_changes(root: str | os.PathLike[str], known: Known, experiment: str | N
     excluded = set(remaining)
     excluded.update(rel for rel in stale if rel in known.runs)
     return Changes(sorted(stale), excluded)
+
+
+def find_new_runs(
+    root: str | os.PathLike[str],
+    known: Known,
+    experiment: str | None,
+    rows_under: Callable[[str], dict[str, int | None]],
+) -> Changes:
+    """The light check of `find_changes` for a listing of the newest runs: runs copied in or
+    deleted and rows recorded as running, found from the experiment and hash folder mtimes
+    alone (no run folder is stat'ed under a hash folder whose listing the index knows as of
+    its mtime). A run folder edited in place is not seen here: the caller checks the few
+    rows it shows. `known.runs` is not used; `rows_under(prefix)` gives the indexed
+    (folder, mtime) pairs under an experiment or hash folder that changed."""
+    root_s = os.fspath(root)
+    stale: list[str] = []
+    excluded: set[str] = set()
+    experiments = _experiments(root_s, experiment)
+    for exp in experiments:
+        listed = known.dirs.get(exp)
+        hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
+        if hash_names is None:
+            continue
+        if listed is None or set(listed[1].split("/")) != set(hash_names):  # came or went
+            present = {f"{exp}/{n}/" for n in hash_names}
+            excluded.update(f for f in rows_under(exp) if f[: f.rindex("/") + 1] not in present)
+        for name in hash_names:
+            if name.startswith("."):
+                continue
+            rel_hash = f"{exp}/{name}"
+            try:
+                mtime_ns = os.stat(f"{root_s}/{rel_hash}").st_mtime_ns
+            except OSError:
+                continue
+            entry = known.dirs.get(rel_hash)
+            if entry is not None and entry[0] == mtime_ns:
+                continue  # its versions are the indexed rows, as of this mtime
+            indexed = rows_under(rel_hash)
+            for version in _listing(f"{root_s}/{rel_hash}"):
+                rel = f"{rel_hash}/{version}"
+                try:
+                    run_mtime = os.stat(f"{root_s}/{rel}").st_mtime_ns
+                except OSError:
+                    continue
+                if indexed.pop(rel, None) != run_mtime:
+                    stale.append(rel)
+            excluded.update(indexed)  # gone from the folder
+    for rel in known.running:  # their heartbeat lives in run.json: always read
+        if os.path.isdir(f"{root_s}/{rel}") and rel not in stale:
+            stale.append(rel)
+    excluded.update(stale)
+    return Changes(sorted(stale), excluded, experiments)
+
+
+def _listing(path: str) -> list[str]:
+    try:
+        return [n for n in os.listdir(path) if _VERSION_RE.match(n)]
+    except OSError:
+        return []
 
 
 def _read_one(root: str, rel: str) -> IndexedRun | str | None:

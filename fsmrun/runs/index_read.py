@@ -101,7 +101,9 @@ class IndexReader:
         The folders found by a directory scan are the runs; the index supplies their rows,
         so only folders it lacks or whose mtime moved (copied in, edited, or an index
         missing, damaged or unreadable) and rows recorded as running are read from the
-        folders. `with_config` adds each run's flattened config (`index_columns`).
+        folders; for a `newest_only` query only the run folders of the rows returned are
+        stat'ed (see `index_scan.find_new_runs`). `with_config` adds each run's flattened
+        config (`index_columns`).
         """
         check_filters(query.status, query.sort)
         if query.experiment is not None and not is_plain_name(query.experiment):

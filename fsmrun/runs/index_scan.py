@@ -6,7 +6,9 @@ rename into it) and a hash folder's whenever a version is claimed or removed; th
 keeps both as they were when it read them. A listing stats the folders (no parsing) and reads
 only those whose mtime moved, those it has no row for and those recorded as running (their
 heartbeat lives in run.json). A file edited in place (not replaced) keeps the folder's mtime:
-`fsmrun ls --reindex` reads it.
+`fsmrun ls --reindex` reads it. The newest page of `ls` needs less (`find_new_runs`): the
+experiment and hash folder mtimes say which runs came or went; the caller checks the run
+folders of the rows it shows.
 """
 
 from __future__ import annotations

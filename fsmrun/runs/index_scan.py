@@ -134,7 +134,8 @@ def find_new_runs(
     for exp in experiments:
         listed = known.dirs.get(exp)
         hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
-        if hash_names is None:
+        if hash_names is None:  # the experiment folder is gone (or was never one)
+            excluded.update(rows_under(exp))
             continue
         if listed is None or set(listed[1].split("/")) != set(hash_names):  # came or went
             present = {f"{exp}/{n}/" for n in hash_names}

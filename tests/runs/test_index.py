@@ -290,6 +290,7 @@ def test_the_newest_page_finds_copied_deleted_and_edited_runs(registry):
     shutil.rmtree(registry / "even")  # a whole experiment
     assert newest(index, 10) == [r.run_id for r in index.rows(sort="created", descending=True)]
     assert all(run_id.startswith("odd") for run_id in newest(index, 10))
+    assert list(index.select(RunQuery(experiment="even", limit=5)).listed) == []
 
 
 def test_ls_json_lines_are_the_rows_as_validated(registry):

@@ -22,7 +22,6 @@ from fsmrun.analysis.report import (
     ReportError,
     build_report,
     report_text_rows,
-    sweep_notes,
     to_csv,
     to_markdown,
 )
@@ -166,7 +165,7 @@ def report(
         raise ReportError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if sum((json_, csv_, markdown)) > 1:
         raise ReportError("choose one of --json, --csv, --markdown")
-    from fsmrun.analysis.report_index import collect_indexed_runs, full_runs
+    from fsmrun.analysis.report_source import collect_indexed_runs, full_runs, sweep_notes
     from fsmrun.runs.index_query import parse_where
 
     conditions = parse_where(where)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fsmrun.analysis import report_index
-from fsmrun.analysis.report import build_report, collect_runs
-from fsmrun.analysis.report_index import collect_indexed_runs
+from fsmrun.analysis import report_source
+from fsmrun.analysis.report import build_report
+from fsmrun.analysis.report_source import collect_indexed_runs, collect_runs
 from fsmrun.base.hashing import config_hash
 from fsmrun.base.io import atomic_write_json
 from fsmrun.runs.index import RunIndex
@@ -104,7 +104,7 @@ def test_the_index_and_the_folders_report_alike(registry, by, where, pool):
 
 def test_an_unsplit_report_reads_no_run_folder(registry, monkeypatch):
     reads: list[Path] = []
-    monkeypatch.setattr(report_index, "load_report_run", lambda path: reads.append(path))
+    monkeypatch.setattr(report_source, "load_report_run", lambda path: reads.append(path))
     runs, repeats = collect_indexed_runs(registry, ["odd"], ["model.arch"], ["test.string_acc"],
                                          "best")  # fmt: skip
     report = build_report(runs, ["model.arch"], ["test.string_acc"], repeats=repeats)

@@ -1,8 +1,9 @@
-"""The runs a report aggregates, read from the run index instead of every run folder: each
+"""The runs a report aggregates. From the run index (what `fsmrun report` uses): each
 config's newest completed run (repeats of a config and seed count once, as `dedupe` does),
-with its group fields and metric values from its index row. A folder is opened only for
-what the index does not hold: a run's whole config when its group has to be split (once per
-seedless config), its length bins (`--bins`) or its analysis numbers."""
+with its group fields and metric values from its index row; a folder is opened only for what
+the index does not hold: a run's whole config when its group has to be split (once per
+seedless config), its length bins (`--bins`) or its analysis numbers. From the run folders
+(`collect_runs`): every completed run read whole."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fsmrun.analysis.analysis_summary import analysis_numbers
 from fsmrun.analysis.report import (
     ANALYSIS_PREFIX,
     BASELINES,
@@ -19,7 +21,6 @@ from fsmrun.analysis.report import (
     ReportRun,
     check_metric,
     field_value,
-    load_report_run,
 )
 from fsmrun.base.overrides import OverrideError, check_key
 from fsmrun.runs.index_columns import DERIVED_FIELDS, metric_column
@@ -27,9 +28,93 @@ from fsmrun.runs.index_query import Condition, RunQuery
 from fsmrun.runs.index_read import IndexReader
 from fsmrun.runs.labels import is_tag_field, tag_value
 from fsmrun.runs.layout import iter_run_folders
+from fsmrun.runs.run_folder import RunFolder, RunFolderError
+from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics
+from fsmrun.sweeps.cells import cell_state
 from fsmrun.sweeps.coordinator import AmbiguousSweep, completed_runs, read_record, resolve_sweep
 from fsmrun.sweeps.spec import SweepError
+
+
+def load_report_run(path: Path) -> ReportRun | None:
+    """The run in folder `path` if it completed (with its config and metrics), else None."""
+    folder = RunFolder(path)
+    try:
+        record = folder.read_record()
+        if record.status != "completed":
+            return None
+        config, metrics = folder.read_config(), folder.read_metrics()
+    except RunFolderError:
+        return None
+    if config is None or metrics is None:
+        return None
+    return ReportRun(
+        record.run_id,
+        config,
+        metrics,
+        analysis=_analysis(folder, config),
+        tags=folder.read_labels().tags,
+        updated=record.updated,
+    )
+
+
+def _analysis(folder: RunFolder, config: ExperimentConfig) -> dict[str, float | None] | None:
+    """The run's analysis numbers (see analysis_summary.ANALYSIS_NUMBERS), None if none."""
+    try:
+        report = folder.read_analysis()
+    except RunFolderError:
+        return None
+    ood = config.data.ood_min_len if config.data.n_test_ood else None
+    return None if report is None else analysis_numbers(report, ood)
+
+
+def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
+    """Completed runs of the sweeps or experiments named in `refs` (all runs when empty)."""
+    folders: list[Path] = []
+    for ref in refs:
+        try:
+            record = read_record(resolve_sweep(root, ref))
+        except AmbiguousSweep:
+            raise
+        except SweepError:
+            found = list(iter_run_folders(root, ref))
+            if not found:
+                raise ReportError(
+                    f"{ref!r} is neither a sweep nor an experiment with runs under {root}"
+                ) from None
+            folders.extend(found)
+            continue
+        for cell in record.cells:
+            state = cell_state(root, cell.experiment, cell.config_hash, None)
+            if state.status == "done" and state.folder is not None:
+                folders.append(state.folder)
+    if not refs:
+        folders = list(iter_run_folders(root))
+    runs = [run for run in map(load_report_run, dict.fromkeys(folders)) if run is not None]
+    return runs
+
+
+def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
+    """One line per sweep among `refs` that is not finished: how many cells are done."""
+    notes = []
+    for ref in refs:
+        try:
+            record = read_record(resolve_sweep(root, ref))
+        except SweepError:
+            continue
+        states = [cell_state(root, c.experiment, c.config_hash, c).status for c in record.cells]
+        done = states.count("done")
+        if done < len(states):
+            rest = ", ".join(
+                f"{states.count(s)} {s.replace('todo', 'to do')}"
+                for s in ("running", "interrupted", "failed", "todo")
+                if states.count(s)
+            )
+            notes.append(
+                f"sweep {record.sweep_id} is not finished: {done} of {len(states)} cells done "
+                f"({rest}); this report covers the done ones"
+            )
+    return notes
 
 
 @dataclass

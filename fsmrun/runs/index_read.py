@@ -262,33 +262,27 @@ class IndexReader:
     ) -> tuple[list[IndexedRun], Changes]:
         """Runs read from changed folders that match `query`, and the changes found (the
         folders whose index rows are not to be used)."""
-        known = Known()
-        if conn is not None:
-            where, args = "1", ()
-            dirs_where, dirs_args = "1", ()
-            if query.experiment is not None:
-                where, args = "experiment = ?", (query.experiment,)
-                dirs_where = "path = ? OR path LIKE ? ESCAPE '\\'"
-                dirs_args = (query.experiment, _like_prefix(query.experiment) + "/%")
-            if not query.newest_only:
-                known.runs = dict(
-                    conn.execute(f"SELECT folder, folder_mtime_ns FROM runs WHERE {where}", args)
-                )
-            running = f"SELECT folder FROM runs WHERE status = 'running' AND {where}"
-            known.running = {f for (f,) in conn.execute(running, args)}
-            # The light check needs the children of experiment folders only (fewer to decode).
-            children = "CASE WHEN instr(path, '/') = 0 THEN children END"
-            listing = children if query.newest_only else "children"
-            dirs_sql = f"SELECT path, mtime_ns, {listing} FROM dirs WHERE {dirs_where}"
-            known.dirs = {p: (m, c) for p, m, c in conn.execute(dirs_sql, dirs_args)}
-        if conn is not None and query.newest_only:
-            changes = find_new_runs(self.root, known, query.experiment, _rows_under(conn))
-            if query.experiment is None:  # experiment folders deleted since: not listed
-                indexed = {e for (e,) in conn.execute("SELECT DISTINCT experiment FROM runs")}
-                for gone in indexed.difference(changes.experiments or ()):
-                    changes.excluded.update(_rows_under(conn)(gone))
+        if conn is None:
+            changes = find_changes(self.root, query.experiment, lambda names, lo, hi: Known())
+        elif query.newest_only:
+            changes = self._newest_changes(conn, query)
         else:
-            changes = find_changes(self.root, known, query.experiment)
+            running = "SELECT folder FROM runs WHERE status = 'running'"
+            running_folders = {f for (f,) in conn.execute(running)}
+
+            def load(names: list[str], lo: str, hi: str) -> Known:
+                runs = "SELECT folder, folder_mtime_ns FROM runs WHERE folder >= ? AND folder < ?"
+                dirs = (
+                    "SELECT path, mtime_ns, children FROM dirs WHERE (path >= ? AND path < ?) "
+                    "OR path IN (SELECT value FROM json_each(?))"
+                )
+                return Known(
+                    runs=dict(conn.execute(runs, (lo, hi))),
+                    running=running_folders,
+                    dirs={p: (m, c) for p, m, c in conn.execute(dirs, (lo, hi, json.dumps(names)))},
+                )
+
+            changes = find_changes(self.root, query.experiment, load)
         fresh = []
         for rel, result in read_folders(self.root, changes.stale):
             if isinstance(result, str):
@@ -298,6 +292,28 @@ class IndexReader:
             if query.matches(result, row.status):
                 fresh.append(dataclasses.replace(result, row=row))
         return fresh, changes
+
+    def _newest_changes(self, conn: sqlite3.Connection, query: RunQuery) -> Changes:
+        """`find_new_runs` with what the index knows: rows recorded running, and the
+        listings of experiment folders (the mtimes only of hash folders)."""
+        where, args = "1", ()
+        dirs_where, dirs_args = "1", ()
+        if query.experiment is not None:
+            where, args = "experiment = ?", (query.experiment,)
+            dirs_where = "path = ? OR path LIKE ? ESCAPE '\\'"
+            dirs_args = (query.experiment, _like_prefix(query.experiment) + "/%")
+        known = Known()
+        running = f"SELECT folder FROM runs WHERE status = 'running' AND {where}"
+        known.running = {f for (f,) in conn.execute(running, args)}
+        children = "CASE WHEN instr(path, '/') = 0 THEN children END"
+        dirs_sql = f"SELECT path, mtime_ns, {children} FROM dirs WHERE {dirs_where}"
+        known.dirs = {p: (m, c) for p, m, c in conn.execute(dirs_sql, dirs_args)}
+        changes = find_new_runs(self.root, known, query.experiment, _rows_under(conn))
+        if query.experiment is None:  # experiment folders deleted since: not listed
+            indexed = {e for (e,) in conn.execute("SELECT DISTINCT experiment FROM runs")}
+            for gone in indexed.difference(changes.experiments or ()):
+                changes.excluded.update(_rows_under(conn)(gone))
+        return changes
 
     @staticmethod
     def _where(query: RunQuery, changes: Changes) -> tuple[str, list[Any]]:

@@ -31,6 +31,7 @@ from fsmrun.runs.run_folder import RUN_FILE, RunFolderError
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT_BATCH = 512  # experiment folders compared at a time (what is held in memory)
 PARALLEL_MIN = 2000  # below this many folders, worker start-up costs more than it saves
 # A folder mtime younger than this may still change within the same clock tick: not trusted.
 SETTLED_S = 2.0
@@ -86,13 +87,39 @@ def _children(path: str, rel: str, dirs: dict[str, tuple[int, str]]) -> list[str
         return None
 
 
-def find_changes(root: str | os.PathLike[str], known: Known, experiment: str | None) -> Changes:
-    """Compare the folders under `root` (one experiment's, if given) with what is known."""
+def find_changes(
+    root: str | os.PathLike[str],
+    experiment: str | None,
+    load: Callable[[list[str], str, str], Known],
+) -> Changes:
+    """Compare the folders under `root` (one experiment's, if given) with what the index
+    knows, `EXPERIMENT_BATCH` experiment folders at a time: `load(names, lo, hi)` gives what
+    it knows of the run folders in [lo, hi) and of the listings of those experiments. The
+    ranges follow one another and cover every folder string, so a row of an experiment folder
+    that is gone falls in one of them and is excluded; memory stays flat in the runs."""
     root_s = os.fspath(root)
+    names = sorted(_experiments(root_s, experiment), key=lambda n: n + "/")  # folder order
+    stale: list[str] = []
+    excluded: set[str] = set()
+    for start in range(0, max(len(names), 1), EXPERIMENT_BATCH):
+        batch = names[start : start + EXPERIMENT_BATCH]
+        end = start + EXPERIMENT_BATCH
+        lo = batch[0] + "/" if start and batch else ""
+        hi = names[end] + "/" if end < len(names) else "\U0010ffff"
+        if experiment is not None:
+            lo, hi = experiment + "/", experiment + "0"  # '0' follows '/'
+        part = _compare(root_s, load(batch, lo, hi), batch)
+        stale += part.stale
+        excluded |= part.excluded
+    return Changes(sorted(stale), excluded)
+
+
+def _compare(root_s: str, known: Known, experiments: list[str]) -> Changes:
+    """Compare the folders of `experiments` with what is known of them."""
     remaining = dict(known.runs)
     missing = object()
     stale: list[str] = []
-    for exp in _experiments(root_s, experiment):
+    for exp in experiments:
         hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
         for name in hash_names or []:
             if name.startswith("."):

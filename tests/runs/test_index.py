@@ -298,3 +298,24 @@ def test_ls_json_lines_are_the_rows_as_validated(registry):
     total, lines = index.select_json(RunQuery(sort="test_string_acc", descending=True))
     rows = index.rows(sort="test_string_acc", descending=True)
     assert total == 6 and list(lines) == [row.model_dump_json() for row in rows]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 512])
+def test_experiments_compared_in_batches_find_every_change(registry, monkeypatch, batch):
+    monkeypatch.setattr(index_scan, "EXPERIMENT_BATCH", batch)
+    write_run(registry, "even-b", "lstm", 1e-3, 0, 0.5, created=2000.0)  # sorts between
+    write_run(registry, "even0", "lstm", 1e-3, 0, 0.5, created=2001.0)  # even/ and even0/
+    age(registry)
+    index = RunIndex(registry)
+    index.reindex()
+    shutil.rmtree(registry / "odd")  # a gone experiment's rows fall in some batch's range
+    edited = registry / index.rows(experiment="even-b")[0].folder
+    atomic_write_json(edited / "labels.json", {"tags": {"seen": "yes"}})
+    reads = count_reads(monkeypatch)
+    rows = index.rows()
+    on_disk = sorted(
+        p.parent.relative_to(registry).as_posix() for p in registry.glob("*/*/v*/run.json")
+    )
+    assert sorted(r.folder for r in rows) == on_disk and len(rows) == 5
+    assert reads == [edited.relative_to(registry).as_posix()]
+    assert [r.tags for r in rows if r.experiment == "even-b"] == [{"seen": "yes"}]

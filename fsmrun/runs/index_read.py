@@ -265,24 +265,15 @@ class IndexReader:
         if conn is None:
             changes = find_changes(self.root, query.experiment, lambda names, lo, hi: Known())
         elif query.newest_only:
-            changes = self._newest_changes(conn, query)
+            changes = find_new_runs(
+                self.root, query.experiment, _loader(conn, full=False), _rows_under(conn)
+            )
+            if query.experiment is None:  # experiment folders deleted since: not listed
+                indexed = {e for (e,) in conn.execute("SELECT DISTINCT experiment FROM runs")}
+                for gone in indexed.difference(changes.experiments or ()):
+                    changes.excluded.update(_rows_under(conn)(gone))
         else:
-            running = "SELECT folder FROM runs WHERE status = 'running'"
-            running_folders = {f for (f,) in conn.execute(running)}
-
-            def load(names: list[str], lo: str, hi: str) -> Known:
-                runs = "SELECT folder, folder_mtime_ns FROM runs WHERE folder >= ? AND folder < ?"
-                dirs = (
-                    "SELECT path, mtime_ns, children FROM dirs WHERE (path >= ? AND path < ?) "
-                    "OR path IN (SELECT value FROM json_each(?))"
-                )
-                return Known(
-                    runs=dict(conn.execute(runs, (lo, hi))),
-                    running=running_folders,
-                    dirs={p: (m, c) for p, m, c in conn.execute(dirs, (lo, hi, json.dumps(names)))},
-                )
-
-            changes = find_changes(self.root, query.experiment, load)
+            changes = find_changes(self.root, query.experiment, _loader(conn, full=True))
         fresh = []
         for rel, result in read_folders(self.root, changes.stale):
             if isinstance(result, str):
@@ -292,28 +283,6 @@ class IndexReader:
             if query.matches(result, row.status):
                 fresh.append(dataclasses.replace(result, row=row))
         return fresh, changes
-
-    def _newest_changes(self, conn: sqlite3.Connection, query: RunQuery) -> Changes:
-        """`find_new_runs` with what the index knows: rows recorded running, and the
-        listings of experiment folders (the mtimes only of hash folders)."""
-        where, args = "1", ()
-        dirs_where, dirs_args = "1", ()
-        if query.experiment is not None:
-            where, args = "experiment = ?", (query.experiment,)
-            dirs_where = "path = ? OR path LIKE ? ESCAPE '\\'"
-            dirs_args = (query.experiment, _like_prefix(query.experiment) + "/%")
-        known = Known()
-        running = f"SELECT folder FROM runs WHERE status = 'running' AND {where}"
-        known.running = {f for (f,) in conn.execute(running, args)}
-        children = "CASE WHEN instr(path, '/') = 0 THEN children END"
-        dirs_sql = f"SELECT path, mtime_ns, {children} FROM dirs WHERE {dirs_where}"
-        known.dirs = {p: (m, c) for p, m, c in conn.execute(dirs_sql, dirs_args)}
-        changes = find_new_runs(self.root, known, query.experiment, _rows_under(conn))
-        if query.experiment is None:  # experiment folders deleted since: not listed
-            indexed = {e for (e,) in conn.execute("SELECT DISTINCT experiment FROM runs")}
-            for gone in indexed.difference(changes.experiments or ()):
-                changes.excluded.update(_rows_under(conn)(gone))
-        return changes
 
     @staticmethod
     def _where(query: RunQuery, changes: Changes) -> tuple[str, list[Any]]:
@@ -415,6 +384,30 @@ class Selection:
     listed: Iterator[Listed]
 
 
+def _loader(conn: sqlite3.Connection, *, full: bool) -> Callable[[list[str], str, str], Known]:
+    """What the index knows of the experiments `names` and the run folders in [lo, hi): rows
+    recorded running, the listings of those experiment folders and of their hash folders
+    (`full`: with the hash folders' children and every run folder's mtime; else only the
+    hash folders' mtimes, all the newest page compares)."""
+    running_sql = "SELECT folder FROM runs WHERE status = 'running' AND folder >= ? AND folder < ?"
+    runs_sql = "SELECT folder, folder_mtime_ns FROM runs WHERE folder >= ? AND folder < ?"
+    children = "children" if full else "CASE WHEN instr(path, '/') = 0 THEN children END"
+    dirs_sql = (
+        f"SELECT path, mtime_ns, {children} FROM dirs WHERE (path >= ? AND path < ?) "
+        "OR path IN (SELECT value FROM json_each(?))"
+    )
+
+    def load(names: list[str], lo: str, hi: str) -> Known:
+        dirs = conn.execute(dirs_sql, (lo, hi, json.dumps(names)))
+        return Known(
+            runs=dict(conn.execute(runs_sql, (lo, hi))) if full else {},
+            running={f for (f,) in conn.execute(running_sql, (lo, hi))},
+            dirs={p: (m, c) for p, m, c in dirs},
+        )
+
+    return load
+
+
 def _rows_under(conn: sqlite3.Connection) -> Callable[[str], dict[str, int | None]]:
     """The indexed (folder, mtime) of the runs under a folder prefix (the covering index on
     folder answers a range)."""
@@ -442,10 +435,6 @@ def _decode(value: Any, kind: str | None) -> Any:
     if kind in ("array", "object"):
         return json.loads(value)
     return value
-
-
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 _Item = TypeVar("_Item")

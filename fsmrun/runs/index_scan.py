@@ -98,9 +98,20 @@ def find_changes(
     ranges follow one another and cover every folder string, so a row of an experiment folder
     that is gone falls in one of them and is excluded; memory stays flat in the runs."""
     root_s = os.fspath(root)
-    names = sorted(_experiments(root_s, experiment), key=lambda n: n + "/")  # folder order
     stale: list[str] = []
     excluded: set[str] = set()
+    for batch, lo, hi in _batches(_experiments(root_s, experiment), experiment):
+        part = _compare(root_s, load(batch, lo, hi), batch)
+        stale += part.stale
+        excluded |= part.excluded
+    return Changes(sorted(stale), excluded)
+
+
+def _batches(names: list[str], experiment: str | None) -> Iterator[tuple[list[str], str, str]]:
+    """EXPERIMENT_BATCH experiment names at a time, in the order of their folders, with the
+    range [lo, hi) of folder strings that is theirs; the ranges follow one another from ''
+    to the largest string (one experiment's own range when `experiment` is given)."""
+    names = sorted(names, key=lambda n: n + "/")  # the order of "name/..." folder strings
     for start in range(0, max(len(names), 1), EXPERIMENT_BATCH):
         batch = names[start : start + EXPERIMENT_BATCH]
         end = start + EXPERIMENT_BATCH
@@ -108,10 +119,7 @@ def find_changes(
         hi = names[end] + "/" if end < len(names) else "\U0010ffff"
         if experiment is not None:
             lo, hi = experiment + "/", experiment + "0"  # '0' follows '/'
-        part = _compare(root_s, load(batch, lo, hi), batch)
-        stale += part.stale
-        excluded |= part.excluded
-    return Changes(sorted(stale), excluded)
+        yield batch, lo, hi
 
 
 def _compare(root_s: str, known: Known, experiments: list[str]) -> Changes:
@@ -144,20 +152,41 @@ def _compare(root_s: str, known: Known, experiments: list[str]) -> Changes:
 
 def find_new_runs(
     root: str | os.PathLike[str],
-    known: Known,
     experiment: str | None,
+    load: Callable[[list[str], str, str], Known],
     rows_under: Callable[[str], dict[str, int | None]],
 ) -> Changes:
     """The light check of `find_changes` for a listing of the newest runs: runs copied in or
     deleted and rows recorded as running, found from the experiment and hash folder mtimes
     alone (no run folder is stat'ed under a hash folder whose listing the index knows as of
     its mtime). A run folder edited in place is not seen here: the caller checks the few
-    rows it shows. `known.runs` is not used; `rows_under(prefix)` gives the indexed
-    (folder, mtime) pairs under an experiment or hash folder that changed."""
+    rows it shows. `load` is `find_changes`'s (`known.runs` is not used); `rows_under(prefix)`
+    gives the indexed (folder, mtime) pairs under an experiment or hash folder that changed."""
     root_s = os.fspath(root)
     stale: list[str] = []
     excluded: set[str] = set()
     experiments = _experiments(root_s, experiment)
+    running: set[str] = set()
+    for batch, lo, hi in _batches(experiments, experiment):
+        known = load(batch, lo, hi)
+        running |= known.running
+        _new_in(root_s, known, batch, rows_under, stale, excluded)
+    for rel in running:  # their heartbeat lives in run.json: always read
+        if os.path.isdir(f"{root_s}/{rel}") and rel not in stale:
+            stale.append(rel)
+    excluded.update(stale)
+    return Changes(sorted(stale), excluded, experiments)
+
+
+def _new_in(
+    root_s: str,
+    known: Known,
+    experiments: list[str],
+    rows_under: Callable[[str], dict[str, int | None]],
+    stale: list[str],
+    excluded: set[str],
+) -> None:
+    """find_new_runs over one batch of experiments: adds to `stale` and `excluded`."""
     for exp in experiments:
         listed = known.dirs.get(exp)
         hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
@@ -188,11 +217,6 @@ def find_new_runs(
                 if indexed.pop(rel, None) != run_mtime:
                     stale.append(rel)
             excluded.update(indexed)  # gone from the folder
-    for rel in known.running:  # their heartbeat lives in run.json: always read
-        if os.path.isdir(f"{root_s}/{rel}") and rel not in stale:
-            stale.append(rel)
-    excluded.update(stale)
-    return Changes(sorted(stale), excluded, experiments)
 
 
 def _listing(path: str) -> list[str]:

@@ -319,3 +319,5 @@ def test_experiments_compared_in_batches_find_every_change(registry, monkeypatch
     assert sorted(r.folder for r in rows) == on_disk and len(rows) == 5
     assert reads == [edited.relative_to(registry).as_posix()]
     assert [r.tags for r in rows if r.experiment == "even-b"] == [{"seen": "yes"}]
+    newest_first = [r.run_id for r in index.rows(sort="created", descending=True)]
+    assert newest(index, 10) == newest_first and newest_first[0].startswith("even0")

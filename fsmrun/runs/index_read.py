@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from fsmrun.runs.index_columns import (
     IndexedRun,
     read_indexed_run,
 )
+from fsmrun.runs.index_known import decode_json_value, keep_newest, known_loader, rows_under
 from fsmrun.runs.index_query import RunQuery, json_path
 from fsmrun.runs.index_scan import Changes, Known, find_changes, find_new_runs, read_folders
 from fsmrun.runs.layout import ResultsFolderError, is_plain_name
@@ -215,7 +216,7 @@ class IndexReader:
         for run in fresh:
             if run.config_key is not None and run.row.stop_reason is not None:
                 total += 1
-                _keep_newest(newest, run.config_key, run.row.updated, run.row.run_id, run)
+                keep_newest(newest, run.config_key, run.row.updated, run.row.run_id, run)
         if conn is None:
             rowids: list[int] = []
         else:
@@ -224,7 +225,7 @@ class IndexReader:
             sql = f"SELECT config_key, updated, run_id, rowid FROM runs WHERE {where}"
             for key, updated, run_id, rowid in conn.execute(sql, args):
                 total += 1
-                _keep_newest(newest, key, updated, run_id, rowid)
+                keep_newest(newest, key, updated, run_id, rowid)
             rowids = [item for _, _, item in newest.values() if isinstance(item, int)]
         out = []
         for _, _, item in newest.values():
@@ -252,7 +253,7 @@ class IndexReader:
         sql = f"SELECT {selected} FROM runs WHERE rowid IN (SELECT value FROM json_each(?1))"
         width, out = 5, []
         for values in conn.execute(sql, [json.dumps(rowids), *map(json_path, fields)]):
-            decoded = [_decode(values[width + 2 * i], values[width + 2 * i + 1])
+            decoded = [decode_json_value(values[width + 2 * i], values[width + 2 * i + 1])
                        for i in range(len(fields))]  # fmt: skip
             out.append((*values[:width], *decoded, *values[width + 2 * len(fields) :]))
         return out
@@ -266,14 +267,14 @@ class IndexReader:
             changes = find_changes(self.root, query.experiment, lambda names, lo, hi: Known())
         elif query.newest_only:
             changes = find_new_runs(
-                self.root, query.experiment, _loader(conn, full=False), _rows_under(conn)
+                self.root, query.experiment, known_loader(conn, full=False), rows_under(conn)
             )
             if query.experiment is None:  # experiment folders deleted since: not listed
                 indexed = {e for (e,) in conn.execute("SELECT DISTINCT experiment FROM runs")}
                 for gone in indexed.difference(changes.experiments or ()):
-                    changes.excluded.update(_rows_under(conn)(gone))
+                    changes.excluded.update(rows_under(conn)(gone))
         else:
-            changes = find_changes(self.root, query.experiment, _loader(conn, full=True))
+            changes = find_changes(self.root, query.experiment, known_loader(conn, full=True))
         fresh = []
         for rel, result in read_folders(self.root, changes.stale):
             if isinstance(result, str):
@@ -382,59 +383,6 @@ class Selection:
 
     total: int
     listed: Iterator[Listed]
-
-
-def _loader(conn: sqlite3.Connection, *, full: bool) -> Callable[[list[str], str, str], Known]:
-    """What the index knows of the experiments `names` and the run folders in [lo, hi): rows
-    recorded running, the listings of those experiment folders and of their hash folders
-    (`full`: with the hash folders' children and every run folder's mtime; else only the
-    hash folders' mtimes, all the newest page compares)."""
-    running_sql = "SELECT folder FROM runs WHERE status = 'running' AND folder >= ? AND folder < ?"
-    runs_sql = "SELECT folder, folder_mtime_ns FROM runs WHERE folder >= ? AND folder < ?"
-    children = "children" if full else "CASE WHEN instr(path, '/') = 0 THEN children END"
-    dirs_sql = (
-        f"SELECT path, mtime_ns, {children} FROM dirs WHERE (path >= ? AND path < ?) "
-        "OR path IN (SELECT value FROM json_each(?))"
-    )
-
-    def load(names: list[str], lo: str, hi: str) -> Known:
-        dirs = conn.execute(dirs_sql, (lo, hi, json.dumps(names)))
-        return Known(
-            runs=dict(conn.execute(runs_sql, (lo, hi))) if full else {},
-            running={f for (f,) in conn.execute(running_sql, (lo, hi))},
-            dirs={p: (m, c) for p, m, c in dirs},
-        )
-
-    return load
-
-
-def _rows_under(conn: sqlite3.Connection) -> Callable[[str], dict[str, int | None]]:
-    """The indexed (folder, mtime) of the runs under a folder prefix (the covering index on
-    folder answers a range)."""
-
-    def rows(prefix: str) -> dict[str, int | None]:
-        sql = "SELECT folder, folder_mtime_ns FROM runs WHERE folder >= ? AND folder < ?"
-        return dict(conn.execute(sql, (prefix + "/", prefix + "0")))  # '0' follows '/'
-
-    return rows
-
-
-def _keep_newest(
-    newest: dict[str, tuple[float, str, Any]], key: str, updated: float, run_id: str, item: Any
-) -> None:
-    held = newest.get(key)
-    if held is None or (updated, run_id) > (held[0], held[1]):
-        newest[key] = (updated, run_id, item)
-
-
-def _decode(value: Any, kind: str | None) -> Any:
-    """A json_extract value as json.loads would give it (SQLite gives true as 1 and a list
-    or object as its JSON text)."""
-    if kind in ("true", "false"):
-        return kind == "true"
-    if kind in ("array", "object"):
-        return json.loads(value)
-    return value
 
 
 _Item = TypeVar("_Item")

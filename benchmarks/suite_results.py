@@ -14,7 +14,7 @@ import platform
 from pathlib import Path
 
 from fsmrun.analysis.published import published_for, published_markdown
-from fsmrun.analysis.report import collect_runs
+from fsmrun.analysis.report_source import collect_runs
 from fsmrun.sweeps.coordinator import find_sweep, read_record
 
 

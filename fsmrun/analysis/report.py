@@ -7,27 +7,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import statistics
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS, analysis_numbers
+from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS
 from fsmrun.base.errors import UserError
-from fsmrun.base.hashing import UNHASHED, config_hash
+from fsmrun.base.hashing import config_hash
 from fsmrun.base.overrides import flatten
-from fsmrun.runs.index_columns import language_of
+from fsmrun.runs.index_columns import language_of, seedless_fields, seedless_key
 from fsmrun.runs.labels import is_tag_field, tag_value
-from fsmrun.runs.layout import iter_run_folders
-from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
 from fsmrun.schemas.sweep import BinStats, MetricStats, Report, ReportRow
-from fsmrun.sweeps.cells import cell_state
-from fsmrun.sweeps.coordinator import AmbiguousSweep, read_record, resolve_sweep
-from fsmrun.sweeps.spec import SweepError
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]
@@ -56,88 +48,54 @@ class ReportRun:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)  # for `tag.KEY` groups
     updated: float = 0.0  # run.json's last change: the newest of repeated runs counts
 
+    # What build_report asks of a run; report_index.IndexedReportRun answers the same from
+    # an index row without reading the folder.
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
-# ---------------------------------------------------------------------------- selection
+    def config_key(self) -> str:
+        """Equal for runs of one config and seed (repeats count once)."""
+        return config_hash(self.config)
 
+    def seedless_key(self) -> str:
+        """Equal for runs whose configs differ at most in the seed."""
+        return seedless_key(self.config)
 
-def _completed(path: Path) -> ReportRun | None:
-    folder = RunFolder(path)
-    try:
-        record = folder.read_record()
-        if record.status != "completed":
-            return None
-        config, metrics = folder.read_config(), folder.read_metrics()
-    except RunFolderError:
-        return None
-    if config is None or metrics is None:
-        return None
-    return ReportRun(
-        record.run_id,
-        config,
-        metrics,
-        analysis=_analysis(folder, config),
-        tags=folder.read_labels().tags,
-        updated=record.updated,
-    )
+    def seedless_fields(self) -> dict[str, str]:
+        return seedless_fields(self.config)
 
+    def value(self, field: str) -> Any:
+        """`run_value`: a config field or a tag."""
+        return run_value(self, field)
 
-def _analysis(folder: RunFolder, config: ExperimentConfig) -> dict[str, float | None] | None:
-    """The run's analysis numbers (see analysis_summary.ANALYSIS_NUMBERS), None if none."""
-    try:
-        report = folder.read_analysis()
-    except RunFolderError:
-        return None
-    ood = config.data.ood_min_len if config.data.n_test_ood else None
-    return None if report is None else analysis_numbers(report, ood)
+    def metric(self, checkpoint: str, split: str, field: str) -> float | None:
+        part = _split(self.metrics, checkpoint, split)
+        return getattr(part, field) if part is not None else None
+
+    def analysis_value(self, field: str) -> float | None:
+        return (self.analysis or {}).get(field)
+
+    def bins(self, checkpoint: str, split: str) -> list[BinMetrics]:
+        part = _split(self.metrics, checkpoint, split)
+        return part.bins if part is not None else []
 
 
-def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
-    """Completed runs of the sweeps or experiments named in `refs` (all runs when empty)."""
-    folders: list[Path] = []
-    for ref in refs:
-        try:
-            record = read_record(resolve_sweep(root, ref))
-        except AmbiguousSweep:
-            raise
-        except SweepError:
-            found = list(iter_run_folders(root, ref))
-            if not found:
-                raise ReportError(
-                    f"{ref!r} is neither a sweep nor an experiment with runs under {root}"
-                ) from None
-            folders.extend(found)
-            continue
-        for cell in record.cells:
-            state = cell_state(root, cell.experiment, cell.config_hash, None)
-            if state.status == "done" and state.folder is not None:
-                folders.append(state.folder)
-    if not refs:
-        folders = list(iter_run_folders(root))
-    runs = [run for run in map(_completed, dict.fromkeys(folders)) if run is not None]
-    return runs
+class RunLike(Protocol):
+    """A completed run as build_report reads it (ReportRun, or an index row)."""
 
+    run_id: str
+    updated: float
 
-def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
-    """One line per sweep among `refs` that is not finished: how many cells are done."""
-    notes = []
-    for ref in refs:
-        try:
-            record = read_record(resolve_sweep(root, ref))
-        except SweepError:
-            continue
-        states = [cell_state(root, c.experiment, c.config_hash, c).status for c in record.cells]
-        done = states.count("done")
-        if done < len(states):
-            rest = ", ".join(
-                f"{states.count(s)} {s.replace('todo', 'to do')}"
-                for s in ("running", "interrupted", "failed", "todo")
-                if states.count(s)
-            )
-            notes.append(
-                f"sweep {record.sweep_id} is not finished: {done} of {len(states)} cells done "
-                f"({rest}); this report covers the done ones"
-            )
-    return notes
+    @property
+    def seed(self) -> int: ...
+    def config_key(self) -> str: ...
+    def seedless_key(self) -> str: ...
+    def seedless_fields(self) -> dict[str, str]: ...
+    def value(self, field: str) -> Any: ...
+    def metric(self, checkpoint: str, split: str, field: str) -> float | None: ...
+    def analysis_value(self, field: str) -> float | None: ...
+    def bins(self, checkpoint: str, split: str) -> list[BinMetrics]: ...
 
 
 def field_value(config: ExperimentConfig, field: str) -> Any:
@@ -209,15 +167,14 @@ def summarize(
 
 
 def _bin_stats(
-    runs: list[ReportRun], name: str, checkpoint: str, digits: int | None = None
+    runs: list[RunLike], name: str, checkpoint: str, digits: int | None = None
 ) -> list[BinStats]:
     split, field = check_metric(name)
     if field not in BinMetrics.model_fields:
         return []
     by_bin: dict[tuple[int, int], list[BinMetrics]] = {}
     for run in runs:
-        metrics = _split(run.metrics, checkpoint, split)
-        for b in metrics.bins if metrics else []:
+        for b in run.bins(checkpoint, split):
             by_bin.setdefault((b.lo, b.hi), []).append(b)
     base = BASELINES.get(field)
     return [
@@ -235,12 +192,15 @@ def _bin_stats(
     ]
 
 
-def dedupe(runs: list[ReportRun]) -> tuple[list[ReportRun], int]:
+_Run = TypeVar("_Run", bound=RunLike)
+
+
+def dedupe(runs: list[_Run]) -> tuple[list[_Run], int]:
     """One run per config and seed (config_hash covers the seed): the newest completed one;
     and how many repeats were left out. A child run (an extension) has its own config."""
-    newest: dict[str, ReportRun] = {}
+    newest: dict[str, _Run] = {}
     for run in runs:
-        key = config_hash(run.config)
+        key = run.config_key()
         if key not in newest or (run.updated, run.run_id) > (
             newest[key].updated,
             newest[key].run_id,
@@ -253,31 +213,22 @@ def dedupe(runs: list[ReportRun]) -> tuple[list[ReportRun], int]:
 def config_fields(config: ExperimentConfig) -> dict[str, Any]:
     """The flat config fields that make one configuration: all but the seed and the fields
     config_hash leaves out (name, description, logging); 'experiment' for the name."""
-    doc = _without(config.model_dump(mode="json"), UNHASHED)
-    flat = {k: json.dumps(v, sort_keys=True) for k, v in flatten(doc).items() if k != "seed"}
-    flat["experiment"] = config.name
-    return flat
+    return seedless_fields(config)
 
 
-def _without(doc: dict[str, Any], drop: Any) -> dict[str, Any]:
-    out = {}
-    for key, value in doc.items():
-        if drop.get(key) is True:
-            continue
-        inner = drop.get(key)
-        out[key] = _without(value, inner) if inner and isinstance(value, dict) else value
-    return out
-
-
-def varying_fields(runs: list[ReportRun], by: list[str]) -> list[str]:
+def varying_fields(runs: list[RunLike], by: list[str]) -> list[str]:
     """Config fields (besides the seed) whose values differ between runs of one `by` group:
-    such a group is not the seeds of one configuration."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    such a group is not the seeds of one configuration. Only groups whose runs have more
+    than one seedless key have such fields, and only one run per key is looked into."""
+    groups: dict[tuple[str, ...], dict[str, RunLike]] = {}
     for run in runs:
-        key = tuple(str(run_value(run, f)) for f in by)
-        groups.setdefault(key, []).append(config_fields(run.config))
+        key = tuple(str(run.value(f)) for f in by)
+        groups.setdefault(key, {}).setdefault(run.seedless_key(), run)
     varying: dict[str, None] = {}
-    for members in groups.values():
+    for distinct in groups.values():
+        if len(distinct) < 2:
+            continue
+        members = [run.seedless_fields() for run in distinct.values()]
         for name in members[0]:
             if name not in by and len({m.get(name) for m in members}) > 1:
                 varying[name] = None
@@ -285,7 +236,7 @@ def varying_fields(runs: list[ReportRun], by: list[str]) -> list[str]:
 
 
 def build_report(
-    runs: list[ReportRun],
+    runs: list[RunLike],
     by: list[str] | None = None,
     metrics: list[str] | None = None,
     checkpoint: str = "best",
@@ -294,12 +245,14 @@ def build_report(
     agg: str = "mean",
     digits: int | None = DEFAULT_DIGITS,
     pool: bool = False,
+    repeats: int = 0,
 ) -> Report:
     """Group `runs` by the `by` fields (sorted by group) and aggregate `metrics` over them.
 
     Honest by construction: repeated runs of one config and seed count once (the newest); a
     group whose runs differ in more than the seed is split by the fields that differ (named
     in `split_by` and a note), unless `pool`; `bins` never pools two experiments' bins.
+    `repeats`: repeated runs the caller already left out (report_index dedupes in the index).
     """
     by = by or DEFAULT_BY
     metrics = metrics or DEFAULT_METRICS
@@ -310,8 +263,9 @@ def build_report(
     parsed = {m: check_metric(m) for m in metrics}
     for name in by:
         for run in runs[:1]:
-            run_value(run, name)  # an unknown field is named before anything else
-    runs, repeats = dedupe(runs)
+            run.value(name)  # an unknown field is named before anything else
+    runs, dropped = dedupe(runs)
+    repeats += dropped
     notes = []
     if repeats:
         notes.append(
@@ -327,32 +281,29 @@ def build_report(
             "its runs are not seeds of one config (--pool pools them anyway)"
         )
     keys = [*by, *split]
-    groups: dict[tuple[Any, ...], list[ReportRun]] = {}
+    groups: dict[tuple[Any, ...], list[RunLike]] = {}
     for run in runs:
-        key = tuple(run_value(run, f) for f in keys)
+        key = tuple(run.value(f) for f in keys)
         groups.setdefault(key, []).append(run)
     rows = []
     for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
-        members = sorted(groups[key], key=lambda r: (r.config.seed, r.run_id))
+        members = sorted(groups[key], key=lambda r: (r.seed, r.run_id))
         stats = {}
         for name, (split_name, field) in parsed.items():
             if split_name == ANALYSIS_PREFIX:  # a mean of 0/1 values is the fraction of seeds
-                stats[name] = summarize(
-                    [(r.analysis or {}).get(field) for r in members], digits=digits
-                )
+                stats[name] = summarize([r.analysis_value(field) for r in members], digits=digits)
                 continue
-            parts = [_split(r.metrics, checkpoint, split_name) for r in members]
             base = BASELINES.get(field)
             stats[name] = summarize(
-                [getattr(p, field) if p else None for p in parts],
-                [getattr(p, base) if p else None for p in parts] if base else None,
+                [r.metric(checkpoint, split_name, field) for r in members],
+                [r.metric(checkpoint, split_name, base) for r in members] if base else None,
                 digits,
             )
         rows.append(
             ReportRow(
                 group=dict(zip(keys, key, strict=True)),
                 n_runs=len(members),
-                seeds=[r.config.seed for r in members],
+                seeds=[r.seed for r in members],
                 run_ids=[r.run_id for r in members],
                 metrics=stats,
                 bins=[b for m in metrics for b in _bin_stats(members, m, checkpoint, digits)]

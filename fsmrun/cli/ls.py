@@ -264,6 +264,11 @@ def ls(
         descending=desc or newest_first,
         limit=None if tag else cap,  # with --tag the limit applies after the tag filter
     )
+    if json_ and not tag:  # streamed as stored: memory does not grow with the runs
+        _, lines = index.select_json(query)
+        sys.stdout.writelines(line + "\n" for line in lines)
+        sys.stdout.flush()
+        return
     selection = index.select(query, with_config=not json_)
     listed: Iterable[Any] = selection.listed
     total = selection.total

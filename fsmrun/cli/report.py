@@ -9,17 +9,19 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.analysis.published import PublishedRow, published_for, published_markdown
+from fsmrun.analysis.published import (
+    PublishedRow,
+    published_for,
+    published_markdown,
+    spec_of,
+)
 from fsmrun.analysis.report import (
     DEFAULT_BY,
     DEFAULT_DIGITS,
     DEFAULT_METRICS,
     ReportError,
     build_report,
-    collect_runs,
-    filter_runs,
     report_text_rows,
-    sweep_notes,
     to_csv,
     to_markdown,
 )
@@ -163,29 +165,24 @@ def report(
         raise ReportError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if sum((json_, csv_, markdown)) > 1:
         raise ReportError("choose one of --json, --csv, --markdown")
-    conditions = {}
-    for item in where:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ReportError(f"--where expects field=value, got {item!r}")
-        conditions[key.strip()] = value
+    from fsmrun.analysis.report_source import collect_indexed_runs, full_runs, sweep_notes
+    from fsmrun.runs.index_query import parse_where
+
+    conditions = parse_where(where)
     root = results_root(results_dir)
     if not root.is_dir():  # not "no runs": nothing was looked at
         raise ReportError(
             f"the results folder {root} does not exist; point --results-dir (or "
             f"FSMRUN_RESULTS_DIR) at the folder your runs are in"
         )
-    runs = filter_runs(collect_runs(root, refs or []), conditions)
+    by_fields = _split_list(by) or DEFAULT_BY
+    metrics = _split_list(metric) or DEFAULT_METRICS
+    runs, repeats = collect_indexed_runs(root, refs or [], by_fields, metrics, checkpoint,
+                                         conditions)  # fmt: skip
     result = build_report(
-        runs,
-        _split_list(by) or None,
-        _split_list(metric) or None,
-        checkpoint,
-        bins,
-        agg=agg,
-        digits=digits,
-        pool=pool,
-    )
+        runs, by_fields, metrics, checkpoint, bins, agg=agg, digits=digits, pool=pool,
+        repeats=repeats,
+    )  # fmt: skip
     result = result.model_copy(update={"notes": sweep_notes(root, refs or []) + result.notes})
     for note in result.notes:  # on stderr: stdout stays a clean table, CSV or JSON
         console.print(f"note: {note}", markup=False)
@@ -204,7 +201,10 @@ def report(
         if (line := dropped_line(dropped, out.width)) is not None:
             out.print(line, markup=False)
     # A suite that carries published numbers: the paper beside the runs (table and Markdown).
-    published = published_for(root, refs or [], runs) if not (json_ or csv_) else []
+    with_published = not (json_ or csv_) and any(
+        (spec := spec_of(root, ref)) is not None and spec.published for ref in refs or []
+    )  # only then are the runs read whole, from their folders
+    published = published_for(root, refs or [], full_runs(runs)) if with_published else []
     if published and markdown:
         sys.stdout.write("\n" + published_markdown(published))
     elif published:

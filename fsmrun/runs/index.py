@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 _CREATE = "CREATE TABLE runs ({})".format(", ".join(f"{c} {t}" for c, t in COLUMN_TYPES.items()))
 _CREATE_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS runs_created ON runs (created)",
+    # The newest page of `ls` (ORDER BY created DESC, run_id DESC LIMIT n) walks this.
+    "CREATE INDEX IF NOT EXISTS runs_created_id ON runs (created, run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment)",
     "CREATE INDEX IF NOT EXISTS runs_config_hash ON runs (config_hash)",
     # Covers what every listing reads of every row (and its count), so those scans skip the
     # wide rows (config, metrics) and read a narrow index instead.
@@ -61,13 +63,18 @@ class RunIndex(IndexReader):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         super().__init__(root)
         self._ready = False
+        self._reindexing = (
+            False  # set while reindex() runs: a (re)created table is not rebuilt twice
+        )
 
     # -- connection and self-repair
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, durable: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
+        if not durable:  # rows of a table not yet in use: a crash loses nothing the swap needs
+            conn.execute("PRAGMA synchronous = OFF")
         return conn
 
     def _delete_files(self) -> None:
@@ -114,15 +121,16 @@ class RunIndex(IndexReader):
             self._delete_files()
             created = self._create_if_needed()
         self._ready = True
-        if created:
+        if created and not self._reindexing:
             self.reindex()
 
-    def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `work` in one transaction; a damaged index is rebuilt once and `work` retried."""
+    def _run(self, work: Callable[[sqlite3.Connection], _T], durable: bool = True) -> _T:
+        """Run `work` in one transaction; a damaged index is rebuilt once and `work` retried.
+        `durable=False`: not synced to disk at commit (rows of the table a reindex builds)."""
         for attempt in range(2):
             try:
                 self._ensure()
-                conn = self._connect()
+                conn = self._connect(durable)
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     result = work(conn)
@@ -172,6 +180,13 @@ class RunIndex(IndexReader):
     def reindex(self, workers: int | None = None) -> int:
         """Rebuild every row from the run folders alone (listed and read by `workers`
         processes when there are many); the number of runs indexed."""
+        self._reindexing = True
+        try:
+            return self._reindex(workers)
+        finally:
+            self._reindexing = False
+
+    def _reindex(self, workers: int | None) -> int:
         dirs: dict[str, tuple[int, str]] = {}
         hash_dirs: list[str] = []
         for exp in visible_names(self.root):
@@ -195,9 +210,9 @@ class RunIndex(IndexReader):
                     dirs.pop(rel.rsplit("/", 1)[0], None)  # list it again: a run in it is unread
                 unsettled.add(rel.split("/", 1)[0])
             if len(batch) >= _BATCH:
-                self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows))
+                self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows), False)
                 count, batch = count + len(batch), []
-        self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows))
+        self._run(lambda conn, rows=batch: conn.executemany(_INSERT_NEW, rows), False)
         count += len(batch)
         for exp in unsettled:
             dirs.pop(exp, None)  # a hash folder in it is not known: list it again

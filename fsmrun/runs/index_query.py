@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from fsmrun.base.overrides import OverrideError, check_key
-from fsmrun.runs.index_columns import DERIVED_FIELDS, TAG_PREFIX, IndexedRun
+from fsmrun.runs.index_columns import DERIVED_FIELDS, RUN_COLUMN_TYPES, TAG_PREFIX, IndexedRun
 from fsmrun.runs.layout import ResultsFolderError
 from fsmrun.schemas.run_row import RunRow
 
@@ -101,6 +101,7 @@ class RunQuery:
     where: tuple[Condition, ...] = ()
     since: float | None = None
     config_hashes: frozenset[str] | None = None  # the cells of a sweep
+    folders: frozenset[str] | None = None  # run folders (relative to the root) to keep
     sort: str | None = None  # a RunRow field; default created
     descending: bool = False
     limit: int | None = None
@@ -108,6 +109,19 @@ class RunQuery:
     @property
     def sort_key(self) -> str:
         return self.sort or "created"
+
+    @property
+    def newest_only(self) -> bool:
+        """A page of runs by creation time with no filter an edit in place could change
+        (status, config, tags, sort by a metric): what `index_scan.find_new_runs` serves."""
+        return (
+            self.limit is not None
+            and self.sort_key == "created"
+            and self.status is None
+            and not self.where
+            and self.config_hashes is None
+            and self.folders is None
+        )
 
     def sql(self) -> tuple[str, list[Any]]:
         """WHERE clause (without the keyword; '1' when empty) and its arguments, for rows
@@ -125,6 +139,9 @@ class RunQuery:
         if self.config_hashes is not None:
             clauses.append("config_hash IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(sorted(self.config_hashes)))
+        if self.folders is not None:
+            clauses.append("folder IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(sorted(self.folders)))
         for cond in self.where:
             column, key = (
                 ("tags", cond.key[len(TAG_PREFIX) :])
@@ -146,6 +163,8 @@ class RunQuery:
     def order_sql(self) -> str:
         """ORDER BY of `compare`: missing values last (by run id), ties by run id."""
         key, direction = self.sort_key, "DESC" if self.descending else "ASC"
+        if "NOT NULL" in RUN_COLUMN_TYPES.get(key, ""):  # plain, so an index can serve it
+            return f"{key} {direction}, run_id {direction}"
         return (
             f"({key} IS NULL), {key} {direction}, "
             f"(CASE WHEN {key} IS NULL THEN run_id END), run_id {direction}"
@@ -162,6 +181,8 @@ class RunQuery:
             return False
         if self.config_hashes is not None and row.config_hash not in self.config_hashes:
             return False
+        if self.folders is not None and row.folder not in self.folders:
+            return False
         for cond in self.where:
             if cond.key.startswith(TAG_PREFIX):
                 source, key = run.tags, cond.key[len(TAG_PREFIX) :]
@@ -173,16 +194,20 @@ class RunQuery:
 
     def row_key(self) -> Callable[[RunRow], Any]:
         """Sort key of rows, ordered as `order_sql()`."""
-        key, descending = self.sort_key, self.descending
+        key, pair = self.sort_key, self.pair_key()
+        return lambda row: pair((getattr(row, key), row.run_id))
 
-        def compare(a: RunRow, b: RunRow) -> int:
-            va, vb = getattr(a, key), getattr(b, key)
+    def pair_key(self) -> Callable[[tuple[Any, str]], Any]:
+        """Sort key of (sort value, run_id) pairs, ordered as `order_sql()`."""
+        descending = self.descending
+
+        def compare(a: tuple[Any, str], b: tuple[Any, str]) -> int:
+            va, vb = a[0], b[0]
             if (va is None) != (vb is None):
                 return 1 if va is None else -1
             if va is None:
-                return (a.run_id > b.run_id) - (a.run_id < b.run_id)
-            pa, pb = (va, a.run_id), (vb, b.run_id)
-            order = (pa > pb) - (pa < pb)
+                return (a[1] > b[1]) - (a[1] < b[1])
+            order = (a > b) - (a < b)
             return -order if descending else order
 
         return functools.cmp_to_key(compare)

@@ -4,6 +4,7 @@ index does not describe (index_scan) are read; the rest comes from its rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import heapq
 import json
@@ -15,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
 from fsmrun.runs.index_columns import (
     COLUMN_TYPES,
     COLUMNS,
@@ -24,8 +23,9 @@ from fsmrun.runs.index_columns import (
     IndexedRun,
     read_indexed_run,
 )
+from fsmrun.runs.index_known import decode_json_value, keep_newest, known_loader, rows_under
 from fsmrun.runs.index_query import RunQuery, json_path
-from fsmrun.runs.index_scan import Known, find_changes, read_folders
+from fsmrun.runs.index_scan import Changes, Known, find_changes, find_new_runs, read_folders
 from fsmrun.runs.layout import ResultsFolderError, is_plain_name
 from fsmrun.runs.lock import lock_held
 from fsmrun.runs.run_folder import STATUSES, RunFolderError, status_now
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "registry.sqlite"
 BUSY_TIMEOUT_S = 30.0
-INDEX_SCHEMA_VERSION = 2
+INDEX_SCHEMA_VERSION = 3
 SORT_KEYS: tuple[str, ...] = tuple(f for f in RunRow.model_fields if f != "tags")
 
 
@@ -102,29 +102,70 @@ class IndexReader:
         The folders found by a directory scan are the runs; the index supplies their rows,
         so only folders it lacks or whose mtime moved (copied in, edited, or an index
         missing, damaged or unreadable) and rows recorded as running are read from the
-        folders. `with_config` adds each run's flattened config (`index_columns`).
+        folders; for a `newest_only` query only the run folders of the rows returned are
+        stat'ed (see `index_scan.find_new_runs`). `with_config` adds each run's flattened
+        config (`index_columns`).
         """
         check_filters(query.status, query.sort)
         if query.experiment is not None and not is_plain_name(query.experiment):
             return Selection(0, iter(()))  # "../x" or "a/b" names no experiment folder
         conn = self._open_read_only()
         key = query.row_key()
-        fresh, excluded = self._fresh(conn, query)
+        fresh, changes = self._fresh(conn, query)
         listed = sorted(
             (Listed(run.row, run.config) for run in fresh), key=lambda item: key(item.row)
         )
         if conn is None:
             return Selection(len(listed), iter(listed[: query.limit]))
-        where, args = self._where(query, excluded)
+        where, args = self._where(query, changes)
         total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", args).fetchone()[0]
-        columns = ", ".join(RUN_COLUMNS + ("tags",) + (("config",) if with_config else ()))
+        columns = ", ".join(RUN_COLUMNS + ("tags", "config" if with_config else "NULL",
+                                           "folder_mtime_ns"))  # fmt: skip
         sql = f"SELECT {columns} FROM runs WHERE {where} ORDER BY {query.order_sql()}"
         if query.limit is not None:
             sql += f" LIMIT {int(query.limit)}"
-        indexed = self._stream(conn, conn.execute(sql, args), with_config)
+        # The light check did not stat run folders: the few rows shown are checked here.
+        indexed = self._stream(conn, conn.execute(sql, args), query.newest_only)
         merged = heapq.merge(indexed, listed, key=lambda item: key(item.row))
         limited = (item for i, item in enumerate(merged) if query.limit is None or i < query.limit)
         return Selection(total + len(listed), _closing(conn, limited))
+
+    def select_json(self, query: RunQuery) -> tuple[int, Iterator[str]]:
+        """`select`'s runs as JSON lines (RunRow.model_dump_json) and their count: index rows
+        give the line they stored, so 100,000 runs stream without building a RunRow each."""
+        check_filters(query.status, query.sort)
+        if query.experiment is not None and not is_plain_name(query.experiment):
+            return 0, iter(())
+        conn = self._open_read_only()
+        fresh, changes = self._fresh(conn, query)
+        sort, pair = query.sort_key, query.pair_key()
+        listed = [((getattr(r.row, sort), r.row.run_id), r.row.model_dump_json()) for r in fresh]
+        listed.sort(key=lambda item: pair(item[0]))
+        if conn is None:
+            return len(listed), iter([line for _, line in listed[: query.limit]])
+        where, args = self._where(query, changes)
+        total = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {where}", args).fetchone()[0]
+        sql = (
+            f"SELECT {sort}, run_id, row_json, folder FROM runs WHERE {where} "
+            f"ORDER BY {query.order_sql()}"
+        )
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+
+        def indexed() -> Iterator[tuple[tuple[Any, str], str]]:
+            for value, run_id, line, folder in conn.execute(sql, args):
+                if line is None:  # not stored (a damaged row): its folder is read instead
+                    try:
+                        line = read_indexed_run(self.root, self.root / folder).row.model_dump_json()
+                    except (ResultsFolderError, RunFolderError, OSError) as exc:
+                        self._skip(self.root / folder, str(exc))
+                        continue
+                yield (value, run_id), line
+
+        merged = heapq.merge(indexed(), listed, key=lambda item: pair(item[0]))
+        lines = (line for i, (_, line) in enumerate(merged)
+                 if query.limit is None or i < query.limit)  # fmt: skip
+        return total + len(listed), _closing(conn, lines)
 
     def values(
         self, query: RunQuery, fields: Sequence[str], columns: Sequence[str]
@@ -134,7 +175,7 @@ class IndexReader:
         booleans come back as 0/1 from the index) and index `columns` (metrics)."""
         check_filters(query.status, None)
         conn = self._open_read_only()
-        fresh, excluded = self._fresh(conn, query)
+        fresh, changes = self._fresh(conn, query)
         for run in fresh:
             config, metrics = run.config or {}, run.metrics
             yield (
@@ -146,33 +187,94 @@ class IndexReader:
         unknown = [c for c in columns if c not in COLUMN_TYPES]
         if unknown:
             raise ResultsFolderError(f"no index column {unknown[0]!r}")
-        where, args = self._where(query, excluded)
+        where, args = self._where(query, changes)
         extract = ["json_extract(config, ?)"] * len(fields)
         selected = ", ".join(["run_id", "folder", "config_hash", "version", *extract, *columns])
         sql = f"SELECT {selected} FROM runs WHERE {where}"
         yield from _closing(conn, conn.execute(sql, [*map(json_path, fields), *args]))
 
+    def newest_per_config(
+        self, query: RunQuery, fields: Sequence[str], columns: Sequence[str]
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """What `report` aggregates: how many runs `query` matches that have a config and
+        metrics, and of each config (its `config_key`: a config and seed trained again
+        count once) the newest run by (updated, run_id), as (run_id, folder, updated,
+        seedless_key, tags, *fields, *columns). Config `fields` come as JSON decodes them
+        (booleans stay booleans; a field the config lacks is None).
+
+        Two passes over the index: the keys of every matching row, then the wanted values of
+        the newest row of each config only (decoding every row's config would cost more
+        than the rest of a 100,000-run report)."""
+        check_filters(query.status, None)
+        unknown = [c for c in columns if c not in COLUMN_TYPES]
+        if unknown:
+            raise ResultsFolderError(f"no index column {unknown[0]!r}")
+        conn = self._open_read_only()
+        fresh, changes = self._fresh(conn, query)
+        total = 0
+        newest: dict[str, tuple[float, str, IndexedRun | int]] = {}
+        for run in fresh:
+            if run.config_key is not None and run.row.stop_reason is not None:
+                total += 1
+                keep_newest(newest, run.config_key, run.row.updated, run.row.run_id, run)
+        if conn is None:
+            rowids: list[int] = []
+        else:
+            where, args = self._where(query, changes)
+            where += " AND config_key IS NOT NULL AND stop_reason IS NOT NULL"
+            sql = f"SELECT config_key, updated, run_id, rowid FROM runs WHERE {where}"
+            for key, updated, run_id, rowid in conn.execute(sql, args):
+                total += 1
+                keep_newest(newest, key, updated, run_id, rowid)
+            rowids = [item for _, _, item in newest.values() if isinstance(item, int)]
+        out = []
+        for _, _, item in newest.values():
+            if isinstance(item, IndexedRun):
+                config, row = item.config or {}, item.row
+                tags = json.dumps(item.tags) if item.tags is not None else None
+                out.append((row.run_id, row.folder, row.updated, item.seedless_key, tags,
+                            *(config.get(f) for f in fields),
+                            *(item.metrics.get(c) for c in columns)))  # fmt: skip
+        if conn is not None:
+            try:
+                out += self._winners(conn, rowids, fields, columns)
+            finally:
+                conn.close()
+        return total, out
+
+    @staticmethod
+    def _winners(
+        conn: sqlite3.Connection, rowids: list[int], fields: Sequence[str], columns: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        extract = [f"json_extract(config, ?{i}), json_type(config, ?{i})" for i in
+                   range(2, 2 + len(fields))]  # fmt: skip
+        selected = ", ".join(["run_id", "folder", "updated", "seedless_key", "tags", *extract,
+                              *columns])  # fmt: skip
+        sql = f"SELECT {selected} FROM runs WHERE rowid IN (SELECT value FROM json_each(?1))"
+        width, out = 5, []
+        for values in conn.execute(sql, [json.dumps(rowids), *map(json_path, fields)]):
+            decoded = [decode_json_value(values[width + 2 * i], values[width + 2 * i + 1])
+                       for i in range(len(fields))]  # fmt: skip
+            out.append((*values[:width], *decoded, *values[width + 2 * len(fields) :]))
+        return out
+
     def _fresh(
         self, conn: sqlite3.Connection | None, query: RunQuery
-    ) -> tuple[list[IndexedRun], set[str]]:
-        """Runs read from changed folders that match `query`, and the folders whose index
-        rows are not to be used."""
-        known = Known()
-        if conn is not None:
-            where, args = "1", ()
-            dirs_where, dirs_args = "1", ()
-            if query.experiment is not None:
-                where, args = "experiment = ?", (query.experiment,)
-                dirs_where = "path = ? OR path LIKE ? ESCAPE '\\'"
-                dirs_args = (query.experiment, _like_prefix(query.experiment) + "/%")
-            known.runs = dict(
-                conn.execute(f"SELECT folder, folder_mtime_ns FROM runs WHERE {where}", args)
+    ) -> tuple[list[IndexedRun], Changes]:
+        """Runs read from changed folders that match `query`, and the changes found (the
+        folders whose index rows are not to be used)."""
+        if conn is None:
+            changes = find_changes(self.root, query.experiment, lambda names, lo, hi: Known())
+        elif query.newest_only:
+            changes = find_new_runs(
+                self.root, query.experiment, known_loader(conn, full=False), rows_under(conn)
             )
-            running = f"SELECT folder FROM runs WHERE status = 'running' AND {where}"
-            known.running = {f for (f,) in conn.execute(running, args)}
-            dirs_sql = f"SELECT path, mtime_ns, children FROM dirs WHERE {dirs_where}"
-            known.dirs = {p: (m, c) for p, m, c in conn.execute(dirs_sql, dirs_args)}
-        changes = find_changes(self.root, known, query.experiment)
+            if query.experiment is None:  # experiment folders deleted since: not listed
+                indexed = {e for (e,) in conn.execute("SELECT DISTINCT experiment FROM runs")}
+                for gone in indexed.difference(changes.experiments or ()):
+                    changes.excluded.update(rows_under(conn)(gone))
+        else:
+            changes = find_changes(self.root, query.experiment, known_loader(conn, full=True))
         fresh = []
         for rel, result in read_folders(self.root, changes.stale):
             if isinstance(result, str):
@@ -180,38 +282,45 @@ class IndexReader:
                 continue
             row = _now_row(self.root, result.row)
             if query.matches(result, row.status):
-                fresh.append(IndexedRun(row, result.mtime_ns, result.config, result.metrics,
-                                        result.tags))  # fmt: skip
-        return fresh, changes.excluded
+                fresh.append(dataclasses.replace(result, row=row))
+        return fresh, changes
 
     @staticmethod
-    def _where(query: RunQuery, excluded: set[str]) -> tuple[str, list[Any]]:
+    def _where(query: RunQuery, changes: Changes) -> tuple[str, list[Any]]:
         where, args = query.sql()
         where += " AND status != 'running'"  # those were read from their folders
-        if excluded:
+        if changes.excluded:
             where += " AND folder NOT IN (SELECT value FROM json_each(?))"
-            args.append(json.dumps(sorted(excluded)))
+            args.append(json.dumps(sorted(changes.excluded)))
         return where, args
 
     def _stream(
-        self, conn: sqlite3.Connection, cursor: sqlite3.Cursor, with_config: bool
+        self, conn: sqlite3.Connection, cursor: sqlite3.Cursor, check_mtime: bool
     ) -> Iterator[Listed]:
+        """Listed runs of rows (RUN_COLUMNS, tags, config or NULL, folder_mtime_ns); a row
+        that does not validate, or (`check_mtime`) whose folder's mtime moved, is read from
+        its folder instead."""
         width = len(RUN_COLUMNS)
         for values in cursor:
+            folder = str(values[4])
             try:
+                if check_mtime and os.stat(self.root / folder).st_mtime_ns != values[-1]:
+                    raise ValueError("changed since it was indexed")
                 fields = dict(zip(RUN_COLUMNS, values[:width], strict=True))
-                row = RunRow.model_validate({**fields, "tags": json.loads(values[width] or "{}")})
-            except ValidationError:  # a damaged row: its folder is read instead
+                tags = json.loads(values[width]) if values[width] else {}
+                row = RunRow.model_validate({**fields, "tags": tags})
+            except OSError:
+                continue  # deleted since the listing began
+            except ValueError:  # a damaged row (ValidationError) or a changed folder
                 try:
-                    run = read_indexed_run(self.root, self.root / str(values[4]))
+                    run = read_indexed_run(self.root, self.root / folder)
                 except (ResultsFolderError, RunFolderError, OSError) as exc:
-                    self._skip(self.root / str(values[4]), str(exc))
+                    self._skip(self.root / folder, str(exc))
                     continue
                 yield Listed(_now_row(self.root, run.row), run.config)
                 continue
-            raw = values[width + 1] if with_config else None
-            config = json.loads(raw) if raw else None
-            yield Listed(row, config)
+            raw = values[width + 1]
+            yield Listed(row, json.loads(raw) if raw else None)
 
     def _skip(self, folder: Path, reason: str) -> None:
         if folder not in self._skipped:  # one warning per folder, also after reindex()
@@ -274,10 +383,6 @@ class Selection:
 
     total: int
     listed: Iterator[Listed]
-
-
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 _Item = TypeVar("_Item")

@@ -6,7 +6,9 @@ rename into it) and a hash folder's whenever a version is claimed or removed; th
 keeps both as they were when it read them. A listing stats the folders (no parsing) and reads
 only those whose mtime moved, those it has no row for and those recorded as running (their
 heartbeat lives in run.json). A file edited in place (not replaced) keeps the folder's mtime:
-`fsmrun ls --reindex` reads it.
+`fsmrun ls --reindex` reads it. The newest page of `ls` needs less (`find_new_runs`): the
+experiment and hash folder mtimes say which runs came or went; the caller checks the run
+folders of the rows it shows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import multiprocessing
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,11 @@ from typing import Any
 from fsmrun.runs.index_columns import IndexedRun, read_indexed_run
 from fsmrun.runs.layout import VERSION_RE as _VERSION_RE
 from fsmrun.runs.layout import ResultsFolderError, list_versions
-from fsmrun.runs.run_folder import RunFolder, RunFolderError
+from fsmrun.runs.run_folder import RUN_FILE, RunFolderError
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT_BATCH = 512  # experiment folders compared at a time (what is held in memory)
 PARALLEL_MIN = 2000  # below this many folders, worker start-up costs more than it saves
 # A folder mtime younger than this may still change within the same clock tick: not trusted.
 SETTLED_S = 2.0
@@ -54,6 +57,7 @@ class Changes:
 
     stale: list[str]
     excluded: set[str]
+    experiments: list[str] | None = None  # find_new_runs: the experiment folders there are
 
 
 def _experiments(root: str, experiment: str | None) -> list[str]:
@@ -83,13 +87,47 @@ def _children(path: str, rel: str, dirs: dict[str, tuple[int, str]]) -> list[str
         return None
 
 
-def find_changes(root: str | os.PathLike[str], known: Known, experiment: str | None) -> Changes:
-    """Compare the folders under `root` (one experiment's, if given) with what is known."""
+def find_changes(
+    root: str | os.PathLike[str],
+    experiment: str | None,
+    load: Callable[[list[str], str, str], Known],
+) -> Changes:
+    """Compare the folders under `root` (one experiment's, if given) with what the index
+    knows, `EXPERIMENT_BATCH` experiment folders at a time: `load(names, lo, hi)` gives what
+    it knows of the run folders in [lo, hi) and of the listings of those experiments. The
+    ranges follow one another and cover every folder string, so a row of an experiment folder
+    that is gone falls in one of them and is excluded; memory stays flat in the runs."""
     root_s = os.fspath(root)
+    stale: list[str] = []
+    excluded: set[str] = set()
+    for batch, lo, hi in _batches(_experiments(root_s, experiment), experiment):
+        part = _compare(root_s, load(batch, lo, hi), batch)
+        stale += part.stale
+        excluded |= part.excluded
+    return Changes(sorted(stale), excluded)
+
+
+def _batches(names: list[str], experiment: str | None) -> Iterator[tuple[list[str], str, str]]:
+    """EXPERIMENT_BATCH experiment names at a time, in the order of their folders, with the
+    range [lo, hi) of folder strings that is theirs; the ranges follow one another from ''
+    to the largest string (one experiment's own range when `experiment` is given)."""
+    names = sorted(names, key=lambda n: n + "/")  # the order of "name/..." folder strings
+    for start in range(0, max(len(names), 1), EXPERIMENT_BATCH):
+        batch = names[start : start + EXPERIMENT_BATCH]
+        end = start + EXPERIMENT_BATCH
+        lo = batch[0] + "/" if start and batch else ""
+        hi = names[end] + "/" if end < len(names) else "\U0010ffff"
+        if experiment is not None:
+            lo, hi = experiment + "/", experiment + "0"  # '0' follows '/'
+        yield batch, lo, hi
+
+
+def _compare(root_s: str, known: Known, experiments: list[str]) -> Changes:
+    """Compare the folders of `experiments` with what is known of them."""
     remaining = dict(known.runs)
     missing = object()
     stale: list[str] = []
-    for exp in _experiments(root_s, experiment):
+    for exp in experiments:
         hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
         for name in hash_names or []:
             if name.startswith("."):
@@ -112,10 +150,87 @@ def find_changes(root: str | os.PathLike[str], known: Known, experiment: str | N
     return Changes(sorted(stale), excluded)
 
 
+def find_new_runs(
+    root: str | os.PathLike[str],
+    experiment: str | None,
+    load: Callable[[list[str], str, str], Known],
+    rows_under: Callable[[str], dict[str, int | None]],
+) -> Changes:
+    """The light check of `find_changes` for a listing of the newest runs: runs copied in or
+    deleted and rows recorded as running, found from the experiment and hash folder mtimes
+    alone (no run folder is stat'ed under a hash folder whose listing the index knows as of
+    its mtime). A run folder edited in place is not seen here: the caller checks the few
+    rows it shows. `load` is `find_changes`'s (`known.runs` is not used); `rows_under(prefix)`
+    gives the indexed (folder, mtime) pairs under an experiment or hash folder that changed."""
+    root_s = os.fspath(root)
+    stale: list[str] = []
+    excluded: set[str] = set()
+    experiments = _experiments(root_s, experiment)
+    running: set[str] = set()
+    for batch, lo, hi in _batches(experiments, experiment):
+        known = load(batch, lo, hi)
+        running |= known.running
+        _new_in(root_s, known, batch, rows_under, stale, excluded)
+    for rel in running:  # their heartbeat lives in run.json: always read
+        if os.path.isdir(f"{root_s}/{rel}") and rel not in stale:
+            stale.append(rel)
+    excluded.update(stale)
+    return Changes(sorted(stale), excluded, experiments)
+
+
+def _new_in(
+    root_s: str,
+    known: Known,
+    experiments: list[str],
+    rows_under: Callable[[str], dict[str, int | None]],
+    stale: list[str],
+    excluded: set[str],
+) -> None:
+    """find_new_runs over one batch of experiments: adds to `stale` and `excluded`."""
+    for exp in experiments:
+        listed = known.dirs.get(exp)
+        hash_names = _children(f"{root_s}/{exp}", exp, known.dirs)
+        if hash_names is None:  # the experiment folder is gone (or was never one)
+            excluded.update(rows_under(exp))
+            continue
+        if listed is None or set(listed[1].split("/")) != set(hash_names):  # came or went
+            present = {f"{exp}/{n}/" for n in hash_names}
+            excluded.update(f for f in rows_under(exp) if f[: f.rindex("/") + 1] not in present)
+        for name in hash_names:
+            if name.startswith("."):
+                continue
+            rel_hash = f"{exp}/{name}"
+            try:
+                mtime_ns = os.stat(f"{root_s}/{rel_hash}").st_mtime_ns
+            except OSError:
+                continue
+            entry = known.dirs.get(rel_hash)
+            if entry is not None and entry[0] == mtime_ns:
+                continue  # its versions are the indexed rows, as of this mtime
+            indexed = rows_under(rel_hash)
+            for version in _listing(f"{root_s}/{rel_hash}"):
+                rel = f"{rel_hash}/{version}"
+                try:
+                    run_mtime = os.stat(f"{root_s}/{rel}").st_mtime_ns
+                except OSError:
+                    continue
+                if indexed.pop(rel, None) != run_mtime:
+                    stale.append(rel)
+            excluded.update(indexed)  # gone from the folder
+
+
+def _listing(path: str) -> list[str]:
+    try:
+        return [n for n in os.listdir(path) if _VERSION_RE.match(n)]
+    except OSError:
+        return []
+
+
 def _read_one(root: str, rel: str) -> IndexedRun | str | None:
-    """The folder's IndexedRun; None if it is no run folder; the reason it cannot be read."""
-    folder = Path(root) / rel
-    if not RunFolder(folder).is_run():
+    """The folder's IndexedRun; None if it is no run folder; the reason it cannot be read.
+    (Plain string paths: a reindex calls this once per run folder.)"""
+    folder = f"{root}/{rel}"
+    if not os.path.isfile(f"{folder}/{RUN_FILE}"):
         return None
     try:
         return read_indexed_run(root, folder, rel)
@@ -127,7 +242,9 @@ def _read_chunk(root: str, rels: list[str]) -> list[IndexedRun | str | None]:
     return [_read_one(root, rel) for rel in rels]
 
 
-def settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | None:
+def settled_listing(
+    folder: str | os.PathLike[str], *, versions: bool
+) -> tuple[int, list[str]] | None:
     """(mtime_ns, sorted names) of a folder's visible entries (`versions`: its v<N>
     folders), the mtime taken before listing; None when it is too recent to be trusted (a
     change within the same clock tick would not move it) or cannot be read."""
@@ -135,13 +252,15 @@ def settled_listing(folder: Path, *, versions: bool) -> tuple[int, list[str]] | 
         mtime = os.stat(folder).st_mtime_ns
         if time.time_ns() - mtime <= SETTLED_S * 1e9:
             return None
-        names = [f"v{n}" for n in list_versions(folder)] if versions else visible_names(folder)
+        names = (
+            [f"v{n}" for n in list_versions(Path(folder))] if versions else visible_names(folder)
+        )
     except OSError:
         return None
     return mtime, names
 
 
-def visible_names(folder: Path) -> list[str]:
+def visible_names(folder: str | os.PathLike[str]) -> list[str]:
     """Sorted names in `folder` not starting with '.' ([] if it is no folder)."""
     try:
         return sorted(n for n in os.listdir(folder) if not n.startswith("."))
@@ -155,12 +274,12 @@ def _hash_chunk(root: str, rel_hashes: list[str]) -> list[tuple[str, str, Any]]:
     ("bad", run folder, why it is unreadable) per version. Files and gone folders: nothing."""
     out: list[tuple[str, str, Any]] = []
     for rel_hash in rel_hashes:
-        hash_dir = Path(root) / rel_hash
-        if not hash_dir.is_dir():
+        hash_dir = f"{root}/{rel_hash}"
+        if not os.path.isdir(hash_dir):
             continue
         listing = settled_listing(hash_dir, versions=True)
         out.append(("dir", rel_hash, (listing[0], "/".join(listing[1])) if listing else None))
-        versions = listing[1] if listing else [f"v{n}" for n in list_versions(hash_dir)]
+        versions = listing[1] if listing else [f"v{n}" for n in list_versions(Path(hash_dir))]
         for version in versions:
             rel = f"{rel_hash}/{version}"
             run = _read_one(root, rel)

@@ -63,6 +63,27 @@ def _read_model(path: Path, model: type[_M]) -> _M:
         raise RunFolderError(f"cannot read {path} ({exc.strerror})") from exc
 
 
+def read_model_file(path: str, model: type[_M], *, optional: bool) -> _M | None:
+    """The JSON file at `path` as `model`: what RunFolder's readers do, for a caller that
+    reads many folders (the index) with plain string paths. A missing file: None when
+    `optional`, else RunFolderError saying the folder is no run folder."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        if optional:
+            return None
+        folder, name = os.path.split(path)
+        raise RunFolderError(f"{folder} is not a run folder (no {name})") from None
+    except OSError as exc:
+        raise RunFolderError(f"cannot read {path} ({exc.strerror})") from exc
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        what = f"{path} is not a valid {model.__name__}"
+        raise RunFolderError(describe_validation_error(exc, what)) from None
+
+
 # ---------------------------------------------------------------------------- liveness
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import types
 from typing import Any, Union, get_args, get_origin
 
@@ -27,9 +28,16 @@ class Frozen(BaseModel):
         # Pydantic reads true as 1 in a number field: `n_train = true` would train on one
         # string and exit 0. A boolean where a number belongs is a mistake; say so.
         if isinstance(data, dict):
-            for name, field in cls.model_fields.items():
+            for name in _number_fields(cls):
                 value = data.get(name)
-                if isinstance(value, bool) and _is_number_field(field.annotation):
+                if isinstance(value, bool):
                     shown = "true" if value else "false"
                     raise ValueError(f"{name} = {shown} is a boolean; {name} takes a number")
         return data
+
+
+@functools.cache
+def _number_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of `model` that hold plain numbers; looked up once per class, since every
+    run folder read by a reindex validates its files against the same few models."""
+    return tuple(n for n, f in model.model_fields.items() if _is_number_field(f.annotation))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from fsmrun.analysis.report import build_report, collect_runs
+from fsmrun.analysis.report import build_report
+from fsmrun.analysis.report_source import collect_runs
 from fsmrun.cli._render import bins_table_fit, dropped_line, split_table_fit
 from fsmrun.cli.ls import _configs, runs_table_fit
 from fsmrun.cli.report import report_table_fit

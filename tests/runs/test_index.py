@@ -241,3 +241,83 @@ def test_an_exact_run_id_resolves_without_scanning(registry, monkeypatch):
     assert resolve_run(registry, row.run_id) == registry / row.folder
     prefix = row.run_id[: len(row.experiment) + 6]  # experiment and 5 hash characters
     assert resolve_run(registry, prefix) == registry / row.folder
+
+
+def newest(index: RunIndex, limit: int = 2) -> list[str]:
+    query = RunQuery(descending=True, limit=limit)
+    assert query.newest_only
+    return [listed.row.run_id for listed in index.select(query).listed]
+
+
+def test_the_newest_page_stats_no_run_folder_of_an_unchanged_registry(registry, monkeypatch):
+    index = RunIndex(registry)
+    shown_rows = index.rows(sort="created", descending=True)
+    expected = [r.run_id for r in shown_rows]
+    stats: list[str] = []
+    real = os.stat
+
+    def counting(path, *args, **kwargs):
+        stats.append(os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(index_scan.os, "stat", counting)  # os.stat everywhere
+    assert newest(index) == expected[:2]
+    runs = [p for p in stats if Path(p).name.startswith("v")]
+    hashes = [p for p in stats if len(Path(p).relative_to(registry).parts) == 2]
+    # every hash folder is stat'ed, but of the run folders only the 2 rows shown (not 6)
+    assert len(hashes) == 6
+    assert sorted(runs) == sorted(str(registry / r.folder) for r in shown_rows[:2])
+
+
+def test_the_newest_page_finds_copied_deleted_and_edited_runs(registry):
+    index = RunIndex(registry)
+    rows = index.rows(sort="created", descending=True)
+    shown = registry / rows[0].folder
+    doc = json.loads((shown / "metrics.json").read_text())
+    doc["best"]["test"]["string_acc"] = 0.123
+    atomic_write_json(shown / "metrics.json", doc)  # edited in place, by rename
+    copy = registry / rows[3].folder.rsplit("/", 1)[0] / "v2"  # copied in beside a version
+    shutil.copytree(registry / rows[3].folder, copy)
+    record = json.loads((copy / "run.json").read_text())
+    record.update(version=2, run_id=record["run_id"][:-1] + "2", created=5000.0)
+    (copy / "run.json").write_text(json.dumps(record))
+    os.utime(copy, (OLD, OLD))
+    shutil.rmtree(registry / rows[1].folder)  # deleted
+    page = index.select(RunQuery(descending=True, limit=3))
+    listed = [item.row for item in page.listed]
+    assert [r.run_id for r in listed] == [record["run_id"], rows[0].run_id, rows[2].run_id]
+    assert listed[1].test_string_acc == 0.123 and page.total == 6
+    shutil.rmtree(registry / "even")  # a whole experiment
+    assert newest(index, 10) == [r.run_id for r in index.rows(sort="created", descending=True)]
+    assert all(run_id.startswith("odd") for run_id in newest(index, 10))
+    assert list(index.select(RunQuery(experiment="even", limit=5)).listed) == []
+
+
+def test_ls_json_lines_are_the_rows_as_validated(registry):
+    index = RunIndex(registry)
+    total, lines = index.select_json(RunQuery(sort="test_string_acc", descending=True))
+    rows = index.rows(sort="test_string_acc", descending=True)
+    assert total == 6 and list(lines) == [row.model_dump_json() for row in rows]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 512])
+def test_experiments_compared_in_batches_find_every_change(registry, monkeypatch, batch):
+    monkeypatch.setattr(index_scan, "EXPERIMENT_BATCH", batch)
+    write_run(registry, "even-b", "lstm", 1e-3, 0, 0.5, created=2000.0)  # sorts between
+    write_run(registry, "even0", "lstm", 1e-3, 0, 0.5, created=2001.0)  # even/ and even0/
+    age(registry)
+    index = RunIndex(registry)
+    index.reindex()
+    shutil.rmtree(registry / "odd")  # a gone experiment's rows fall in some batch's range
+    edited = registry / index.rows(experiment="even-b")[0].folder
+    atomic_write_json(edited / "labels.json", {"tags": {"seen": "yes"}})
+    reads = count_reads(monkeypatch)
+    rows = index.rows()
+    on_disk = sorted(
+        p.parent.relative_to(registry).as_posix() for p in registry.glob("*/*/v*/run.json")
+    )
+    assert sorted(r.folder for r in rows) == on_disk and len(rows) == 5
+    assert reads == [edited.relative_to(registry).as_posix()]
+    assert [r.tags for r in rows if r.experiment == "even-b"] == [{"seen": "yes"}]
+    newest_first = [r.run_id for r in index.rows(sort="created", descending=True)]
+    assert newest(index, 10) == newest_first and newest_first[0].startswith("even0")

@@ -1,0 +1,65 @@
+"""What the run index knows, asked for in pieces (SQL on the folder index): the mtimes and
+listings of a batch of experiments for a freshness check, the rows under a folder, and the
+helpers of `report`'s newest-run-per-config query."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from fsmrun.runs.index_scan import Known
+
+
+def known_loader(conn: sqlite3.Connection, *, full: bool) -> Callable[[list[str], str, str], Known]:
+    """What the index knows of the experiments `names` and the run folders in [lo, hi): rows
+    recorded running, the listings of those experiment folders and of their hash folders
+    (`full`: with the hash folders' children and every run folder's mtime; else only the
+    hash folders' mtimes, all the newest page compares)."""
+    running_sql = "SELECT folder FROM runs WHERE status = 'running' AND folder >= ? AND folder < ?"
+    runs_sql = "SELECT folder, folder_mtime_ns FROM runs WHERE folder >= ? AND folder < ?"
+    children = "children" if full else "CASE WHEN instr(path, '/') = 0 THEN children END"
+    dirs_sql = (
+        f"SELECT path, mtime_ns, {children} FROM dirs WHERE (path >= ? AND path < ?) "
+        "OR path IN (SELECT value FROM json_each(?))"
+    )
+
+    def load(names: list[str], lo: str, hi: str) -> Known:
+        dirs = conn.execute(dirs_sql, (lo, hi, json.dumps(names)))
+        return Known(
+            runs=dict(conn.execute(runs_sql, (lo, hi))) if full else {},
+            running={f for (f,) in conn.execute(running_sql, (lo, hi))},
+            dirs={p: (m, c) for p, m, c in dirs},
+        )
+
+    return load
+
+
+def rows_under(conn: sqlite3.Connection) -> Callable[[str], dict[str, int | None]]:
+    """The indexed (folder, mtime) of the runs under a folder prefix (the covering index on
+    folder answers a range)."""
+
+    def rows(prefix: str) -> dict[str, int | None]:
+        sql = "SELECT folder, folder_mtime_ns FROM runs WHERE folder >= ? AND folder < ?"
+        return dict(conn.execute(sql, (prefix + "/", prefix + "0")))  # '0' follows '/'
+
+    return rows
+
+
+def keep_newest(
+    newest: dict[str, tuple[float, str, Any]], key: str, updated: float, run_id: str, item: Any
+) -> None:
+    held = newest.get(key)
+    if held is None or (updated, run_id) > (held[0], held[1]):
+        newest[key] = (updated, run_id, item)
+
+
+def decode_json_value(value: Any, kind: str | None) -> Any:
+    """A json_extract value as json.loads would give it (SQLite gives true as 1 and a list
+    or object as its JSON text)."""
+    if kind in ("true", "false"):
+        return kind == "true"
+    if kind in ("array", "object"):
+        return json.loads(value)
+    return value

@@ -1,0 +1,117 @@
+"""A report made from the run index equals the report made from every run folder (repeats
+counted once, groups split by the fields that differ, tags), and reads no folder when its
+groups need no splitting."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from fsmrun.analysis import report_source
+from fsmrun.analysis.report import build_report
+from fsmrun.analysis.report_source import collect_indexed_runs, collect_runs
+from fsmrun.base.hashing import config_hash
+from fsmrun.base.io import atomic_write_json
+from fsmrun.runs.index import RunIndex
+from fsmrun.runs.index_query import parse_where
+from fsmrun.runs.layout import run_id_for
+from fsmrun.runs.run_folder import RunFolder
+from fsmrun.schemas.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from fsmrun.schemas.records import CheckpointEval, EarlyStopState, Metrics, RunRecord, SplitMetrics
+
+OLD = time.time() - 3600
+
+
+def write_run(root: Path, name: str, arch: str, lr: float, seed: int, acc: float,
+              updated: float, version: int = 1, tags: dict | None = None) -> None:  # fmt: skip
+    config = ExperimentConfig(
+        name=name, seed=seed, data=DataConfig(regex="(a|b)*ab", alphabet="ab"),
+        model=ModelConfig(arch=arch), train=TrainConfig(lr=lr),
+    )  # fmt: skip
+    chash = config_hash(config)
+    folder = root / name / chash[:12] / f"v{version}"
+    folder.mkdir(parents=True)
+    run_id = run_id_for(name, chash, version)
+    record = RunRecord(
+        run_id=run_id, experiment=name, config_hash=chash, version=version, status="completed",
+        command=["fsmrun"], device="cpu", amp=False, deterministic=True, created=updated,
+        updated=updated, heartbeat=updated, pid=None, hostname=socket.gethostname(),
+    )  # fmt: skip
+    part = SplitMetrics(
+        n_strings=10, loss=0.5, nll=0.4, token_acc=0.9, next_valid=0.95, class_acc=acc,
+        class_baseline=0.5, string_acc=acc, string_baseline=0.25, state_acc=0.8,
+    )  # fmt: skip
+    ev = CheckpointEval(step=4, epoch=1, val=part, test=part, test_ood=None)
+    metrics = Metrics(
+        run_id=run_id, experiment=name, monitor="val.string_acc", stop_reason="max_epochs",
+        steps=4, epochs=1, wall_time_s=1.0,
+        early_stop=EarlyStopState(monitor="val.string_acc", mode="max"), best=ev, last=ev,
+    )  # fmt: skip
+    RunFolder(folder).write_record(record)
+    RunFolder(folder).write_config(config)
+    atomic_write_json(folder / "metrics.json", metrics)
+    if tags is not None:
+        atomic_write_json(folder / "labels.json", {"tags": tags})
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    """Two experiments; lstm at two learning rates (a --by model.arch group to split); the
+    transformer seed 0 of `even` trained twice (v2 newer: it counts)."""
+    runs = [
+        ("even", "transformer", 1e-3, 0, 0.9, 1), ("even", "transformer", 1e-3, 1, 0.7, 1),
+        ("even", "lstm", 3e-3, 0, 0.6, 1), ("even", "lstm", 1e-3, 0, 0.3, 1),
+        ("odd", "transformer", 1e-3, 0, 0.8, 1), ("odd", "lstm", 3e-3, 1, 0.4, 1),
+        ("even", "transformer", 1e-3, 0, 0.5, 2),
+    ]  # fmt: skip
+    for i, (name, arch, lr, seed, acc, version) in enumerate(runs):
+        tags = {"paper": "yes"} if i in (1, 4) else None
+        write_run(tmp_path, name, arch, lr, seed, acc, 1000.0 + i, version, tags)
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        if path.is_dir():
+            os.utime(path, (OLD, OLD))
+    RunIndex(tmp_path).reindex()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("by", "where", "pool"),
+    [
+        (["model.arch"], [], False),
+        (["model.arch"], [], True),
+        (["experiment", "model.arch", "model.pos_encoding"], [], False),
+        (["train.lr"], [], False),
+        (["tag.paper"], [], False),
+        (["model.arch"], ["tag.paper=yes"], False),
+        (["seed"], ["model.arch=lstm"], False),
+    ],
+)
+def test_the_index_and_the_folders_report_alike(registry, by, where, pool):
+    metrics = ["test.string_acc", "val.class_acc"]
+    conditions = parse_where(where)
+    folders = [
+        r for r in collect_runs(registry)
+        if all(c.matches(r.value(c.key)) for c in conditions)
+    ]  # fmt: skip
+    expected = build_report(folders, by, metrics, pool=pool)
+    runs, repeats = collect_indexed_runs(registry, [], by, metrics, "best", conditions)
+    assert build_report(runs, by, metrics, pool=pool, repeats=repeats) == expected
+
+
+def test_an_unsplit_report_reads_no_run_folder(registry, monkeypatch):
+    reads: list[Path] = []
+    monkeypatch.setattr(report_source, "load_report_run", lambda path: reads.append(path))
+    runs, repeats = collect_indexed_runs(registry, ["odd"], ["model.arch"], ["test.string_acc"],
+                                         "best")  # fmt: skip
+    report = build_report(runs, ["model.arch"], ["test.string_acc"], repeats=repeats)
+    assert reads == [] and [row.n_runs for row in report.rows] == [1, 1]
+    monkeypatch.undo()  # the lstm group of all runs is split by train.lr: configs are read
+    runs, repeats = collect_indexed_runs(registry, [], ["model.arch"], ["test.string_acc"], "best")
+    report = build_report(runs, ["model.arch"], ["test.string_acc"], repeats=repeats)
+    # v1 of even's transformer seed 0, and odd's same config (names are not hashed)
+    assert repeats == 2 and report.notes[0].startswith("2 repeated run(s)")
+    assert report.split_by == ["train.lr", "experiment"]

@@ -18,9 +18,6 @@ from fsmrun.cli._common import data_console
 if TYPE_CHECKING:
     from fsmrun.lang.fsm import DFA
 
-if TYPE_CHECKING:
-    from fsmrun.lang.fsm import DFA
-
 MAX_COUNT_LEN = 1000  # --max-len cap: the count tables stay small and quick to build
 COUNT_DIGITS = 15  # counts with more digits print in scientific notation
 

@@ -4,8 +4,10 @@ can fix it; exit 2), `EnvironmentFailure` (the OS refused; exit 1); anything els
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class FsmrunError(Exception):

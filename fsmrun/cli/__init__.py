@@ -1,5 +1,7 @@
-"""The `fsmrun` command line: one Typer app (`_app`), one module per command. `main()` imports
-the app inside its Ctrl-C guard, so an interrupt even during start-up exits 130 quietly."""
+"""The `fsmrun` command line: one Typer app (`_app`, with the table of commands), the commands
+in modules grouped by what they work on (`_app.COMMANDS` says which module holds which).
+`main()` imports the app inside its Ctrl-C guard, so an interrupt even during start-up exits
+130 quietly."""
 
 from __future__ import annotations
 

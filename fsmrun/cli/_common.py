@@ -1,5 +1,7 @@
 """Shared pieces of the command line: consoles, the one mapping from errors to exit codes,
-and formatting helpers. Imports nothing heavy (no torch): light commands start fast."""
+and formatting helpers. `fsmrun --help` imports this module and no command module, so it
+imports no stage package and no Pydantic model at its top: those load inside the functions
+that need them."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from typer.core import TyperGroup
 
@@ -19,9 +20,7 @@ try:  # typer >= 0.20 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on click
     from click.exceptions import ClickException, UsageError  # type: ignore[no-redef]
 
-from fsmrun.base.errors import EnvironmentFailure, UserError, describe_validation_error
-from fsmrun.base.io import WriteError
-from fsmrun.runs.layout import RESULTS_ENV_VAR, default_results_root
+from fsmrun.base.errors import EnvironmentFailure, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_ENVIRONMENT = 1
@@ -52,6 +51,8 @@ def echo_json(text: str) -> None:
 def results_root(value: Path | None) -> Path:
     """--results-dir, else $FSMRUN_RESULTS_DIR, else ./results; UserError if that path exists
     but is not a folder (it may be missing: a command that writes creates it)."""
+    from fsmrun.runs.layout import RESULTS_ENV_VAR, default_results_root
+
     root = default_results_root(value)
     if root.exists() and not root.is_dir():
         raise UserError(
@@ -68,6 +69,11 @@ def error_exit(err: BaseException) -> tuple[int, str] | None:
     exit 2. Environment failures (disk full, permission denied): exit 1, naming the file and
     the OS reason. Anything else is a bug and keeps its traceback.
     """
+    from pydantic import ValidationError
+
+    from fsmrun.base.errors import describe_validation_error
+    from fsmrun.base.io import WriteError
+
     if isinstance(err, ValidationError):
         return EXIT_USER_ERROR, describe_validation_error(err)
     if isinstance(err, UserError):  # RegexError, StateLimitError, RunNotFound, ... all are

@@ -13,12 +13,13 @@ from rich.text import Text
 
 from fsmrun.cli._common import EXIT_INTERRUPTED, console, data_console, echo_json, results_root
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, TagOption
+from fsmrun.cli.languages import suites_table
 from fsmrun.runs.labels import label_run, parse_tags
 from fsmrun.runs.layout import resolve_run
 from fsmrun.schemas.sweep import SweepCell, SweepRecord, SweepSpec
 from fsmrun.sweeps.coordinator import check_size
 from fsmrun.sweeps.progress import SweepProgress
-from fsmrun.sweeps.spec import describe_overrides, list_suites, load_spec, spec_size
+from fsmrun.sweeps.spec import describe_overrides
 
 EXIT_FAILED_CELLS = 1
 DEFAULT_MAX_CELLS = 10_000
@@ -52,21 +53,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-
-
-def suites_table() -> Table:
-    table = Table()
-    for column in ("suite", "cells", "experiments", "description"):
-        table.add_column(column)
-    for suite in list_suites():
-        spec = load_spec(suite)
-        table.add_row(
-            suite,
-            str(spec_size(spec)),
-            Text(", ".join(spec.experiments)),
-            Text(" ".join(spec.description.split())),
-        )
-    return table
 
 
 STATUS_ROWS = 50  # cells shown in the status table without --all (a large sweep has thousands)

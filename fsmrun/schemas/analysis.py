@@ -12,7 +12,7 @@ ExtractionStatus = Literal["converged", "state_cap", "query_budget", "time_budge
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Extraction(_Doc):

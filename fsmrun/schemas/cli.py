@@ -10,7 +10,7 @@ from fsmrun.schemas.records import SplitMetrics
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class EvalReport(_Doc):

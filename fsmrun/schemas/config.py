@@ -155,7 +155,7 @@ class TrainConfig(_Frozen):
     Every float must be finite: inf and NaN are rejected here, not found mid-run.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
     epochs: int = Field(default=20, ge=1, description="Maximum number of epochs.")
     batch_size: int = Field(default=64, ge=1, description="Strings per batch.")

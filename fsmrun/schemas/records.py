@@ -23,7 +23,7 @@ StopReason = Literal[
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # Task metrics of a split and of a length bin alike (defaults None: metrics.json files written

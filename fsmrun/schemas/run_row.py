@@ -10,7 +10,7 @@ from fsmrun.schemas.records import RunStatus, StopReason
 class RunRow(BaseModel):
     """Key fields and metrics of one run, flattened from run.json and metrics.json."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     run_id: str = Field(description="'<experiment>-<hash12>-v<N>'.")
     experiment: str

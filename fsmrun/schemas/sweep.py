@@ -11,7 +11,7 @@ CELL_STATUSES: tuple[str, ...] = ("done", "running", "interrupted", "failed", "t
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class PublishedResult(_Doc):

@@ -31,3 +31,14 @@ def test_train_help_lists_the_design_options(cli):
         "--results-dir", "--overwrite",
     ):  # fmt: skip
         assert option in result.stdout
+
+
+def test_the_command_table_summary_is_each_commands_own_first_sentence():
+    """`fsmrun --help` shows the table's summaries without importing a command; each must be
+    the first sentence of the command's own help (change both together)."""
+    from fsmrun.cli._app import COMMANDS, load_command
+
+    for name, entry in COMMANDS.items():
+        command = load_command(name)
+        assert command.name == name
+        assert command.get_short_help_str(limit=10_000) == entry.summary, name

@@ -1,5 +1,7 @@
 """Light commands (help, ls, show, experiments, fsm, report, diff, sweep status) start without
-importing torch or matplotlib; `plot` of a run without captures draws without importing torch."""
+importing torch or matplotlib (nor numpy, apart from the two that build a DFA); `plot` of a run
+without captures draws without importing torch. Each command imports its own module and no
+other command's; `fsmrun --help` imports none."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 PROBE = """
 import sys
 PLOT = sys.argv[1] == "plot"
+DFA = sys.argv[1] in ("experiments", "fsm")  # a DFA's transition table is a numpy array
 sys.argv = ["fsmrun", *sys.argv[1:]]
 from fsmrun.cli import main
 try:
@@ -22,7 +25,19 @@ except SystemExit:
     pass
 assert "torch" not in sys.modules, "torch was imported"
 assert PLOT or "matplotlib" not in sys.modules, "matplotlib was imported"
+assert PLOT or DFA or "numpy" not in sys.modules, "numpy was imported"
+print("CLI MODULES", *sorted(m for m in sys.modules if m.startswith("fsmrun.cli.")))
 """
+
+# The modules every command loads: the app, its table and the shared pieces.
+SHARED = {"fsmrun.cli._app", "fsmrun.cli._common", "fsmrun.cli._options", "fsmrun.cli._render"}
+
+
+def cli_modules(stdout: str) -> set[str]:
+    """The fsmrun.cli modules a PROBE run had imported (its last line)."""
+    line = stdout.splitlines()[-1]
+    assert line.startswith("CLI MODULES")
+    return set(line.split()[2:])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +80,35 @@ def test_light_command_does_not_import_torch(argv, swept):
         [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout  # the command did its work
+    assert proc.stdout.splitlines()[:-1]  # the command did its work
+    own = {
+        "ls": {"fsmrun.cli.ls"},
+        "show": {"fsmrun.cli.runs"},
+        "diff": {"fsmrun.cli.runs"},
+        "experiments": {"fsmrun.cli.languages"},
+        "fsm": {"fsmrun.cli.languages"},
+        "report": {"fsmrun.cli.report"},
+        "sweep": {"fsmrun.cli.sweep", "fsmrun.cli.languages"},  # its --list shows the suites
+        "--help": set(),
+    }[argv[0]]
+    assert cli_modules(proc.stdout) - SHARED == own
+
+
+def test_help_lists_every_command_importing_none_of_them():
+    from fsmrun.cli._app import COMMANDS
+
+    code = PROBE + (
+        "loaded = [m for m in ('pydantic', 'numpy', 'fsmrun.schemas', 'fsmrun.runs', "
+        "'fsmrun.lang') if m in sys.modules]\n"
+        "assert not loaded, loaded"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert cli_modules(proc.stdout) == {"fsmrun.cli._app", "fsmrun.cli._common"}
+    listed = [line.split()[0] for line in proc.stdout.split("Commands:\n")[1].splitlines()[:-1]]
+    assert listed == list(COMMANDS)
 
 
 def test_plot_of_a_run_without_captures_does_not_import_torch(trained_copy):
@@ -76,7 +119,7 @@ def test_plot_of_a_run_without_captures_does_not_import_torch(trained_copy):
         [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    written = proc.stdout.splitlines()
+    written = proc.stdout.splitlines()[:-1]
     names = [Path(p).name for p in written if Path(p).stem != "automaton"]  # if Graphviz is here
     assert names == ["learning_curves.png", "accuracy_by_length.png"]
     assert all(Path(p).parent == (folder / "plots").resolve() for p in written)

@@ -1,4 +1,6 @@
-"""`fsmrun fsm`: build the minimal DFA of any language source and show it (or print Graphviz)."""
+"""The languages fsmrun trains on: `fsmrun experiments` lists the built-in experiments with
+their languages (then the built-in sweep suites); `fsmrun fsm` builds the minimal DFA of any
+language source and shows it (or prints Graphviz). Neither loads torch."""
 
 from __future__ import annotations
 
@@ -158,3 +160,56 @@ def fsm(
     out = data_console()
     for part in (summary, *tables):
         out.print(part)
+
+
+def experiments() -> None:
+    """List the built-in experiments (name, language, alphabet, DFA states, description),
+    then the built-in sweep suites.
+
+    Any experiment name works as EXP in `fsmrun train` and `fsmrun audit-determinism`; any
+    suite name as SPEC in `fsmrun sweep` (`fsmrun sweep --list` lists the suites alone).
+
+    Example:  fsmrun experiments
+    """
+    from fsmrun.experiments import list_experiments, load_experiment
+    from fsmrun.lang.build import build_dfa
+
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    table.add_column("language")
+    table.add_column("alphabet")
+    table.add_column("DFA states", justify="right")
+    table.add_column("description")
+    for name in list_experiments():
+        exp = load_experiment(name)
+        dfa = build_dfa(exp.data)
+        table.add_row(
+            name,
+            Text(exp.data.regex if exp.data.regex is not None else exp.data.source_label),
+            Text("".join(dfa.alphabet)),
+            str(dfa.num_states),
+            Text(" ".join(exp.description.split())),
+        )
+    out = data_console()
+    out.print(table)
+    out.print(Text("suites (fsmrun sweep SUITE):"))
+    out.print(suites_table())
+
+
+def suites_table() -> Table:
+    """The built-in sweep suites: name, cells, experiments, description (`fsmrun experiments`
+    and `fsmrun sweep --list`)."""
+    from fsmrun.sweeps.spec import list_suites, load_spec, spec_size
+
+    table = Table()
+    for column in ("suite", "cells", "experiments", "description"):
+        table.add_column(column)
+    for suite in list_suites():
+        spec = load_spec(suite)
+        table.add_row(
+            suite,
+            str(spec_size(spec)),
+            Text(", ".join(spec.experiments)),
+            Text(" ".join(spec.description.split())),
+        )
+    return table

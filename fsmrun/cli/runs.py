@@ -1,20 +1,26 @@
-"""`fsmrun show`: one run's record, config, environment and metrics as rich panels."""
+"""Commands on one or two runs, none of them loading torch: `fsmrun show` (a run's record,
+config, environment and metrics as rich panels), `diff` (the config fields that differ between
+two runs) and `tag` (add, change or remove a run's tags and note, kept in <run>/labels.json)."""
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.columns import Columns
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.cli._common import data_console, fmt, fmt_seconds, results_root
-from fsmrun.cli._options import ResultsDirOption, RunArg
+from fsmrun.base.overrides import flatten
+from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
+from fsmrun.cli._options import JsonOption, ResultsDirOption, RunArg
 from fsmrun.cli._render import dropped_line, split_table_fit
+from fsmrun.runs.labels import label_run, labels_line, parse_tags
 from fsmrun.runs.layout import resolve_run
-from fsmrun.runs.run_folder import RunFolder
+from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.records import Metrics
 
 
@@ -139,3 +145,81 @@ def _print_analysis(out: Any, folder: RunFolder) -> None:
         out.print(
             Panel(Text(text), title="analysis/analysis.json", title_align="left", expand=False)
         )
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (value in a, value in b) for every key whose values differ."""
+    flat_a, flat_b = flatten(a), flatten(b)
+    keys = list(dict.fromkeys([*flat_a, *flat_b]))
+    return {k: (flat_a.get(k), flat_b.get(k)) for k in keys if flat_a.get(k) != flat_b.get(k)}
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def diff(
+    first: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix or folder.")],
+    second: Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique prefix or folder.")],
+    json_: JsonOption = False,
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """Show the config fields that differ between two runs.
+
+    Example:  fsmrun diff parity-3f2a tomita3-9c1b
+    """
+    root = results_root(results_dir)
+    folders = [RunFolder(resolve_run(root, ref)) for ref in (first, second)]
+    ids, docs = [], []
+    for folder in folders:
+        ids.append(folder.read_record().run_id)
+        config = folder.read_config()
+        if config is None:
+            raise RunFolderError(f"{folder.path} has no config.json (the run died during set-up)")
+        docs.append(config.model_dump(mode="json"))
+    changes = config_diff(*docs)
+    if json_:
+        echo_json(json.dumps({k: list(v) for k, v in changes.items()}))
+        return
+    if not changes:
+        console.print(f"{ids[0]} and {ids[1]} have identical configs", markup=False)
+        return
+    table = Table()
+    table.add_column("field")
+    table.add_column(ids[0])
+    table.add_column(ids[1])
+    for key, (a, b) in changes.items():
+        table.add_row(key, Text(_shown(a)), Text(_shown(b)))
+    data_console().print(table)
+
+
+def tag(
+    run: RunArg,
+    tags: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[KEY=VALUE]...", help="Tags to add or change.", show_default=False),
+    ] = None,
+    remove: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remove", metavar="KEY", help="Remove this tag (repeatable).", show_default=False
+        ),
+    ] = None,  # fmt: skip
+    note: Annotated[
+        str | None,
+        typer.Option(help="Replace the run's note ('' clears it).", show_default=False),
+    ] = None,
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """Label a run: tags (key=value) and a free-text note, shown by `show`, filtered by
+    `ls --tag`, grouped by `report --by tag.KEY`, exported to TensorBoard and MLflow.
+
+    They live in <run>/labels.json beside the run's files, which stay unchanged (a completed
+    run included). With nothing to change, prints the run's labels.
+
+    Example:  fsmrun tag regex_a-3f9c2a paper=v2 baseline=yes --note "the run in figure 3"
+    """
+    root = results_root(results_dir)
+    folder = resolve_run(root, run)
+    labels = label_run(folder, parse_tags(tags or []), remove=tuple(remove or ()), note=note)
+    data_console().print(labels_line(labels), markup=False, soft_wrap=True)

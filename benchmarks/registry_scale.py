@@ -62,9 +62,15 @@ def toml_of(config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def word(k: int) -> str:
+    """A distinct word over {a, b} for each k: 'b' then k in binary with a for 0, b for 1."""
+    return "b" + format(k, "b").replace("0", "a").replace("1", "b")
+
+
 def build(root: Path, n: int, real: Path) -> None:
     """N run folders (one per cell of the sweep SWEEP) and the sweep's record under `root`."""
     from fsmrun.sweeps import coordinator as sweep
+    from fsmrun.sweeps.spec import expand, inline_spec
 
     per_language = len(LRS) * len(SEEDS)
     n_languages = -(-n // per_language)
@@ -75,11 +81,14 @@ def build(root: Path, n: int, real: Path) -> None:
     for k in range(n_languages):
         path = langs / f"lang_{k:05d}.toml"
         if not path.exists():
-            doc = {**config, "name": f"lang_{k:05d}", "description": "synthetic"}
+            # Each language its own: the base regex or one extra word, so every file is a
+            # distinct config (a file that differs only in its name hashes the same).
+            data = {**config["data"], "regex": f"{config['data']['regex']}|{word(k)}"}
+            doc = {**config, "name": f"lang_{k:05d}", "description": "synthetic", "data": data}
             path.write_text(toml_of(doc))
         sources.append(str(path))
-    spec = sweep.inline_spec(sources, {"train.lr": list(LRS)}, list(SEEDS), {}, SWEEP)
-    cells = sweep.expand(spec)[:n]
+    spec = inline_spec(sources, {"train.lr": list(LRS)}, list(SEEDS), {}, SWEEP)
+    cells = expand(spec)[:n]
     record = json.loads((real / "run.json").read_text())
     metrics = json.loads((real / "metrics.json").read_text())
     env_text = (real / "env.json").read_text()
@@ -151,7 +160,7 @@ def main() -> None:
         "reindex": (["ls", "--reindex", "--limit", "1"], args.reindex_runs),
         "ls": (["ls"], args.runs),
         "ls --json": (["ls", "--json"], args.runs),
-        "report": (["report", "--by", "train.lr", "--json"], args.runs),
+        "report": (["report", "--by", "language,train.lr", "--json"], args.runs),
         "report --by language": (["report", "--by", "language"], args.runs),
         "show": (["show", run_id], args.runs),
         "show PREFIX": (["show", run_id[:14]], args.runs),

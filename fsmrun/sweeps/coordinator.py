@@ -338,6 +338,9 @@ def run_sweep(
     """
     root = Path(results_root)
     check_size(spec, max_cells)
+    prepare = getattr(executor, "prepare", None)
+    if callable(prepare):  # e.g. warm workers start up while the sweep is planned
+        prepare()
     cells = expand(spec)
     with sweep_lock(root, sweep_id_for(spec, cells)):
         path = record_path(root, sweep_id_for(spec, cells))

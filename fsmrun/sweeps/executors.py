@@ -71,6 +71,9 @@ OnOutcome = Callable[[CellOutcome], None]
 
 
 class Executor(Protocol):
+    """Optional beside `run`: `default_threads()` (a new sweep's per-cell thread count) and
+    `prepare()` (called when a sweep starts, before it is planned: start workers early)."""
+
     def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
         """Run every task, calling `on_outcome` (in this process) as each ends."""
 

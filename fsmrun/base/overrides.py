@@ -156,3 +156,67 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def fields_with_sections_kept(model: BaseModel, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """`model.model_dump()` for validating again, except that its sections (fields holding a
+    config model) stay the validated objects they are: pydantic takes such an object as it is,
+    so the copy shares them instead of checking them again. `exclude`: fields left out."""
+    left_out = set(exclude)
+    sections = {
+        name: value
+        for name in type(model).model_fields
+        if name not in left_out and isinstance(value := getattr(model, name), BaseModel)
+    }
+    return {**model.model_dump(exclude=left_out | set(sections)), **sections}
+
+
+class ConfigVariants:
+    """`apply_overrides` for many configs made from a few bases (a sweep's cells), with the
+    same result: only the sections an override reaches are dumped and validated again, each
+    (section, overrides) pair once; the other sections are passed on as they are. So
+    1,800 language files x 4 architectures validate 4 model sections, not 7,200, and the
+    variants share their sections, which `ConfigHasher` then hashes once each."""
+
+    def __init__(self) -> None:
+        self._paths: dict[str, tuple[str, ...]] = {}  # dotted key -> path, checked once
+        self._made: dict[tuple[int, str], tuple[BaseModel, BaseModel]] = {}
+
+    def apply(self, exp: ExperimentConfig, overrides: Mapping[str, Any]) -> ExperimentConfig:
+        """`exp` with `overrides` (dotted key -> value) merged in and validated (OverrideError
+        with `apply_overrides`' message if not)."""
+        checked = [Override(self._path(key), value) for key, value in overrides.items()]
+        try:
+            return self._apply(exp, checked)  # type: ignore[return-value]
+        except ValidationError:
+            return apply_overrides(exp, checked)  # raises, naming the full location
+
+    def _path(self, key: str) -> tuple[str, ...]:
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = check_overrides({key: None})[0].path
+        return path
+
+    def _apply(self, model: BaseModel, overrides: list[Override], top: bool = True) -> BaseModel:
+        if not overrides:
+            return model
+        memo = (id(model), repr([(o.path, o.value) for o in overrides]))
+        made = self._made.get(memo)
+        if made is not None and made[0] is model:  # `is`: an id is only unique while alive
+            return made[1]
+        inner: dict[str, list[Override]] = {}
+        for override in overrides:
+            if len(override.path) > 1:
+                inner.setdefault(override.path[0], []).append(
+                    Override(override.path[1:], override.value)
+                )
+        doc = fields_with_sections_kept(model)
+        for name, nested in inner.items():
+            doc[name] = self._apply(getattr(model, name), nested, top=False)
+        for override in overrides:  # later ones win, as in apply_overrides
+            if len(override.path) == 1:
+                doc[override.path[0]] = override.value
+        result = type(model).model_validate(doc)
+        if not top:  # a whole config is made once per cell: only its sections are shared
+            self._made[memo] = (model, result)
+        return result

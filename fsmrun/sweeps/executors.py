@@ -71,6 +71,9 @@ OnOutcome = Callable[[CellOutcome], None]
 
 
 class Executor(Protocol):
+    """Optional beside `run`: `default_threads()` (a new sweep's per-cell thread count) and
+    `prepare()` (called when a sweep starts, before it is planned: start workers early)."""
+
     def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
         """Run every task, calling `on_outcome` (in this process) as each ends."""
 
@@ -130,6 +133,11 @@ def run_cell(task: CellTask) -> CellOutcome:
     root = Path(task.results_root)
     here = task.coordinator_host in (None, socket.gethostname())
     watch = _watch_coordinator(task.coordinator_pid if here else None)
+    mask = _unblock_sigint() if watch is not None else None
+    # outside a pool worker (which set this up for good): a SIGINT before the run's own
+    # handler is in place only marks the stop, replayed when the loop starts (_replay_stop)
+    deferred = mask is not None and not _in_pool_worker
+    handler = signal.signal(signal.SIGINT, on_sigint) if deferred else None
     try:
         with config_lock(root, exp.name, chash) as mine:
             if not mine:
@@ -147,6 +155,21 @@ def run_cell(task: CellTask) -> CellOutcome:
     finally:
         if watch is not None:
             watch.set()
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+            _stop_requested = False  # a Ray worker serves later tasks, of other sweeps too
+
+
+def _unblock_sigint() -> set[signal.Signals] | None:
+    """Let SIGINT in for this cell (returns the mask to restore). Ray starts its workers with
+    SIGINT blocked, which would leave the coordinator watchdog's SIGINT pending for ever."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None  # the run's own SIGINT handler needs the main thread anyway
+    return signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _train(task: CellTask, exp: object, resume: Path | None, start: float) -> CellOutcome:

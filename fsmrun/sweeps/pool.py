@@ -57,6 +57,7 @@ class WorkerPool:
         self.context = _context()
         self.workers: list[_Worker] = []
         self.starts = 0
+        self.unreported: deque[CellOutcome] = deque()  # received, not yet handed on
 
     def _start(self, limit: int) -> _Worker:
         self.starts += 1
@@ -99,12 +100,11 @@ class WorkerPool:
             self._shutdown()
 
     def _loop(self, queue: deque[CellTask], on_outcome: OnOutcome, limit: int) -> None:
-        while queue or any(w.task is not None for w in self.workers):
-            for worker in self.workers:
-                if worker.task is None and queue:
-                    worker.task = queue.popleft()
-                    with contextlib.suppress(OSError):  # it died: its sentinel says so below
-                        worker.conn.send(worker.task)
+        while self.unreported or queue or any(w.task is not None for w in self.workers):
+            self._report(on_outcome)
+            self._dispatch(queue)
+            if not any(w.task is not None for w in self.workers):
+                continue
             watched = [w.conn for w in self.workers if w.task is not None]
             watched += [w.process.sentinel for w in self.workers]
             ready = set(wait(watched))
@@ -112,14 +112,30 @@ class WorkerPool:
                 outcome = self._receive(worker) if worker.conn in ready else None
                 if outcome is not None:
                     worker.task = None
-                    on_outcome(outcome)
+                    self.unreported.append(outcome)
                     continue
                 dead = worker.process.sentinel in ready or worker.conn in ready
                 if dead or not worker.process.is_alive():  # its pipe closed: it is going
                     worker.process.join(SHUTDOWN_S)
-                    self._bury(worker, on_outcome)
+                    self._bury(worker)
                     if queue:
                         self._start(limit)
+            # the next cells start before results are recorded (index, sweep.json): a worker
+            # never waits for the coordinator's bookkeeping
+            self._dispatch(queue)
+
+    def _dispatch(self, queue: deque[CellTask]) -> None:
+        for worker in self.workers:
+            if worker.task is None and queue:
+                worker.task = queue.popleft()
+                with contextlib.suppress(OSError):  # it died: its sentinel says so
+                    worker.conn.send(worker.task)
+
+    def _report(self, on_outcome: OnOutcome) -> None:
+        """Hand received outcomes to `on_outcome`; one taken off before its call, so a Ctrl-C
+        during a call neither repeats nor loses one (the rest wait for the next `_loop`)."""
+        while self.unreported:
+            on_outcome(self.unreported.popleft())
 
     @staticmethod
     def _receive(worker: _Worker) -> CellOutcome | None:
@@ -128,7 +144,7 @@ class WorkerPool:
         except (EOFError, OSError):
             return None
 
-    def _bury(self, worker: _Worker, on_outcome: OnOutcome) -> None:
+    def _bury(self, worker: _Worker) -> None:
         """A worker died (killed, out of memory): its cell is interrupted, not failed."""
         if worker.process.is_alive():
             worker.process.kill()
@@ -137,7 +153,7 @@ class WorkerPool:
         worker.conn.close()
         if worker.task is not None:
             code = worker.process.exitcode
-            on_outcome(
+            self.unreported.append(
                 CellOutcome(
                     worker.task.index,
                     "interrupted",
@@ -175,6 +191,15 @@ class LocalExecutor:
 
     def default_threads(self) -> int:
         return self.threads or threads_per_worker(self.workers)
+
+    def prepare(self) -> None:
+        """Start the forkserver now: it imports torch while the coordinator plans the sweep
+        (expands, locks, reads the registry), instead of before the first cell."""
+        context = _context()
+        if context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
 
     def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
         if not tasks:

@@ -1,5 +1,6 @@
-"""The body of a local pool worker. Importing this module imports torch and the training loop,
-which is why the pool's forkserver preloads it: every worker forked from it starts warm."""
+"""The body of a local pool worker. Importing this module imports torch, the training loop and
+what a cell imports lazily on first use, which is why the pool's forkserver preloads it: every
+worker forked from it starts warm, its first cell as fast as its later ones."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import os
 import signal
 from multiprocessing.connection import Connection
 
+# Imported for their cost, once, in the forkserver. torch._inductor: set_seed's
+# torch.use_deterministic_algorithms imports it (and sympy with it), over a second of CPU that
+# each worker would otherwise pay in its first cell. numpy.random: the corpus sampler's.
+import numpy.random  # noqa: F401
 import torch
+import torch._inductor  # noqa: F401
 
 import fsmrun.train.loop  # noqa: F401  (imported for its cost, once, in the forkserver)
 from fsmrun.sweeps import executors

@@ -6,7 +6,7 @@ import hashlib
 import subprocess
 import sys
 
-from fsmrun.base.hashing import canonical_json, config_hash
+from fsmrun.base.hashing import ConfigHasher, canonical_json, config_hash
 from fsmrun.experiments import load_experiment
 
 
@@ -31,3 +31,16 @@ def test_hashing_a_config_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_hasher_of_many_configs_gives_config_hash_for_each_seed():
+    hasher = ConfigHasher()
+    parity, tomita = load_experiment("parity"), load_experiment("tomita3")
+    wider = parity.model.model_copy(update={"d_model": parity.model.d_model * 2})
+    wide = parity.model_copy(update={"model": wider})
+    for exp in (parity, tomita, wide, parity):  # parity twice: its sections' texts are reused
+        seeds = [0, 7, 12345]
+        expected = [config_hash(exp.model_copy(update={"seed": s})) for s in seeds]
+        assert hasher.seeded(exp, seeds) == expected
+        assert hasher(exp) == config_hash(exp)
+    assert len(set(hasher.seeded(parity, [0, 1]) + hasher.seeded(wide, [0, 1]))) == 4

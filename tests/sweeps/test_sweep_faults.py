@@ -97,6 +97,63 @@ def test_kill_9_of_the_coordinator_stops_its_workers_and_leaves_runs_resumable(t
     assert all(RunFolder(p).has_checkpoint("last") for p in root.glob("tiny/*/v1"))
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+@pytest.mark.slow
+def test_kill_9_of_a_ray_coordinator_stops_its_tasks_and_leaves_runs_resumable(tiny, tmp_path):
+    pytest.importorskip("ray")
+    root = tmp_path / "r"
+    args = _sweep(tiny, root, "--seeds", "0-1", "--backend", "ray", "--workers", "2",
+                  "--threads", "1", "--set", "train.epochs=400", "--set", "train.patience=null",
+                  "--set", "train.stop_threshold=null")  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while len(list(root.glob("tiny/*/v1/checkpoints/last.pt"))) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.1)
+    # the processes running the two cells: Ray workers of the local Ray this coordinator started
+    tasks = {json.loads(p.read_text())["pid"] for p in root.glob("tiny/*/v1/run.json")}
+    assert tasks <= _descendants(proc.pid) and len(tasks) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    killed_at = time.monotonic()
+    while any(_alive(p) for p in tasks) and time.monotonic() - killed_at < 20:
+        time.sleep(0.2)
+    assert not [p for p in tasks if _alive(p)], "Ray tasks outlived the coordinator"
+    statuses = [RunFolder(p).status() for p in root.glob("tiny/*/v1")]
+    assert statuses == ["interrupted", "interrupted"]  # resumable: the same command resumes
+    assert all(RunFolder(p).has_checkpoint("last") for p in root.glob("tiny/*/v1"))
+
+
+# A process that, like a Ray worker, blocks SIGINT, runs a cell whose coordinator is gone.
+ORPHANED_CELL = """
+import json, signal, subprocess, sys
+from fsmrun.sweeps.executors import CellTask, run_cell
+from fsmrun.sweeps.spec import expand, inline_spec
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+gone = subprocess.Popen(["true"]); gone.wait()
+cell = expand(inline_spec([sys.argv[1]], {}, [0], {"train.epochs": 400,
+    "train.patience": None, "train.stop_threshold": None}))[0]
+outcome = run_cell(CellTask(cell.index, cell.config.model_dump_json(), sys.argv[2], threads=1,
+                            config_hash=cell.config_hash, coordinator_pid=gone.pid))
+print(json.dumps([outcome.status, list(signal.pthread_sigmask(signal.SIG_BLOCK, []))]))
+"""
+
+
+@pytest.mark.slow
+def test_a_cell_in_a_process_blocking_sigint_still_stops_when_its_coordinator_is_gone(
+    tiny, tmp_path
+):
+    # Ray starts its workers with SIGINT blocked: the watchdog's SIGINT must still get in
+    out = subprocess.run([sys.executable, "-c", ORPHANED_CELL, str(tiny), str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    status, blocked_after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status == "interrupted"  # stopped cleanly at once, not trained for 400 epochs
+    assert blocked_after == [int(signal.SIGINT)]  # the worker's own mask is given back
+    (run,) = (tmp_path / "r").glob("tiny/*/v1")
+    assert RunFolder(run).status() == "interrupted" and RunFolder(run).has_checkpoint("last")
+
+
 @pytest.mark.slow
 def test_a_coordinator_killed_after_a_result_or_mid_record_write_loses_nothing(tiny, tmp_path):
     root = tmp_path / "r"

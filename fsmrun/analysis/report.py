@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -159,11 +160,18 @@ def summarize(
         n=len(present),
         mean=r(statistics.fmean(present)) if present else None,
         median=r(statistics.median(present)) if present else None,
-        std=r(statistics.stdev(present)) if len(present) >= 2 else None,
+        std=r(sample_std(present)) if len(present) >= 2 else None,
         min=r(min(present)) if present else None,
         max=r(max(present)) if present else None,
         baseline=r(statistics.fmean(base)) if base else None,
     )
+
+
+def sample_std(values: list[float]) -> float:
+    """The sample standard deviation in floats, with a correctly rounded sum
+    (`statistics.stdev` computes in Fractions: 6 of a 100,000-run report's 9 seconds)."""
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _bin_stats(

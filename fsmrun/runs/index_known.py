@@ -53,13 +53,3 @@ def keep_newest(
     held = newest.get(key)
     if held is None or (updated, run_id) > (held[0], held[1]):
         newest[key] = (updated, run_id, item)
-
-
-def decode_json_value(value: Any, kind: str | None) -> Any:
-    """A json_extract value as json.loads would give it (SQLite gives true as 1 and a list
-    or object as its JSON text)."""
-    if kind in ("true", "false"):
-        return kind == "true"
-    if kind in ("array", "object"):
-        return json.loads(value)
-    return value

@@ -23,7 +23,7 @@ from fsmrun.runs.index_columns import (
     IndexedRun,
     read_indexed_run,
 )
-from fsmrun.runs.index_known import decode_json_value, keep_newest, known_loader, rows_under
+from fsmrun.runs.index_known import keep_newest, known_loader, rows_under
 from fsmrun.runs.index_query import RunQuery, json_path
 from fsmrun.runs.index_scan import Changes, Known, find_changes, find_new_runs, read_folders
 from fsmrun.runs.layout import ResultsFolderError, is_plain_name
@@ -246,16 +246,19 @@ class IndexReader:
     def _winners(
         conn: sqlite3.Connection, rowids: list[int], fields: Sequence[str], columns: Sequence[str]
     ) -> list[tuple[Any, ...]]:
-        extract = [f"json_extract(config, ?{i}), json_type(config, ?{i})" for i in
-                   range(2, 2 + len(fields))]  # fmt: skip
-        selected = ", ".join(["run_id", "folder", "updated", "seedless_key", "tags", *extract,
-                              *columns])  # fmt: skip
+        # One json_extract with every path: SQLite parses each config once and returns a
+        # JSON array (booleans stay booleans); with a single path it would return the bare
+        # value, so the first path is asked twice.
+        paths = [json_path(f) for f in fields] or ["$"]
+        marks = ", ".join(f"?{i}" for i in range(2, 3 + len(paths)))
+        selected = ", ".join(["run_id", "folder", "updated", "seedless_key", "tags",
+                              f"json_extract(config, {marks})", *columns])  # fmt: skip
         sql = f"SELECT {selected} FROM runs WHERE rowid IN (SELECT value FROM json_each(?1))"
         width, out = 5, []
-        for values in conn.execute(sql, [json.dumps(rowids), *map(json_path, fields)]):
-            decoded = [decode_json_value(values[width + 2 * i], values[width + 2 * i + 1])
-                       for i in range(len(fields))]  # fmt: skip
-            out.append((*values[:width], *decoded, *values[width + 2 * len(fields) :]))
+        loads = json.loads
+        for values in conn.execute(sql, [json.dumps(rowids), paths[0], *paths]):
+            decoded = loads(values[width])[1 : 1 + len(fields)]
+            out.append((*values[:width], *decoded, *values[width + 1 :]))
         return out
 
     def _fresh(

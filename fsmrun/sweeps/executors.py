@@ -209,7 +209,10 @@ def _train(task: CellTask, exp: object, resume: Path | None, start: float) -> Ce
             seconds=time.monotonic() - start,
         )
     finally:
-        torch.set_num_threads(saved_threads)
+        if saved_threads is not None:
+            import torch
+
+            torch.set_num_threads(saved_threads)
     if result.status == "interrupted":
         _stop_requested = _in_pool_worker
     return CellOutcome(
@@ -227,10 +230,12 @@ def _run_named_worker(task: CellTask, start: float) -> CellOutcome:
     import importlib
 
     module, _, name = (task.worker or "").partition(":")
+    saved_threads = None  # the serial executor runs in the caller's process: restore its count
     try:
         if task.threads is not None:
             import torch
 
+            saved_threads = torch.get_num_threads()
             torch.set_num_threads(task.threads)
         return getattr(importlib.import_module(module), name)(task)
     except KeyboardInterrupt:
@@ -242,6 +247,11 @@ def _run_named_worker(task: CellTask, start: float) -> CellOutcome:
             error=f"{type(err).__name__}: {err}",
             seconds=time.monotonic() - start,
         )
+    finally:
+        if saved_threads is not None:
+            import torch
+
+            torch.set_num_threads(saved_threads)
 
 
 # ---------------------------------------------------------------------------- orphans

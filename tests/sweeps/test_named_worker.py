@@ -33,3 +33,25 @@ def test_a_worker_that_cannot_be_imported_fails_its_cell_only(tmp_path):
     SerialExecutor().run(tasks, seen.append)
     assert [(o.index, o.status) for o in seen] == [(0, "failed"), (1, "failed")]
     assert seen[0].error.startswith("ModuleNotFoundError: No module named 'fsmrun.nope'")
+
+
+def test_a_named_worker_in_the_callers_process_leaves_its_thread_count_as_it_was(tmp_path):
+    # The serial executor runs the worker in the calling process: the cell's count is pinned
+    # for the cell only.
+    import torch
+
+    from fsmrun.analysis.batch import options_to_json
+    from fsmrun.analysis.run_analysis import AnalyzeOptions
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    task = CellTask(
+        index=0,
+        config_json=options_to_json(AnalyzeOptions()),
+        results_root=str(tmp_path),
+        resume_dir=str(tmp_path / "nope"),
+        worker="fsmrun.analysis.batch:analyze_cell",
+        threads=other,
+    )
+    assert run_cell(task).status == "refused"
+    assert torch.get_num_threads() == before

@@ -16,7 +16,7 @@ forkserver up: an untimed one-cell sweep of each runs first), which is what a lo
 few seconds' cells cannot amortise. On 2 cores the ceiling is 2 / f, not 2x, where a second
 torch thread makes one cell f times faster: the serial loop already uses part of the second
 core. The issue assumed f = 1.2 (ceiling 1.67); the script measures f from the cells' own
-times (1.42 on the 2-core machine of the README, ceiling 1.41). The breakdown
+times (1.22 on the README's 2-core machine idle, ceiling 1.64). The breakdown
 says where each side's time goes: start-up before the first cell starts, cell work (the cells'
 own seconds / workers), one worker idle at the end (the last cell alone), hand-offs (results
 recorded, next cell sent) and what follows the last cell. Prints the load average: on a busy

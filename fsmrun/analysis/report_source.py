@@ -31,7 +31,6 @@ from fsmrun.runs.layout import iter_run_folders
 from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics
-from fsmrun.sweeps.cells import cell_state
 from fsmrun.sweeps.coordinator import AmbiguousSweep, completed_runs, read_record, resolve_sweep
 from fsmrun.sweeps.spec import SweepError
 
@@ -68,8 +67,9 @@ def _analysis(folder: RunFolder, config: ExperimentConfig) -> dict[str, float | 
     return None if report is None else analysis_numbers(report, ood)
 
 
-def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
-    """Completed runs of the sweeps or experiments named in `refs` (all runs when empty)."""
+def named_folders(root: Path, refs: Iterable[str]) -> list[Path]:
+    """The run folders `refs` name, in order and once each: the done cells of a sweep, the
+    runs of an experiment."""
     folders: list[Path] = []
     for ref in refs:
         try:
@@ -84,14 +84,15 @@ def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
                 ) from None
             folders.extend(found)
             continue
-        for cell in record.cells:
-            state = cell_state(root, cell.experiment, cell.config_hash, None)
-            if state.status == "done" and state.folder is not None:
-                folders.append(state.folder)
-    if not refs:
-        folders = list(iter_run_folders(root))
-    runs = [run for run in map(load_report_run, dict.fromkeys(folders)) if run is not None]
-    return runs
+        folders.extend(completed_runs(root, record)[0])
+    return list(dict.fromkeys(folders))
+
+
+def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
+    """Completed runs of the sweeps or experiments named in `refs` (all runs when empty)."""
+    refs = list(refs)
+    folders = named_folders(root, refs) if refs else list(iter_run_folders(root))
+    return [run for run in map(load_report_run, folders) if run is not None]
 
 
 def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
@@ -102,16 +103,16 @@ def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
             record = read_record(resolve_sweep(root, ref))
         except SweepError:
             continue
-        states = [cell_state(root, c.experiment, c.config_hash, c).status for c in record.cells]
-        done = states.count("done")
-        if done < len(states):
+        _, counts = completed_runs(root, record)
+        done, total = counts["done"], len(record.cells)
+        if done < total:
             rest = ", ".join(
-                f"{states.count(s)} {s.replace('todo', 'to do')}"
+                f"{counts[s]} {s.replace('todo', 'to do')}"
                 for s in ("running", "interrupted", "failed", "todo")
-                if states.count(s)
+                if counts[s]
             )
             notes.append(
-                f"sweep {record.sweep_id} is not finished: {done} of {len(states)} cells done "
+                f"sweep {record.sweep_id} is not finished: {done} of {total} cells done "
                 f"({rest}); this report covers the done ones"
             )
     return notes
@@ -208,28 +209,11 @@ def index_fields(names: Iterable[str]) -> list[str]:
 
 
 def report_folders(root: Path, refs: Iterable[str]) -> frozenset[str] | None:
-    """The run folders (relative to `root`) that `refs` name: the done cells of a sweep, the
-    runs of an experiment; None for every run."""
+    """The run folders (relative to `root`) that `refs` name; None for every run."""
     refs = list(refs)
     if not refs:
         return None
-    folders: set[str] = set()
-    for ref in refs:
-        try:
-            record = read_record(resolve_sweep(root, ref))
-        except AmbiguousSweep:
-            raise
-        except SweepError:
-            found = list(iter_run_folders(root, ref))
-            if not found:
-                raise ReportError(
-                    f"{ref!r} is neither a sweep nor an experiment with runs under {root}"
-                ) from None
-            folders.update(p.relative_to(root).as_posix() for p in found)
-            continue
-        done, _ = completed_runs(root, record)
-        folders.update(p.relative_to(root).as_posix() for p in done)
-    return frozenset(folders)
+    return frozenset(p.relative_to(root).as_posix() for p in named_folders(root, refs))
 
 
 def collect_indexed_runs(

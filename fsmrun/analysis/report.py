@@ -8,19 +8,19 @@ import csv
 import dataclasses
 import io
 import math
-import statistics
+import operator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS
 from fsmrun.base.errors import UserError
-from fsmrun.base.hashing import config_hash
+from fsmrun.base.hashing import config_hash, unhashed_fields
 from fsmrun.base.overrides import flatten
 from fsmrun.runs.index_columns import language_of, seedless_fields, seedless_key
 from fsmrun.runs.labels import is_tag_field, tag_value
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
-from fsmrun.schemas.sweep import BinStats, MetricStats, Report, ReportRow
+from fsmrun.schemas.sweep import BinStats, MetricStats, Report
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]
@@ -29,6 +29,9 @@ DEFAULT_DIGITS = 3
 SPLITS = ("val", "test", "test_ood")
 ANALYSIS_PREFIX = "analysis"  # report --metric analysis.<name>: numbers of `fsmrun analyze`
 BASELINES = {"string_acc": "string_baseline", "class_acc": "class_baseline"}
+# Fields that may differ between the seeds of one configuration (seedless_key leaves them
+# out): the seed and what config_hash leaves out but the name (kept as `experiment`).
+PER_RUN_FIELDS = frozenset(["seed", *(f for f in unhashed_fields() if f != "name")])
 _NUMERIC = [
     name for name, f in SplitMetrics.model_fields.items() if name not in ("n_strings", "bins")
 ]
@@ -150,28 +153,48 @@ def summarize(
 ) -> MetricStats:
     """n, mean, median, sample std (None below 2), min, max; the mean of the baselines beside
     them; each rounded to `digits` decimals when given (every form of a report shows these)."""
-    present = [v for v in values if v is not None]
-    base = [b for b in (baselines or []) if b is not None]
+    return MetricStats(**summary(values, baselines, digits))
 
-    def r(value: float | None) -> float | None:
-        return value if value is None or digits is None else round(value, digits)
 
-    return MetricStats(
-        n=len(present),
-        mean=r(statistics.fmean(present)) if present else None,
-        median=r(statistics.median(present)) if present else None,
-        std=r(sample_std(present)) if len(present) >= 2 else None,
-        min=r(min(present)) if present else None,
-        max=r(max(present)) if present else None,
-        baseline=r(statistics.fmean(base)) if base else None,
-    )
+def summary(
+    values: list[float | None],
+    baselines: list[float | None] | None = None,
+    digits: int | None = None,
+) -> dict[str, Any]:
+    """`summarize` as the fields of a MetricStats: a 100,000-run report validates all of
+    its rows at once (one MetricStats per group and metric cost more than the rest). The
+    mean is statistics.fmean's (a correctly rounded sum), the median statistics.median's."""
+    present = [v for v in values if v is not None] if None in values else values
+    n = len(present)
+    mean = median = std = low = high = baseline = None
+    if n == 1:
+        mean = median = low = high = present[0]
+    elif n:
+        ordered = sorted(present)
+        mid = n // 2
+        mean = math.fsum(ordered) / n
+        median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        std = math.sqrt(math.fsum([(v - mean) ** 2 for v in ordered]) / (n - 1))
+        low, high = ordered[0], ordered[-1]
+    if baselines:
+        base = [b for b in baselines if b is not None] if None in baselines else baselines
+        baseline = math.fsum(base) / len(base) if base else None
+    if digits is not None:
+        mean = None if mean is None else round(mean, digits)
+        median = None if median is None else round(median, digits)
+        std = None if std is None else round(std, digits)
+        low = None if low is None else round(low, digits)
+        high = None if high is None else round(high, digits)
+        baseline = None if baseline is None else round(baseline, digits)
+    return {"n": n, "mean": mean, "median": median, "std": std, "min": low, "max": high,
+            "baseline": baseline}  # fmt: skip
 
 
 def sample_std(values: list[float]) -> float:
     """The sample standard deviation in floats, with a correctly rounded sum
     (`statistics.stdev` computes in Fractions: 6 of a 100,000-run report's 9 seconds)."""
     mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return math.sqrt(math.fsum([(v - mean) ** 2 for v in values]) / (len(values) - 1))
 
 
 def _bin_stats(
@@ -206,6 +229,9 @@ _Run = TypeVar("_Run", bound=RunLike)
 def dedupe(runs: list[_Run]) -> tuple[list[_Run], int]:
     """One run per config and seed (config_hash covers the seed): the newest completed one;
     and how many repeats were left out. A child run (an extension) has its own config."""
+    keys = [run.config_key() for run in runs]
+    if len(set(keys)) == len(keys):
+        return runs, 0  # the usual case, and the index's runs: no repeats
     newest: dict[str, _Run] = {}
     for run in runs:
         key = run.config_key()
@@ -224,12 +250,28 @@ def config_fields(config: ExperimentConfig) -> dict[str, Any]:
     return seedless_fields(config)
 
 
-def varying_fields(runs: list[RunLike], by: list[str]) -> list[str]:
-    """Config fields (besides the seed) whose values differ between runs of one `by` group:
-    such a group is not the seeds of one configuration. Only groups whose runs have more
-    than one seedless key have such fields, and only one run per key is looked into."""
-    groups: dict[tuple[str, ...], dict[str, RunLike]] = {}
+def configurations(runs: list[_Run], by: list[str]) -> list[list[_Run]]:
+    """`runs` in lists of the seeds of one configuration (their seedless key) that agree on
+    the `by` fields a seed may change (the seed, tags, fields config_hash leaves out): every
+    config field a report groups or splits by has one value in each list, so it is asked of
+    one run per list."""
+    per_run = [f for f in by if f in PER_RUN_FIELDS or is_tag_field(f)]
+    found: dict[Any, list[_Run]] = {}
     for run in runs:
+        key = run.seedless_key()
+        if per_run:
+            key = (key, *(str(run.value(f)) for f in per_run))
+        found.setdefault(key, []).append(run)
+    return list(found.values())
+
+
+def varying_fields(configs: list[list[_Run]], by: list[str]) -> list[str]:
+    """Config fields (besides the seed) whose values differ between the `configurations` of
+    one `by` group: such a group is not the seeds of one configuration. Only groups with
+    more than one seedless key have such fields, and only one run per key is looked into."""
+    groups: dict[tuple[str, ...], dict[str, RunLike]] = {}
+    for runs in configs:
+        run = runs[0]
         key = tuple(str(run.value(f)) for f in by)
         groups.setdefault(key, {}).setdefault(run.seedless_key(), run)
     varying: dict[str, None] = {}
@@ -241,6 +283,9 @@ def varying_fields(runs: list[RunLike], by: list[str]) -> list[str]:
             if name not in by and len({m.get(name) for m in members}) > 1:
                 varying[name] = None
     return list(varying)
+
+
+_by_seed = operator.attrgetter("seed", "run_id")  # the order of a group's runs
 
 
 def build_report(
@@ -280,9 +325,11 @@ def build_report(
             f"{repeats} repeated run(s) of a config and seed already reported counted once "
             "(the newest completed)"
         )
-    split = [] if pool else varying_fields(runs, by)
+    configs = configurations(runs, by)
+    split = [] if pool else varying_fields(configs, by)
     if pool and bins:  # length bins of two experiments or languages never share a row
-        split = [f for f in varying_fields(runs, by) if f == "experiment" or f.startswith("data.")]
+        varying = varying_fields(configs, by)
+        split = [f for f in varying if f == "experiment" or f.startswith("data.")]
     if split:
         notes.append(
             f"groups split by {', '.join(split)}: those fields differ within a --by group, so "
@@ -290,34 +337,34 @@ def build_report(
         )
     keys = [*by, *split]
     groups: dict[tuple[Any, ...], list[RunLike]] = {}
-    for run in runs:
-        key = tuple(run.value(f) for f in keys)
-        groups.setdefault(key, []).append(run)
-    rows = []
+    for members in configs:  # each field has one value among them (see configurations)
+        key = tuple(members[0].value(f) for f in keys)
+        groups.setdefault(key, []).extend(members)
+    rows: list[dict[str, Any]] = []
     for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
-        members = sorted(groups[key], key=lambda r: (r.seed, r.run_id))
+        members = sorted(groups[key], key=_by_seed)
         stats = {}
         for name, (split_name, field) in parsed.items():
             if split_name == ANALYSIS_PREFIX:  # a mean of 0/1 values is the fraction of seeds
-                stats[name] = summarize([r.analysis_value(field) for r in members], digits=digits)
+                stats[name] = summary([r.analysis_value(field) for r in members], digits=digits)
                 continue
             base = BASELINES.get(field)
-            stats[name] = summarize(
+            stats[name] = summary(
                 [r.metric(checkpoint, split_name, field) for r in members],
                 [r.metric(checkpoint, split_name, base) for r in members] if base else None,
                 digits,
             )
         rows.append(
-            ReportRow(
-                group=dict(zip(keys, key, strict=True)),
-                n_runs=len(members),
-                seeds=[r.seed for r in members],
-                run_ids=[r.run_id for r in members],
-                metrics=stats,
-                bins=[b for m in metrics for b in _bin_stats(members, m, checkpoint, digits)]
+            {  # a ReportRow, validated with the others by Report
+                "group": dict(zip(keys, key, strict=True)),
+                "n_runs": len(members),
+                "seeds": [r.seed for r in members],
+                "run_ids": [r.run_id for r in members],
+                "metrics": stats,
+                "bins": [b for m in metrics for b in _bin_stats(members, m, checkpoint, digits)]
                 if bins
                 else [],
-            )
+            }
         )
     return Report(
         by=by,

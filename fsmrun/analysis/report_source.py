@@ -7,9 +7,12 @@ seedless config), its length bins (`--bins`) or its analysis numbers. From the r
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +20,23 @@ from fsmrun.analysis.analysis_summary import analysis_numbers
 from fsmrun.analysis.report import (
     ANALYSIS_PREFIX,
     BASELINES,
+    PER_RUN_FIELDS,
     ReportError,
     ReportRun,
+    build_report,
     check_metric,
     field_value,
 )
 from fsmrun.base.overrides import OverrideError, check_key
-from fsmrun.runs.index_columns import DERIVED_FIELDS, metric_column
+from fsmrun.runs.index_columns import DERIVED_FIELDS, metric_column, stored_seedless_fields
 from fsmrun.runs.index_query import Condition, RunQuery
-from fsmrun.runs.index_read import IndexReader
+from fsmrun.runs.index_report import ROW_HEAD, ReportReader, ReportRows
 from fsmrun.runs.labels import is_tag_field, tag_value
 from fsmrun.runs.layout import iter_run_folders
 from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics
+from fsmrun.schemas.sweep import Report
 from fsmrun.sweeps.coordinator import AmbiguousSweep, completed_runs, read_record, resolve_sweep
 from fsmrun.sweeps.spec import SweepError
 
@@ -119,13 +125,19 @@ def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
 
 
 @dataclass
-class _Folders:
-    """Whole runs read from their folders on demand, once each: per folder, and per seedless
-    key for the config fields (runs that share one have the same values)."""
+class _Source:
+    """What the index rows of a report do not hold, fetched once each: a configuration's
+    group fields and stored config (from one run of it, all configurations in one query),
+    and whole runs read from their folders (`--bins`, analysis numbers, descriptions)."""
 
     root: Path
+    positions: dict[tuple[str, str, str], int]  # (checkpoint, split, metric) -> row index
+    own: dict[str, int]  # a run field (PER_RUN_FIELDS) -> row index
+    fields: dict[str, dict[str, Any]]  # seedless key -> group fields of that configuration
+    first: dict[str, str]  # seedless key -> the folder of one run of it
+    configs: dict[str, dict[str, Any]]  # folder -> flattened config (runs read from folders)
     runs: dict[str, ReportRun | None] = field(default_factory=dict)
-    by_seedless: dict[str, ReportRun] = field(default_factory=dict)
+    fetched: bool = False
 
     def run(self, folder: str) -> ReportRun:
         if folder not in self.runs:
@@ -137,54 +149,66 @@ class _Folders:
             )
         return run
 
+    def config(self, key: str) -> dict[str, Any]:
+        """The stored config of one run of configuration `key` (the first time, of one run
+        of every configuration: a group that splits is rarely alone)."""
+        if not self.fetched:
+            missing = [f for f in self.first.values() if f not in self.configs]
+            self.configs.update(ReportReader(self.root).stored(missing))
+            self.fetched = True
+        folder = self.first[key]
+        if folder not in self.configs:
+            raise ReportError(
+                f"{self.root / folder} changed while the report was made; run it again"
+            )
+        return self.configs[folder]
 
-@dataclass
-class IndexedReportRun:
-    """A completed run as its index row gives it (see report.RunLike)."""
 
-    run_id: str
-    folder: str
-    updated: float
-    seed: int
-    key: str  # its seedless_key
-    fields: dict[str, Any]  # the --by and --where fields, as field_value gives them
-    tags: dict[str, Any]
-    columns: dict[str, float | None]  # metric column -> value
-    source: _Folders
+class IndexedReportRun(tuple):  # type: ignore[type-arg]
+    """A completed run as its index row gives it (see report.RunLike): the row of
+    ReportReader.report_rows (ROW_HEAD, the run fields, the metric columns) and its _Source.
+    A tuple: a report of 100,000 runs makes 100,000 of these."""
+
+    __slots__ = ()
+    run_id = property(itemgetter(0))
+    folder = property(itemgetter(1))
+    updated = property(itemgetter(2))
+    key = property(itemgetter(4))  # its seedless_key
+    seed = property(itemgetter(5))
+    source = property(itemgetter(-1))
 
     def config_key(self) -> str:
-        return self.folder  # already one run per config and seed
+        return self[1]  # its folder: already one run per config and seed
 
     def seedless_key(self) -> str:
-        return self.key
+        return self[4]
 
     def seedless_fields(self) -> dict[str, str]:
-        return self._seedless_run().seedless_fields()
+        return stored_seedless_fields(self[-1].config(self[4]))
 
     def value(self, name: str) -> Any:
+        source: _Source = self[-1]
+        fields = source.fields[self[4]]  # the configuration's --by fields: asked most
+        if name in fields:
+            return fields[name]
         if is_tag_field(name):
-            return tag_value(self.tags, name)
-        if name in self.fields:
-            return self.fields[name]
+            return tag_value(json.loads(self[6]) if self[6] else {}, name)
+        if name == "seed":
+            return self[5]
+        if name in source.own:
+            return self[source.own[name]]
         if name in UNINDEXED:
-            return field_value(self.source.run(self.folder).config, name)
-        # A field that splits a group: the same for every run of this seedless config.
-        return field_value(self._seedless_run().config, name)
+            return field_value(source.run(self[1]).config, name)
+        return source.config(self[4]).get(name)  # a field that splits a group
 
     def metric(self, checkpoint: str, split: str, name: str) -> float | None:
-        return self.columns[metric_column(checkpoint, split, name)]
+        return self[self[-1].positions[checkpoint, split, name]]
 
     def analysis_value(self, name: str) -> float | None:
-        return self.source.run(self.folder).analysis_value(name)
+        return self[-1].run(self[1]).analysis_value(name)
 
     def bins(self, checkpoint: str, split: str) -> list[BinMetrics]:
-        return self.source.run(self.folder).bins(checkpoint, split)
-
-    def _seedless_run(self) -> ReportRun:
-        run = self.source.by_seedless.get(self.key)
-        if run is None:
-            run = self.source.by_seedless[self.key] = self.source.run(self.folder)
-        return run
+        return self[-1].run(self[1]).bins(checkpoint, split)
 
 
 UNINDEXED = ("description",)  # prose: read from the run's folder when grouped by
@@ -227,41 +251,112 @@ def collect_indexed_runs(
     """The newest completed run of each config among those `refs` name (all runs when
     empty) that match `where`, with the `by` fields and the `metrics` (and baselines) of
     `checkpoint`; and how many repeated runs were left out."""
-    fields = index_fields(["seed", *by])
+    found, make = _query(root, refs, by, metrics, checkpoint, where)
+    if (again := found.recheck()) is not None:
+        found = again
+    return make(found)
+
+
+def indexed_report(
+    root: Path,
+    refs: Iterable[str],
+    by: list[str],
+    metrics: list[str],
+    checkpoint: str,
+    where: Sequence[Condition] = (),
+    **options: Any,
+) -> tuple[Report, list[IndexedReportRun]]:
+    """`build_report` (with `options`) of `collect_indexed_runs`, and the runs. With many
+    runs the folders are checked beside the aggregation (ReportReader.report_rows), which is
+    done again if one changed."""
+    with _gc_paused():
+        found, make = _query(root, refs, by, metrics, checkpoint, where)
+        runs, repeats = make(found)
+        report = build_report(runs, by, metrics, checkpoint, repeats=repeats, **options)
+        if (again := found.recheck()) is not None:
+            runs, repeats = make(again)
+            report = build_report(runs, by, metrics, checkpoint, repeats=repeats, **options)
+    return report, runs
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a report builds its objects: they make no cycles,
+    and at 100,000 runs the collector's passes over them took 40% of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _query(
+    root: Path,
+    refs: Iterable[str],
+    by: Sequence[str],
+    metrics: Sequence[str],
+    checkpoint: str,
+    where: Sequence[Condition],
+) -> tuple[ReportRows, Callable[[ReportRows], tuple[list[IndexedReportRun], int]]]:
+    """The index rows a report needs, and how to make its runs of them."""
+    fields = [f for f in index_fields(by) if f != "seed"]
+    own = [f for f in fields if f in PER_RUN_FIELDS]
+    shared = [f for f in fields if f not in PER_RUN_FIELDS]
+    positions: dict[tuple[str, str, str], int] = {}
     columns: list[str] = []
     for name in metrics:
         split, metric = check_metric(name)
         if split == ANALYSIS_PREFIX:
             continue  # read from the folders of the runs reported
-        columns.append(metric_column(checkpoint, split, metric))
-        if metric in BASELINES:
-            columns.append(metric_column(checkpoint, split, BASELINES[metric]))
-    columns = list(dict.fromkeys(columns))
+        for part in (metric, BASELINES.get(metric)):
+            if part is not None and (checkpoint, split, part) not in positions:
+                positions[checkpoint, split, part] = len(columns)
+                columns.append(metric_column(checkpoint, split, part))
     query = RunQuery(status="completed", where=tuple(where), folders=report_folders(root, refs))
-    total, rows = IndexReader(root).newest_per_config(query, fields, columns)
-    source = _Folders(root)
-    runs = []
-    for values in rows:
-        run_id, folder, updated, key, tags = values[:5]
-        found = dict(zip(fields, values[5 : 5 + len(fields)], strict=True))
-        runs.append(
-            IndexedReportRun(
-                run_id=run_id,
-                folder=folder,
-                updated=updated,
-                seed=found["seed"],
-                key=key,
-                fields=found,
-                tags=_tags(tags),
-                columns=dict(zip(columns, values[5 + len(fields) :], strict=True)),
-                source=source,
-            )
-        )
-    return runs, total - len(runs)
+    reader = ReportReader(root)
+    found = reader.report_rows(query, own, columns, with_tags=any(map(is_tag_field, by)))
+
+    def make(found: ReportRows) -> tuple[list[IndexedReportRun], int]:
+        return _runs_of(reader, found, own, shared, positions), found.total - len(found.rows)
+
+    return found, make
 
 
-def _tags(text: str | None) -> dict[str, Any]:
-    return json.loads(text) if text else {}
+def _runs_of(
+    reader: ReportReader,
+    found: ReportRows,
+    own: list[str],
+    shared: list[str],
+    positions: dict[tuple[str, str, str], int],
+) -> list[IndexedReportRun]:
+    """IndexedReportRuns of the rows; the `shared` fields of each configuration are read
+    from one run of it (from the index; from its config when it was read from its folder)."""
+    first: dict[str, str] = {}
+    for values in found.rows:
+        first.setdefault(values[4], values[1])
+    head = len(ROW_HEAD)
+    source = _Source(
+        reader.root,
+        {key: head + len(own) + i for key, i in positions.items()},
+        {name: head + i for i, name in enumerate(own)},
+        {},
+        first,
+        dict(found.configs),
+    )
+    indexed = [f for f in first.values() if f not in found.configs]
+    stored = reader.stored(indexed, shared) if shared else {}
+    for key, folder in first.items():
+        if folder in found.configs:
+            config = found.configs[folder]
+            source.fields[key] = {f: config.get(f) for f in shared}
+        elif folder in stored:
+            source.fields[key] = dict(zip(shared, stored[folder], strict=True))
+        else:
+            source.fields[key] = dict.fromkeys(shared)
+    tail = (source,)
+    return [IndexedReportRun(values + tail) for values in found.rows]
 
 
 def full_runs(runs: Iterable[IndexedReportRun]) -> list[ReportRun]:

@@ -25,6 +25,17 @@ UNHASHED: Mapping[str, Any] = {
 }
 
 
+def unhashed_fields(tree: Mapping[str, Any] = UNHASHED, prefix: str = "") -> list[str]:
+    """The dotted config keys config_hash leaves out ('name', 'train.log_every', ...)."""
+    keys = []
+    for key, inner in tree.items():
+        if inner is True:
+            keys.append(prefix + key)
+        else:
+            keys += unhashed_fields(inner, f"{prefix}{key}.")
+    return keys
+
+
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no spaces: equal values give identical bytes."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -20,7 +20,6 @@ from fsmrun.analysis.report import (
     DEFAULT_DIGITS,
     DEFAULT_METRICS,
     ReportError,
-    build_report,
     report_text_rows,
     to_csv,
     to_markdown,
@@ -165,7 +164,7 @@ def report(
         raise ReportError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if sum((json_, csv_, markdown)) > 1:
         raise ReportError("choose one of --json, --csv, --markdown")
-    from fsmrun.analysis.report_source import collect_indexed_runs, full_runs, sweep_notes
+    from fsmrun.analysis.report_source import full_runs, indexed_report, sweep_notes
     from fsmrun.runs.index_query import parse_where
 
     conditions = parse_where(where)
@@ -177,11 +176,9 @@ def report(
         )
     by_fields = _split_list(by) or DEFAULT_BY
     metrics = _split_list(metric) or DEFAULT_METRICS
-    runs, repeats = collect_indexed_runs(root, refs or [], by_fields, metrics, checkpoint,
-                                         conditions)  # fmt: skip
-    result = build_report(
-        runs, by_fields, metrics, checkpoint, bins, agg=agg, digits=digits, pool=pool,
-        repeats=repeats,
+    result, runs = indexed_report(
+        root, refs or [], by_fields, metrics, checkpoint, conditions, bins=bins, agg=agg,
+        digits=digits, pool=pool,
     )  # fmt: skip
     result = result.model_copy(update={"notes": sweep_notes(root, refs or []) + result.notes})
     for note in result.notes:  # on stderr: stdout stays a clean table, CSV or JSON

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fsmrun.base.hashing import UNHASHED, canonical_json, sha256_text
+from fsmrun.base.hashing import UNHASHED, canonical_json, sha256_text, unhashed_fields
 from fsmrun.base.overrides import flatten
 from fsmrun.runs.layout import ResultsFolderError
 from fsmrun.runs.run_folder import (
@@ -84,15 +84,18 @@ RUN_COLUMNS = tuple(RUN_COLUMN_TYPES)
 assert tuple(f for f in RunRow.model_fields if f != "tags") == RUN_COLUMNS, "columns follow RunRow"
 EXTRA_COLUMN_TYPES = {
     "folder_mtime_ns": "INTEGER",  # NULL: unknown, the folder is read at every listing
-    "config": "TEXT",  # JSON object of config_fields(); NULL without config.json
-    "tags": "TEXT",  # JSON object; NULL without tags
     # What `report` groups by, so it reads no folder: config_hash() of config.json (a repeat
-    # of a config and seed has the same) and the hash of seedless_fields() (the seeds of one
-    # configuration share it); NULL without config.json.
+    # of a config and seed has the same), the hash of seedless_fields() (the seeds of one
+    # configuration share it) and the seed; NULL without config.json.
     "config_key": "TEXT",
     "seedless_key": "TEXT",
-    "row_json": "TEXT",  # the RunRow as `ls --json` prints it: streamed without re-validation
+    "seed": "INTEGER",
     **dict.fromkeys(METRIC_COLUMNS, "REAL"),
+    # The wide text columns come last: a row longer than a page spills its tail into
+    # overflow pages, and a scan of the narrow columns before them never reads those.
+    "config": "TEXT",  # JSON object of config_fields(); NULL without config.json
+    "tags": "TEXT",  # JSON object; NULL without tags
+    "row_json": "TEXT",  # the RunRow as `ls --json` prints it: streamed without re-validation
 }
 COLUMN_TYPES = {**RUN_COLUMN_TYPES, **EXTRA_COLUMN_TYPES}
 COLUMNS = tuple(COLUMN_TYPES)
@@ -118,12 +121,13 @@ class IndexedRun:
         return (
             *(getattr(self.row, name) for name in RUN_COLUMNS),
             self.mtime_ns,
-            config,
-            tags,
             self.config_key,
             self.seedless_key,
-            self.row.model_dump_json(),
+            None if self.config is None else self.config.get("seed"),
             *[metrics.get(c) for c in METRIC_COLUMNS],
+            config,
+            tags,
+            self.row.model_dump_json(),
         )
 
 
@@ -142,10 +146,24 @@ def config_fields(config: ExperimentConfig, dumped: dict[str, Any] | None = None
 def seedless_fields(config: ExperimentConfig) -> dict[str, str]:
     """The flat config fields that make one configuration, as JSON text: all but the seed and
     the fields config_hash leaves out (name, description, logging), plus 'experiment' (the
-    name). Runs that differ only in their seed have equal seedless fields."""
+    name). Runs that differ only in their seed have equal seedless fields. A recurrent
+    model's pos_encoding is null, as in the index (`config_fields`): it has no positions."""
     doc = _without(config.model_dump(mode="json"), UNHASHED)
     flat = {k: json.dumps(v, sort_keys=True) for k, v in flatten(doc).items() if k != "seed"}
+    if config.model.arch != "transformer":
+        flat["model.pos_encoding"] = "null"
     flat["experiment"] = config.name
+    return flat
+
+
+_NOT_SEEDLESS = frozenset(["seed", "language", "experiment", *unhashed_fields()])
+
+
+def stored_seedless_fields(stored: dict[str, Any]) -> dict[str, str]:
+    """`seedless_fields` of a run from its flattened config as the index stores it
+    (`config_fields`), without its folder: the same fields in the same order."""
+    flat = {k: json.dumps(v, sort_keys=True) for k, v in stored.items() if k not in _NOT_SEEDLESS}
+    flat["experiment"] = stored["experiment"]
     return flat
 
 

@@ -10,9 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from fsmrun.analysis.published import (
-    PublishedRow,
+    check_footnotes,
     published_for,
     published_markdown,
+    published_value,
+    rounded,
     spec_of,
 )
 from fsmrun.analysis.report import (
@@ -27,7 +29,7 @@ from fsmrun.analysis.report import (
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.cli._render import dropped_line, fit_table
-from fsmrun.schemas.sweep import Report
+from fsmrun.schemas.sweep import PublishedComparison, Report
 
 
 def _split_list(values: list[str]) -> list[str]:
@@ -78,13 +80,15 @@ def report_table_fit(report: Report, width: int | None) -> tuple[Table, list[str
     return best
 
 
-def published_table(rows: list[PublishedRow]) -> Table:
+def published_table(rows: list[PublishedComparison]) -> Table:
     table = Table(title=Text("published beside ours (each run at its evaluated checkpoint)"))
-    for name in ("experiment", "metric", "published", "ours: mean", "ours: max", "n", "source"):
+    columns = ("experiment", "metric", "published", "checked", "ours: mean", "ours: max", "n",
+               "source")  # fmt: skip
+    for name in columns:
         table.add_column(name, justify="right" if name.startswith(("ours", "n")) else "left")
     for row in rows:
         p = row.published
-        cells = [row.selection, p.metric, f"{p.value:.3f} ({p.aggregate})"]
+        cells = [row.selection, p.metric, published_value(p), p.checked]
         cells += ["-" if v is None else f"{v:.3f}" for v in (row.mean, row.max)]
         table.add_row(*cells, str(row.n_runs), p.source)
     return table
@@ -181,6 +185,14 @@ def report(
         digits=digits, pool=pool,
     )  # fmt: skip
     result = result.model_copy(update={"notes": sweep_notes(root, refs or []) + result.notes})
+    # A suite that carries published numbers: the paper beside the runs (table, Markdown and
+    # JSON; not CSV, which holds one table). Only then are the runs read whole, from their
+    # folders.
+    with_published = not csv_ and any(
+        (spec := spec_of(root, ref)) is not None and spec.published for ref in refs or []
+    )
+    published = published_for(root, refs or [], full_runs(runs)) if with_published else []
+    result = result.model_copy(update={"published": rounded(published, result.digits)})
     for note in result.notes:  # on stderr: stdout stays a clean table, CSV or JSON
         console.print(f"note: {note}", markup=False)
     if json_:
@@ -197,12 +209,10 @@ def report(
         out.print(table)
         if (line := dropped_line(dropped, out.width)) is not None:
             out.print(line, markup=False)
-    # A suite that carries published numbers: the paper beside the runs (table and Markdown).
-    with_published = not (json_ or csv_) and any(
-        (spec := spec_of(root, ref)) is not None and spec.published for ref in refs or []
-    )  # only then are the runs read whole, from their folders
-    published = published_for(root, refs or [], full_runs(runs)) if with_published else []
     if published and markdown:
         sys.stdout.write("\n" + published_markdown(published))
-    elif published:
-        data_console().print(published_table(published))
+    elif published and not json_:
+        out = data_console()
+        out.print(published_table(published))
+        for footnote in check_footnotes(published):
+            out.print(footnote, markup=False)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CellStatus = Literal["done", "running", "interrupted", "failed", "todo"]
 CELL_STATUSES: tuple[str, ...] = ("done", "running", "interrupted", "failed", "todo")
+
+# How far a published number was checked against its paper: "primary" against the paper's own
+# table, "secondary" only against a later work that reprints it, "unchecked" not at all.
+CheckStatus = Literal["primary", "secondary", "unchecked"]
 
 
 class _Doc(BaseModel):
@@ -31,6 +35,41 @@ class PublishedResult(_Doc):
         default="max", description="How the paper aggregated over seeds (and learning rates)."
     )
     source: str = Field(description="Paper, table and cell, e.g. 'Deletang et al. 2023, Table 2'.")
+    checked: CheckStatus = Field(
+        default="unchecked",
+        description="'primary': checked against the paper's own table; 'secondary': agrees "
+        "with a later work that reprints the table (named in checked_note), not checked "
+        "against the paper; 'unchecked': typed without the table at hand. Reports print it "
+        "beside the value.",
+    )
+    checked_note: str = Field(
+        default="",
+        description="Where and how the value was checked (the reprint, its table or file) "
+        "and anything that differs; required with checked = 'secondary'.",
+    )
+
+    @model_validator(mode="after")
+    def _secondary_names_its_reprint(self) -> PublishedResult:
+        # A secondary check is only as good as the reprint: without its name nobody can
+        # follow it up.
+        if self.checked == "secondary" and not self.checked_note.strip():
+            raise ValueError("checked = 'secondary' needs a checked_note naming the reprint")
+        return self
+
+
+class PublishedComparison(_Doc):
+    """A published number beside what the matching runs measured (None: no run yet)."""
+
+    published: PublishedResult
+    n_runs: int = Field(description="Matching runs with a value of the metric.")
+    mean: float | None = Field(description="Mean of the metric over the matching runs.")
+    max: float | None = Field(description="Maximum of the metric over the matching runs.")
+
+    @property
+    def selection(self) -> str:
+        """'parity model.arch=lstm': the experiment and the fields that select its cells."""
+        fields = " ".join(f"{k}={v}" for k, v in self.published.where.items())
+        return f"{self.published.experiment} {fields}".strip()
 
 
 class SweepSpec(_Doc):
@@ -167,3 +206,9 @@ class Report(_Doc):
     metrics: list[str] = Field(description="Metrics aggregated ('<split>.<field>').")
     checkpoint: Literal["best", "last"]
     rows: list[ReportRow]
+    published: list[PublishedComparison] = Field(
+        default_factory=list,
+        description="The published numbers of the suites or sweeps the report names, beside "
+        "the matching runs (mean and max rounded to `digits`), each with how far it was "
+        "checked.",
+    )

@@ -42,3 +42,32 @@ def test_report_table_and_errors(cli, trained):
     assert bad.exit_code == 2 and "string_acc" in bad.stderr
     none = cli("report", "nothing", "--results-dir", trained.root)
     assert none.exit_code == 2 and "neither a sweep" in none.stderr
+
+
+def test_report_of_a_sweep_prints_each_published_value_with_its_check(cli, tiny_toml, tmp_path):
+    spec = tmp_path / "pub.toml"
+    spec.write_text(
+        f'experiments = ["{tiny_toml}"]\n'
+        '[[published]]\nexperiment = "tiny"\nmetric = "test.string_acc"\nvalue = 0.9\n'
+        'source = "Paper A, Table 1"\n'
+        '[[published]]\nexperiment = "tiny"\nmetric = "test.string_acc"\nvalue = 0.8\n'
+        'source = "Paper B, Table 3"\nchecked = "primary"\n'
+    )
+    root = tmp_path / "results"
+    ran = cli("sweep", spec, "--set", "train.epochs=1", "--workers", "1", "--results-dir", root)
+    assert ran.exit_code == 0, ran.output
+    table = cli("report", "pub", "--results-dir", root)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    unchecked = next(line for line in lines if "Paper A" in line)
+    assert "0.900 (max) ?" in unchecked and "unchecked" in unchecked
+    primary = next(line for line in lines if "Paper B" in line)
+    assert "0.800 (max) " in primary and "?" not in primary and "primary" in primary
+    assert lines[-1].startswith("? unchecked: typed without the paper's table at hand")
+    report = Report.model_validate_json(
+        cli("report", "pub", "--json", "--results-dir", root).stdout
+    )
+    assert [(p.published.value, p.published.checked, p.n_runs) for p in report.published] == [
+        (0.9, "unchecked", 1),
+        (0.8, "primary", 1),
+    ]

@@ -9,6 +9,7 @@ import dataclasses
 import io
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -77,6 +78,12 @@ class ReportRun:
         part = _split(self.metrics, checkpoint, split)
         return getattr(part, field) if part is not None else None
 
+    def metric_getter(
+        self, checkpoint: str, split: str, field: str
+    ) -> Callable[[ReportRun], float | None]:
+        """`metric` of a run of this kind, as one function for many runs."""
+        return operator.methodcaller("metric", checkpoint, split, field)
+
     def analysis_value(self, field: str) -> float | None:
         return (self.analysis or {}).get(field)
 
@@ -98,6 +105,7 @@ class RunLike(Protocol):
     def seedless_fields(self) -> dict[str, str]: ...
     def value(self, field: str) -> Any: ...
     def metric(self, checkpoint: str, split: str, field: str) -> float | None: ...
+    def metric_getter(self, checkpoint: str, split: str, field: str) -> Callable[[Any], Any]: ...
     def analysis_value(self, field: str) -> float | None: ...
     def bins(self, checkpoint: str, split: str) -> list[BinMetrics]: ...
 
@@ -265,15 +273,19 @@ def configurations(runs: list[_Run], by: list[str]) -> list[list[_Run]]:
     return list(found.values())
 
 
-def varying_fields(configs: list[list[_Run]], by: list[str]) -> list[str]:
+def varying_fields(
+    configs: list[list[_Run]], by: list[str], values: list[tuple[Any, ...]] | None = None
+) -> list[str]:
     """Config fields (besides the seed) whose values differ between the `configurations` of
     one `by` group: such a group is not the seeds of one configuration. Only groups with
-    more than one seedless key have such fields, and only one run per key is looked into."""
+    more than one seedless key have such fields, and only one run per key is looked into.
+    `values`: each configuration's `by` values, when the caller has them."""
+    if values is None:
+        values = [tuple(runs[0].value(f) for f in by) for runs in configs]
     groups: dict[tuple[str, ...], dict[str, RunLike]] = {}
-    for runs in configs:
+    for runs, found in zip(configs, values, strict=True):
         run = runs[0]
-        key = tuple(str(run.value(f)) for f in by)
-        groups.setdefault(key, {}).setdefault(run.seedless_key(), run)
+        groups.setdefault(tuple(map(str, found)), {}).setdefault(run.seedless_key(), run)
     varying: dict[str, None] = {}
     for distinct in groups.values():
         if len(distinct) < 2:
@@ -307,6 +319,36 @@ def build_report(
     in `split_by` and a note), unless `pool`; `bins` never pools two experiments' bins.
     `repeats`: repeated runs the caller already left out (report_index dedupes in the index).
     """
+    return Report.model_validate(
+        report_document(
+            runs,
+            by,
+            metrics,
+            checkpoint,
+            bins,
+            agg=agg,
+            digits=digits,
+            pool=pool,
+            repeats=repeats,
+        )  # fmt: skip
+    )
+
+
+def report_document(
+    runs: list[RunLike],
+    by: list[str] | None = None,
+    metrics: list[str] | None = None,
+    checkpoint: str = "best",
+    bins: bool = False,
+    *,
+    agg: str = "mean",
+    digits: int | None = DEFAULT_DIGITS,
+    pool: bool = False,
+    repeats: int = 0,
+) -> dict[str, Any]:
+    """`build_report`'s Report as plain data, the fields in the Report's order (its JSON is
+    the Report's JSON): `report --json` writes it as it is, where validating the 100,000
+    objects of a report of 100,000 runs would take a quarter of the time."""
     by = by or DEFAULT_BY
     metrics = metrics or DEFAULT_METRICS
     if agg not in AGGREGATES:
@@ -326,9 +368,10 @@ def build_report(
             "(the newest completed)"
         )
     configs = configurations(runs, by)
-    split = [] if pool else varying_fields(configs, by)
+    by_values = [tuple(members[0].value(f) for f in by) for members in configs]
+    split = [] if pool else varying_fields(configs, by, by_values)
     if pool and bins:  # length bins of two experiments or languages never share a row
-        varying = varying_fields(configs, by)
+        varying = varying_fields(configs, by, by_values)
         split = [f for f in varying if f == "experiment" or f.startswith("data.")]
     if split:
         notes.append(
@@ -337,9 +380,21 @@ def build_report(
         )
     keys = [*by, *split]
     groups: dict[tuple[Any, ...], list[RunLike]] = {}
-    for members in configs:  # each field has one value among them (see configurations)
-        key = tuple(members[0].value(f) for f in keys)
+    for members, key in zip(configs, by_values, strict=True):
+        if split:  # each field has one value among them (see configurations)
+            key += tuple(members[0].value(f) for f in split)
         groups.setdefault(key, []).extend(members)
+    # Each metric (and its baseline) as one function of a run: a report of 100,000 runs
+    # asks 400,000 values.
+    getters = {}
+    for name, (split_name, field) in parsed.items():
+        if split_name == ANALYSIS_PREFIX or not runs:
+            continue
+        base = BASELINES.get(field)
+        getters[name] = (
+            runs[0].metric_getter(checkpoint, split_name, field),
+            runs[0].metric_getter(checkpoint, split_name, base) if base else None,
+        )
     rows: list[dict[str, Any]] = []
     for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
         members = sorted(groups[key], key=_by_seed)
@@ -348,11 +403,9 @@ def build_report(
             if split_name == ANALYSIS_PREFIX:  # a mean of 0/1 values is the fraction of seeds
                 stats[name] = summary([r.analysis_value(field) for r in members], digits=digits)
                 continue
-            base = BASELINES.get(field)
+            value, base = getters[name]
             stats[name] = summary(
-                [r.metric(checkpoint, split_name, field) for r in members],
-                [r.metric(checkpoint, split_name, base) for r in members] if base else None,
-                digits,
+                list(map(value, members)), list(map(base, members)) if base else None, digits
             )
         rows.append(
             {  # a ReportRow, validated with the others by Report
@@ -366,16 +419,17 @@ def build_report(
                 else [],
             }
         )
-    return Report(
-        by=by,
-        split_by=split,
-        agg=agg,  # type: ignore[arg-type]
-        digits=DEFAULT_DIGITS if digits is None else digits,
-        notes=notes,
-        metrics=metrics,
-        checkpoint=checkpoint,  # type: ignore[arg-type]
-        rows=rows,
-    )
+    return {
+        "by": by,
+        "split_by": split,
+        "agg": agg,
+        "digits": DEFAULT_DIGITS if digits is None else digits,
+        "notes": notes,
+        "metrics": metrics,
+        "checkpoint": checkpoint,
+        "rows": rows,
+        "published": [],
+    }
 
 
 # ---------------------------------------------------------------------------- flat tables

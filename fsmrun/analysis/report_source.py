@@ -23,9 +23,9 @@ from fsmrun.analysis.report import (
     PER_RUN_FIELDS,
     ReportError,
     ReportRun,
-    build_report,
     check_metric,
     field_value,
+    report_document,
 )
 from fsmrun.base.overrides import OverrideError, check_key
 from fsmrun.runs.index_columns import DERIVED_FIELDS, metric_column, stored_seedless_fields
@@ -36,7 +36,6 @@ from fsmrun.runs.layout import iter_run_folders
 from fsmrun.runs.run_folder import RunFolder, RunFolderError
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics
-from fsmrun.schemas.sweep import Report
 from fsmrun.sweeps.coordinator import AmbiguousSweep, completed_runs, read_record, resolve_sweep
 from fsmrun.sweeps.spec import SweepError
 
@@ -204,6 +203,11 @@ class IndexedReportRun(tuple):  # type: ignore[type-arg]
     def metric(self, checkpoint: str, split: str, name: str) -> float | None:
         return self[self[-1].positions[checkpoint, split, name]]
 
+    def metric_getter(
+        self, checkpoint: str, split: str, name: str
+    ) -> Callable[[IndexedReportRun], float | None]:
+        return itemgetter(self[-1].positions[checkpoint, split, name])
+
     def analysis_value(self, name: str) -> float | None:
         return self[-1].run(self[1]).analysis_value(name)
 
@@ -265,18 +269,18 @@ def indexed_report(
     checkpoint: str,
     where: Sequence[Condition] = (),
     **options: Any,
-) -> tuple[Report, list[IndexedReportRun]]:
-    """`build_report` (with `options`) of `collect_indexed_runs`, and the runs. With many
+) -> tuple[dict[str, Any], list[IndexedReportRun]]:
+    """`report_document` (with `options`) of `collect_indexed_runs`, and the runs. With many
     runs the folders are checked beside the aggregation (ReportReader.report_rows), which is
     done again if one changed."""
     with _gc_paused():
         found, make = _query(root, refs, by, metrics, checkpoint, where)
         runs, repeats = make(found)
-        report = build_report(runs, by, metrics, checkpoint, repeats=repeats, **options)
+        doc = report_document(runs, by, metrics, checkpoint, repeats=repeats, **options)
         if (again := found.recheck()) is not None:
             runs, repeats = make(again)
-            report = build_report(runs, by, metrics, checkpoint, repeats=repeats, **options)
-    return report, runs
+            doc = report_document(runs, by, metrics, checkpoint, repeats=repeats, **options)
+    return doc, runs
 
 
 @contextlib.contextmanager
@@ -316,45 +320,34 @@ def _query(
                 columns.append(metric_column(checkpoint, split, part))
     query = RunQuery(status="completed", where=tuple(where), folders=report_folders(root, refs))
     reader = ReportReader(root)
-    found = reader.report_rows(query, own, columns, with_tags=any(map(is_tag_field, by)))
+    with_tags = any(map(is_tag_field, by))
+    found = reader.report_rows(query, own, shared, columns, with_tags=with_tags)
 
     def make(found: ReportRows) -> tuple[list[IndexedReportRun], int]:
-        return _runs_of(reader, found, own, shared, positions), found.total - len(found.rows)
+        return _runs_of(reader.root, found, own, positions), found.total - len(found.rows)
 
     return found, make
 
 
 def _runs_of(
-    reader: ReportReader,
+    root: Path,
     found: ReportRows,
     own: list[str],
-    shared: list[str],
     positions: dict[tuple[str, str, str], int],
 ) -> list[IndexedReportRun]:
-    """IndexedReportRuns of the rows; the `shared` fields of each configuration are read
-    from one run of it (from the index; from its config when it was read from its folder)."""
+    """IndexedReportRuns of the rows, sharing one _Source."""
     first: dict[str, str] = {}
     for values in found.rows:
         first.setdefault(values[4], values[1])
     head = len(ROW_HEAD)
     source = _Source(
-        reader.root,
+        root,
         {key: head + len(own) + i for key, i in positions.items()},
         {name: head + i for i, name in enumerate(own)},
-        {},
+        found.fields,
         first,
         dict(found.configs),
     )
-    indexed = [f for f in first.values() if f not in found.configs]
-    stored = reader.stored(indexed, shared) if shared else {}
-    for key, folder in first.items():
-        if folder in found.configs:
-            config = found.configs[folder]
-            source.fields[key] = {f: config.get(f) for f in shared}
-        elif folder in stored:
-            source.fields[key] = dict(zip(shared, stored[folder], strict=True))
-        else:
-            source.fields[key] = dict.fromkeys(shared)
     tail = (source,)
     return [IndexedReportRun(values + tail) for values in found.rows]
 

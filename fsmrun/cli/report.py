@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic_core import to_json
 from rich.table import Table
 from rich.text import Text
 
@@ -180,11 +181,11 @@ def report(
         )
     by_fields = _split_list(by) or DEFAULT_BY
     metrics = _split_list(metric) or DEFAULT_METRICS
-    result, runs = indexed_report(
+    doc, runs = indexed_report(
         root, refs or [], by_fields, metrics, checkpoint, conditions, bins=bins, agg=agg,
         digits=digits, pool=pool,
     )  # fmt: skip
-    result = result.model_copy(update={"notes": sweep_notes(root, refs or []) + result.notes})
+    doc["notes"] = sweep_notes(root, refs or []) + doc["notes"]
     # A suite that carries published numbers: the paper beside the runs (table, Markdown and
     # JSON; not CSV, which holds one table). Only then are the runs read whole, from their
     # folders.
@@ -192,12 +193,14 @@ def report(
         (spec := spec_of(root, ref)) is not None and spec.published for ref in refs or []
     )
     published = published_for(root, refs or [], full_runs(runs)) if with_published else []
-    result = result.model_copy(update={"published": rounded(published, result.digits)})
-    for note in result.notes:  # on stderr: stdout stays a clean table, CSV or JSON
+    doc["published"] = rounded(published, doc["digits"])
+    for note in doc["notes"]:  # on stderr: stdout stays a clean table, CSV or JSON
         console.print(f"note: {note}", markup=False)
-    if json_:
-        echo_json(result.model_dump_json())
-    elif csv_:
+    if json_:  # the Report's JSON, written from its plain data (report_document)
+        echo_json(to_json(doc).decode())
+        return
+    result = Report.model_validate(doc)
+    if csv_:
         sys.stdout.write(to_csv(result))
     elif markdown:
         sys.stdout.write(to_markdown(result))
@@ -211,7 +214,7 @@ def report(
             out.print(line, markup=False)
     if published and markdown:
         sys.stdout.write("\n" + published_markdown(published))
-    elif published and not json_:
+    elif published:
         out = data_console()
         out.print(published_table(published))
         for footnote in check_footnotes(published):

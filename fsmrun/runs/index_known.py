@@ -1,21 +1,17 @@
 """What the run index knows, asked for in pieces (SQL on the folder index): the mtimes and
 listings of a batch of experiments for a freshness check, the rows under a folder, and the
-helpers of `report`'s newest-run-per-config query, and the freshness check run beside it."""
+helpers of `report`'s newest-run-per-config query."""
 
 from __future__ import annotations
 
 import json
-import logging
 import multiprocessing
 import os
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from fsmrun.runs.index_scan import Changes, Known, find_changes
-
-log = logging.getLogger(__name__)
 
 
 def known_loader(conn: sqlite3.Connection, *, full: bool) -> Callable[[list[str], str, str], Known]:
@@ -61,33 +57,14 @@ def keep_newest(
         newest[key] = (updated, run_id, item)
 
 
-def changes_in_child(
-    root: str | os.PathLike[str], uri: str, experiment: str | None
-) -> Callable[[], Changes | None] | None:
-    """Start `find_changes` over the folders under `root` in a forked process, comparing
-    with the index at `uri` (opened there read-only); the function returned waits for its
-    Changes (None if the child failed). The caller reads the index meanwhile: at 100,000
-    runs the stat calls of the check cost about as much as a report's queries, and this
-    machine has a second core. None where processes cannot be forked or there is one core.
-    Only for an index opened immutable (no writer about), so both see the same rows."""
-    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-    future = pool.submit(_changes_of, os.fspath(root), uri, experiment)
-
-    def result() -> Changes | None:
-        try:
-            return future.result()
-        except Exception as exc:  # noqa: BLE001 - any failure: the caller checks in-process
-            log.debug("freshness check in a child process failed: %s", exc)
-            return None
-        finally:
-            pool.shutdown()
-
-    return result
+def can_fork() -> bool:
+    """Whether a second process can take work here: a second core and fork (no re-import)."""
+    return (os.cpu_count() or 1) >= 2 and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _changes_of(root: str, uri: str, experiment: str | None) -> Changes:
+def changes_by_uri(root: str, uri: str, experiment: str | None) -> Changes:
+    """`find_changes` of the folders under `root` against the index at `uri`, opened here
+    (a report's child process runs it while its parent aggregates)."""
     conn = sqlite3.connect(uri, uri=True)
     try:
         return find_changes(root, experiment, known_loader(conn, full=True))

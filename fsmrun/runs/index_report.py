@@ -7,17 +7,24 @@ caller rechecks at the end (`ReportRows.recheck`)."""
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from fsmrun.runs.index_columns import COLUMN_TYPES
-from fsmrun.runs.index_known import changes_in_child, keep_newest
+from fsmrun.runs.index_known import can_fork, changes_by_uri, keep_newest
 from fsmrun.runs.index_query import RunQuery, json_path
 from fsmrun.runs.index_read import IndexReader, check_filters
 from fsmrun.runs.index_scan import PARALLEL_MIN, Changes
 from fsmrun.runs.layout import ResultsFolderError
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # The leading values of each row `ReportReader.report_rows` gives; then the run fields, then
 # the columns.
@@ -31,12 +38,14 @@ def _unchanged() -> ReportRows | None:
 @dataclass(frozen=True)
 class ReportRows:
     """How many runs matched, the newest of each config (ROW_HEAD, run fields, columns), the
-    flattened configs of those read from their folders (changed since indexed) by folder,
-    and `recheck`: None if the folders are as the index described them, else the rows again
+    shared fields of each configuration (seedless key -> field -> value), the flattened
+    configs of the runs read from their folders (changed since indexed) by folder, and
+    `recheck`: None if the folders are as the index described them, else the rows again
     around the changes (the freshness check may still be running when the rows come)."""
 
     total: int
     rows: list[tuple[Any, ...]]
+    fields: dict[str, dict[str, Any]]
     configs: dict[str, dict[str, Any]]
     recheck: Callable[[], ReportRows | None] = field(default=_unchanged)
 
@@ -48,18 +57,20 @@ class ReportReader(IndexReader):
         self,
         query: RunQuery,
         run_fields: Sequence[str],
+        shared: Sequence[str],
         columns: Sequence[str],
         *,
         with_tags: bool = False,
     ) -> ReportRows:
         """Of each config among the runs `query` matches that have a config and metrics (a
         config and seed trained again count once), the newest run by (updated, run_id).
-        `run_fields`: config fields that may differ between the seeds of one configuration
-        (the rest are asked of one run per configuration: `stored`); `columns`: metrics.
+        `run_fields`: config fields that may differ between the seeds of one configuration,
+        given per run; `shared`: the others, given per configuration (read from one run of
+        it); `columns`: metrics.
 
-        With many rows and no writer about, the folders are compared with the index in a
-        child process while the rows are read and aggregated here: call `recheck` at the
-        end. Otherwise the check is done first and `recheck` finds nothing."""
+        With many rows and no writer about, a child process compares the folders with the
+        index while the rows are read here and aggregated by the caller: call `recheck` at
+        the end. Otherwise the check is done first and `recheck` finds nothing."""
         check_filters(query.status, None)
         unknown = [c for c in columns if c not in COLUMN_TYPES]
         if unknown:
@@ -67,16 +78,18 @@ class ReportReader(IndexReader):
         args = (query, run_fields, columns, with_tags)
         conn = self._open_read_only()
         try:
-            later = self._check_in_child(conn, query)
-            if later is None:
-                return self._rows(conn, self._changes(conn, query), *args)
-            found = self._rows(conn, Changes([], set()), *args)
+            child = self._child(conn, query)
+            changes = Changes([], set()) if child else self._changes(conn, query)
+            found = self._with_fields(conn, self._rows(conn, changes, *args), shared)
         finally:
             if conn is not None:
                 conn.close()
+        if child is None:
+            return found
 
         def recheck() -> ReportRows | None:
-            changes = later()
+            changes = child.take(child.changes)
+            child.pool.shutdown()
             if changes is not None and not changes.stale and not changes.excluded:
                 return None
             conn = self._open_read_only()
@@ -85,25 +98,47 @@ class ReportReader(IndexReader):
                     changes = self._changes(conn, query)
                     if not changes.stale and not changes.excluded:
                         return None
-                return self._rows(conn, changes, *args)
+                return self._with_fields(conn, self._rows(conn, changes, *args), shared)
             finally:
                 if conn is not None:
                     conn.close()
 
-        return ReportRows(found.total, found.rows, found.configs, recheck)
+        return replace(found, recheck=recheck)
 
-    def _check_in_child(
-        self, conn: sqlite3.Connection | None, query: RunQuery
-    ) -> Callable[[], Changes | None] | None:
-        """The freshness check started in a child process, or None where it is not worth
-        it (few rows) or not safe (a writer about: the child might see other rows)."""
+    def _child(self, conn: sqlite3.Connection | None, query: RunQuery) -> _Child | None:
+        """A child process checking the folders, or None where it is not worth it (few
+        rows), not safe (a writer about: the child might see other rows) or not possible."""
         uri = self._read_only_uri()
         if conn is None or not uri.endswith("immutable=1"):
             return None
         (rows,) = conn.execute("SELECT max(rowid) FROM runs").fetchone()
-        if (rows or 0) < PARALLEL_MIN:
+        if (rows or 0) < PARALLEL_MIN or not can_fork():
             return None
-        return changes_in_child(self.root, uri, query.experiment)
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        return _Child(
+            pool, pool.submit(changes_by_uri, os.fspath(self.root), uri, query.experiment)
+        )
+
+    def _with_fields(
+        self, conn: sqlite3.Connection | None, found: ReportRows, shared: Sequence[str]
+    ) -> ReportRows:
+        """`found` with the shared fields of its configurations: from the config of a run
+        read from its folder, else from the index (one run per configuration)."""
+        first: dict[str, str] = {}
+        for values in found.rows:
+            first.setdefault(values[4], values[1])
+        indexed = [f for f in first.values() if f not in found.configs]
+        stored = _stored(conn, indexed, shared) if shared and conn is not None else {}
+        fields = {}
+        for key, folder in first.items():
+            if folder in found.configs:
+                config = found.configs[folder]
+                fields[key] = {f: config.get(f) for f in shared}
+            else:
+                fields[key] = dict(
+                    zip(shared, stored.get(folder, [None] * len(shared)), strict=True)
+                )
+        return replace(found, fields=fields)
 
     def _rows(
         self,
@@ -129,7 +164,7 @@ class ReportReader(IndexReader):
             configs[row.folder] = config
         if conn is not None:
             where, args = self._where(query, changes)
-            where += " AND config_key IS NOT NULL AND stop_reason IS NOT NULL"
+            where += f" AND {_REPORTED}"
             selected = [*ROW_HEAD[:-1], "tags" if with_tags else "NULL", *columns]
             if run_fields:
                 selected.insert(len(ROW_HEAD), _extract_all(run_fields))
@@ -141,33 +176,58 @@ class ReportReader(IndexReader):
                 found = [(*v[:head], *loads(v[head])[1 : 1 + width], *v[head + 1 :])
                          for v in found]  # fmt: skip
             if not newest and len({values[3] for values in found}) == len(found):
-                return ReportRows(total, found, configs)  # no config trained twice
+                return ReportRows(total, found, {}, configs)  # no config trained twice
             for values in found:
                 keep_newest(newest, values[3], values[2], values[0], values)
-        return ReportRows(total, [item for _, _, item in newest.values()], configs)
+        return ReportRows(total, [item for _, _, item in newest.values()], {}, configs)
 
-    def stored(self, folders: Sequence[str], fields: Sequence[str] | None = None) -> dict[str, Any]:
-        """Of each run folder in `folders` the index has a config for: the values of the
-        config `fields` (a tuple, as JSON decodes them), or its whole flattened config when
-        `fields` is None. One query, however many folders."""
-        if not folders:
-            return {}
+    def stored(self, folders: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The whole flattened config of each run folder in `folders` the index has one
+        for. One query, however many folders."""
         conn = self._open_read_only()
-        if conn is None:
+        if conn is None or not folders:
             return {}
-        selected = "config" if fields is None else _extract_all(fields or ["seed"])
-        sql = (
-            f"SELECT folder, {selected} FROM runs WHERE config IS NOT NULL "
-            "AND folder IN (SELECT value FROM json_each(?))"
-        )
         try:
-            found = conn.execute(sql, [json.dumps(list(folders))]).fetchall()
+            return _stored(conn, folders, None)
         finally:
             conn.close()
-        loads = json.loads
-        if fields is None:
-            return {folder: loads(text) for folder, text in found}
-        return {folder: tuple(loads(text)[1 : 1 + len(fields)]) for folder, text in found}
+
+
+_REPORTED = "seedless_key IS NOT NULL AND stop_reason IS NOT NULL"  # a config, and metrics
+
+
+@dataclass(frozen=True)
+class _Child:
+    """The child process of a report and the changes it is finding."""
+
+    pool: ProcessPoolExecutor
+    changes: Future[Changes]
+
+    @staticmethod
+    def take(future: Future[_T]) -> _T | None:
+        """The answer; None (logged) if the child failed: the caller does it itself."""
+        try:
+            return future.result()
+        except Exception as exc:  # noqa: BLE001 - any failure: done in this process instead
+            log.debug("report child process failed: %s", exc)
+            return None
+
+
+def _stored(
+    conn: sqlite3.Connection, folders: Sequence[str], fields: Sequence[str] | None
+) -> dict[str, Any]:
+    """Of each folder with a config in the index: the `fields` (a tuple, as JSON decodes
+    them), or the whole flattened config when `fields` is None."""
+    selected = "config" if fields is None else _extract_all(fields)
+    sql = (
+        f"SELECT folder, {selected} FROM runs WHERE config IS NOT NULL "
+        "AND folder IN (SELECT value FROM json_each(?))"
+    )
+    found = conn.execute(sql, [json.dumps(list(folders))]).fetchall()
+    loads = json.loads
+    if fields is None:
+        return {folder: loads(text) for folder, text in found}
+    return {folder: tuple(loads(text)[1 : 1 + len(fields)]) for folder, text in found}
 
 
 def _extract_all(fields: Sequence[str]) -> str:

@@ -5,6 +5,7 @@ groups need no splitting."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -13,15 +14,17 @@ import pytest
 
 from fsmrun.analysis import report_source
 from fsmrun.analysis.report import build_report
-from fsmrun.analysis.report_source import collect_indexed_runs, collect_runs
+from fsmrun.analysis.report_source import collect_indexed_runs, collect_runs, indexed_report
 from fsmrun.base.hashing import config_hash
 from fsmrun.base.io import atomic_write_json
+from fsmrun.runs import index_report
 from fsmrun.runs.index import RunIndex
 from fsmrun.runs.index_query import parse_where
 from fsmrun.runs.layout import run_id_for
 from fsmrun.runs.run_folder import RunFolder
 from fsmrun.schemas.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from fsmrun.schemas.records import CheckpointEval, EarlyStopState, Metrics, RunRecord, SplitMetrics
+from fsmrun.schemas.sweep import Report
 
 OLD = time.time() - 3600
 
@@ -109,9 +112,58 @@ def test_an_unsplit_report_reads_no_run_folder(registry, monkeypatch):
                                          "best")  # fmt: skip
     report = build_report(runs, ["model.arch"], ["test.string_acc"], repeats=repeats)
     assert reads == [] and [row.n_runs for row in report.rows] == [1, 1]
-    monkeypatch.undo()  # the lstm group of all runs is split by train.lr: configs are read
+    # The lstm group of all runs is split by train.lr: the fields come from the index too.
     runs, repeats = collect_indexed_runs(registry, [], ["model.arch"], ["test.string_acc"], "best")
     report = build_report(runs, ["model.arch"], ["test.string_acc"], repeats=repeats)
     # v1 of even's transformer seed 0, and odd's same config (names are not hashed)
     assert repeats == 2 and report.notes[0].startswith("2 repeated run(s)")
-    assert report.split_by == ["train.lr", "experiment"]
+    assert report.split_by == ["train.lr", "experiment"] and reads == []
+
+
+def _indexed(root: Path) -> Report:
+    doc, _ = indexed_report(root, [], ["model.arch"], ["test.string_acc"], "best")
+    return Report.model_validate(doc)
+
+
+def _from_folders(root: Path) -> Report:
+    return build_report(collect_runs(root), ["model.arch"], ["test.string_acc"])
+
+
+def test_the_check_in_a_child_process_sees_edits_copies_and_deletions(registry, monkeypatch):
+    """At 2,000 runs and more the folders are compared in a child process while the rows
+    are aggregated (forced here for 7); a change it finds makes the report again."""
+    monkeypatch.setattr(index_report, "PARALLEL_MIN", 0)
+    started = []
+    real = index_report.ReportReader._child
+
+    def child(self, *args):
+        found = real(self, *args)
+        started.append(found is not None)
+        return found
+
+    monkeypatch.setattr(index_report.ReportReader, "_child", child)
+    assert _indexed(registry) == _from_folders(registry) and started == [True]
+    before = _indexed(registry).rows[0].metrics["test.string_acc"].mean
+    folder = next(registry.glob("even/*/v2"))  # the newest of its config: reported
+    metrics = Metrics.model_validate_json((folder / "metrics.json").read_text())
+    edited = metrics.best.model_copy(update={"test": metrics.best.test.model_copy(
+        update={"string_acc": 0.123})})  # fmt: skip
+    atomic_write_json(folder / "metrics.json", metrics.model_copy(update={"best": edited}))
+    write_run(registry, "odd", "lstm", 1e-2, 7, 0.9, 2000.0)  # copied in
+    shutil.rmtree(next(registry.glob("odd/*/v1")))  # deleted
+    after = _indexed(registry)
+    assert after == _from_folders(registry) and started == [True, True, True]
+    lows = [row.metrics["test.string_acc"].min for row in after.rows]
+    assert 0.123 in lows and before != 0.123
+
+
+def test_a_failed_child_process_is_done_in_this_one(registry, monkeypatch):
+    monkeypatch.setattr(index_report, "PARALLEL_MIN", 0)
+
+    def fail(*args):
+        raise OSError("no child today")
+
+    monkeypatch.setattr(index_report, "changes_by_uri", fail)
+    assert _indexed(registry) == _from_folders(registry)
+    shutil.rmtree(next(registry.glob("even/*/v2")))
+    assert _indexed(registry) == _from_folders(registry)

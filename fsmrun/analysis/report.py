@@ -67,7 +67,7 @@ class ReportRun:
         """Equal for runs whose configs differ at most in the seed."""
         return seedless_key(self.config)
 
-    def seedless_fields(self) -> dict[str, str]:
+    def seedless_fields(self) -> dict[str, Any]:
         return seedless_fields(self.config)
 
     def value(self, field: str) -> Any:
@@ -102,7 +102,7 @@ class RunLike(Protocol):
     def seed(self) -> int: ...
     def config_key(self) -> str: ...
     def seedless_key(self) -> str: ...
-    def seedless_fields(self) -> dict[str, str]: ...
+    def seedless_fields(self) -> dict[str, Any]: ...
     def value(self, field: str) -> Any: ...
     def metric(self, checkpoint: str, split: str, field: str) -> float | None: ...
     def metric_getter(self, checkpoint: str, split: str, field: str) -> Callable[[Any], Any]: ...
@@ -252,12 +252,6 @@ def dedupe(runs: list[_Run]) -> tuple[list[_Run], int]:
     return [r for r in runs if id(r) in kept], len(runs) - len(newest)
 
 
-def config_fields(config: ExperimentConfig) -> dict[str, Any]:
-    """The flat config fields that make one configuration: all but the seed and the fields
-    config_hash leaves out (name, description, logging); 'experiment' for the name."""
-    return seedless_fields(config)
-
-
 def configurations(runs: list[_Run], by: list[str]) -> list[list[_Run]]:
     """`runs` in lists of the seeds of one configuration (their seedless key) that agree on
     the `by` fields a seed may change (the seed, tags, fields config_hash leaves out): every
@@ -290,14 +284,23 @@ def varying_fields(
     for distinct in groups.values():
         if len(distinct) < 2:
             continue
-        members = [run.seedless_fields() for run in distinct.values()]
-        for name in members[0]:
-            if name not in by and len({m.get(name) for m in members}) > 1:
+        first, *others = [run.seedless_fields() for run in distinct.values()]
+        for name, value in first.items():  # values as JSON decodes them: lists compare too
+            if name not in by and any(other.get(name) != value for other in others):
                 varying[name] = None
     return list(varying)
 
 
 _by_seed = operator.attrgetter("seed", "run_id")  # the order of a group's runs
+
+
+def _hashable(value: Any) -> Any:
+    """`value` with its lists as tuples and its objects as sorted item tuples: a group key."""
+    if isinstance(value, (list, tuple)):
+        return tuple(map(_hashable, value))
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
 
 
 def build_report(
@@ -380,10 +383,16 @@ def report_document(
         )
     keys = [*by, *split]
     groups: dict[tuple[Any, ...], list[RunLike]] = {}
+    shown: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # list values (train.betas) as given
     for members, key in zip(configs, by_values, strict=True):
         if split:  # each field has one value among them (see configurations)
             key += tuple(members[0].value(f) for f in split)
-        groups.setdefault(key, []).extend(members)
+        try:
+            groups.setdefault(key, []).extend(members)
+        except TypeError:  # a list value (train.betas): grouped by its tuple form
+            hashable = _hashable(key)
+            shown.setdefault(hashable, key)
+            groups.setdefault(hashable, []).extend(members)
     # Each metric (and its baseline) as one function of a run: a report of 100,000 runs
     # asks 400,000 values.
     getters = {}
@@ -396,7 +405,7 @@ def report_document(
             runs[0].metric_getter(checkpoint, split_name, base) if base else None,
         )
     rows: list[dict[str, Any]] = []
-    for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
+    for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in shown.get(k, k))):
         members = sorted(groups[key], key=_by_seed)
         stats = {}
         for name, (split_name, field) in parsed.items():
@@ -409,7 +418,7 @@ def report_document(
             )
         rows.append(
             {  # a ReportRow, validated with the others by Report
-                "group": dict(zip(keys, key, strict=True)),
+                "group": dict(zip(keys, shown.get(key, key), strict=True)),
                 "n_runs": len(members),
                 "seeds": [r.seed for r in members],
                 "run_ids": [r.run_id for r in members],

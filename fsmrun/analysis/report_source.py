@@ -182,7 +182,7 @@ class IndexedReportRun(tuple):  # type: ignore[type-arg]
     def seedless_key(self) -> str:
         return self[4]
 
-    def seedless_fields(self) -> dict[str, str]:
+    def seedless_fields(self) -> dict[str, Any]:
         return stored_seedless_fields(self[-1].config(self[4]))
 
     def value(self, name: str) -> Any:

@@ -143,15 +143,16 @@ def config_fields(config: ExperimentConfig, dumped: dict[str, Any] | None = None
     return {"experiment": config.name, "language": language_of(config), **flat}
 
 
-def seedless_fields(config: ExperimentConfig) -> dict[str, str]:
-    """The flat config fields that make one configuration, as JSON text: all but the seed and
-    the fields config_hash leaves out (name, description, logging), plus 'experiment' (the
-    name). Runs that differ only in their seed have equal seedless fields. A recurrent
-    model's pos_encoding is null, as in the index (`config_fields`): it has no positions."""
+def seedless_fields(config: ExperimentConfig) -> dict[str, Any]:
+    """The flat config fields that make one configuration, as JSON decodes them: all but the
+    seed and the fields config_hash leaves out (name, description, logging), plus
+    'experiment' (the name). Runs that differ only in their seed have equal seedless fields.
+    A recurrent model's pos_encoding is None, as in the index (`config_fields`): it has no
+    positions."""
     doc = _without(config.model_dump(mode="json"), UNHASHED)
-    flat = {k: json.dumps(v, sort_keys=True) for k, v in flatten(doc).items() if k != "seed"}
+    flat = {k: v for k, v in flatten(doc).items() if k != "seed"}
     if config.model.arch != "transformer":
-        flat["model.pos_encoding"] = "null"
+        flat["model.pos_encoding"] = None
     flat["experiment"] = config.name
     return flat
 
@@ -159,10 +160,10 @@ def seedless_fields(config: ExperimentConfig) -> dict[str, str]:
 _NOT_SEEDLESS = frozenset(["seed", "language", "experiment", *unhashed_fields()])
 
 
-def stored_seedless_fields(stored: dict[str, Any]) -> dict[str, str]:
+def stored_seedless_fields(stored: dict[str, Any]) -> dict[str, Any]:
     """`seedless_fields` of a run from its flattened config as the index stores it
     (`config_fields`), without its folder: the same fields in the same order."""
-    flat = {k: json.dumps(v, sort_keys=True) for k, v in stored.items() if k not in _NOT_SEEDLESS}
+    flat = {k: v for k, v in stored.items() if k not in _NOT_SEEDLESS}
     flat["experiment"] = stored["experiment"]
     return flat
 

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "registry.sqlite"
 BUSY_TIMEOUT_S = 30.0
 INDEX_SCHEMA_VERSION = 4
-MMAP_BYTES = 1 << 30  # what a reader maps of the index at most
 SORT_KEYS: tuple[str, ...] = tuple(f for f in RunRow.model_fields if f != "tags")
 
 
@@ -286,6 +285,9 @@ class IndexReader:
             return f"{uri}?immutable=1"
         return f"{uri}?mode=ro"
 
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        """Settings of a new read-only connection, before its read transaction begins."""
+
     def _open_read_only(self) -> sqlite3.Connection | None:
         """A read-only connection in a read transaction (one snapshot for every query);
         None when there is no index or it cannot be read (the folders are read instead)."""
@@ -294,11 +296,9 @@ class IndexReader:
         try:
             conn = sqlite3.connect(self._read_only_uri(), uri=True, timeout=BUSY_TIMEOUT_S)
             try:
+                self._configure(conn)
                 if not schema_ok(conn):
                     raise sqlite3.DatabaseError("not an index of this fsmrun version")
-                # Pages read through a memory map: a row longer than a page continues in
-                # overflow pages, and a read() per page cost a report of 100,000 runs 0.3 s.
-                conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
                 conn.execute("BEGIN")
                 conn.execute("SELECT COUNT(*) FROM dirs").fetchone()  # the snapshot starts
             except BaseException:

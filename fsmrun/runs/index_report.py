@@ -53,6 +53,12 @@ class ReportRows:
 class ReportReader(IndexReader):
     """IndexReader with the queries of `report`."""
 
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        # Pages read through a memory map: a row longer than a page continues in overflow
+        # pages, and a read() per page cost a report of 100,000 runs 0.35 s. (The mapped
+        # pages count in the process's resident memory; they are the page cache's.)
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+
     def report_rows(
         self,
         query: RunQuery,
@@ -193,6 +199,7 @@ class ReportReader(IndexReader):
             conn.close()
 
 
+MMAP_BYTES = 1 << 30  # what a report maps of the index at most
 _REPORTED = "seedless_key IS NOT NULL AND stop_reason IS NOT NULL"  # a config, and metrics
 
 

@@ -91,6 +91,7 @@ def registry(tmp_path: Path) -> Path:
         (["tag.paper"], [], False),
         (["model.arch"], ["tag.paper=yes"], False),
         (["seed"], ["model.arch=lstm"], False),
+        (["model.bias", "train.betas"], [], False),  # a boolean and a list
     ],
 )
 def test_the_index_and_the_folders_report_alike(registry, by, where, pool):

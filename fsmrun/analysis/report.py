@@ -67,8 +67,8 @@ class ReportRun:
         """Equal for runs whose configs differ at most in the seed."""
         return seedless_key(self.config)
 
-    def seedless_fields(self) -> dict[str, Any]:
-        return seedless_fields(self.config)
+    def seedless_fields(self, whole: bool = False) -> dict[str, Any]:
+        return seedless_fields(self.config, whole)
 
     def value(self, field: str) -> Any:
         """`run_value`: a config field or a tag."""
@@ -102,7 +102,10 @@ class RunLike(Protocol):
     def seed(self) -> int: ...
     def config_key(self) -> str: ...
     def seedless_key(self) -> str: ...
-    def seedless_fields(self) -> dict[str, Any]: ...
+    def seedless_fields(self, whole: bool = False) -> dict[str, Any]:
+        """Its config's `seedless_fields` (`whole`: all of them, where a run keeps less)."""
+        ...
+
     def value(self, field: str) -> Any: ...
     def metric(self, checkpoint: str, split: str, field: str) -> float | None: ...
     def metric_getter(self, checkpoint: str, split: str, field: str) -> Callable[[Any], Any]: ...
@@ -284,11 +287,29 @@ def varying_fields(
     for distinct in groups.values():
         if len(distinct) < 2:
             continue
-        first, *others = [run.seedless_fields() for run in distinct.values()]
-        for name, value in first.items():  # values as JSON decodes them: lists compare too
-            if name not in by and any(other.get(name) != value for other in others):
-                varying[name] = None
+        found = _differing([run.seedless_fields() for run in distinct.values()], by)
+        if not found:  # what differs is not in the index (a recurrent model's pos_encoding)
+            found = _differing([run.seedless_fields(whole=True) for run in distinct.values()], by)
+        varying.update(dict.fromkeys(found))
     return list(varying)
+
+
+def _differing(members: list[dict[str, Any]], by: list[str]) -> list[str]:
+    """The fields besides `by` whose values (as JSON decodes them) differ among the `members`
+    that have them (a recurrent model has no pos_encoding to compare)."""
+    first, *others = members
+    if all(other.keys() == first.keys() for other in others):
+        return [
+            name
+            for name, value in first.items()
+            if name not in by and any(other[name] != value for other in others)
+        ]
+    found = []
+    for name in dict.fromkeys(name for member in members for name in member):
+        values = [member[name] for member in members if name in member]
+        if name not in by and any(value != values[0] for value in values[1:]):
+            found.append(name)
+    return found
 
 
 _by_seed = operator.attrgetter("seed", "run_id")  # the order of a group's runs

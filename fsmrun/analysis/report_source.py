@@ -182,7 +182,9 @@ class IndexedReportRun(tuple):  # type: ignore[type-arg]
     def seedless_key(self) -> str:
         return self[4]
 
-    def seedless_fields(self) -> dict[str, Any]:
+    def seedless_fields(self, whole: bool = False) -> dict[str, Any]:
+        if whole:  # from its folder: the index keeps a recurrent model's pos_encoding as None
+            return self[-1].run(self[1]).seedless_fields(whole=True)
         return stored_seedless_fields(self[-1].config(self[4]))
 
     def value(self, name: str) -> Any:

@@ -143,16 +143,16 @@ def config_fields(config: ExperimentConfig, dumped: dict[str, Any] | None = None
     return {"experiment": config.name, "language": language_of(config), **flat}
 
 
-def seedless_fields(config: ExperimentConfig) -> dict[str, Any]:
+def seedless_fields(config: ExperimentConfig, whole: bool = False) -> dict[str, Any]:
     """The flat config fields that make one configuration, as JSON decodes them: all but the
     seed and the fields config_hash leaves out (name, description, logging), plus
     'experiment' (the name). Runs that differ only in their seed have equal seedless fields.
-    A recurrent model's pos_encoding is None, as in the index (`config_fields`): it has no
-    positions."""
+    A recurrent model's pos_encoding (it has no positions; the index keeps None) is left out
+    unless `whole`."""
     doc = _without(config.model_dump(mode="json"), UNHASHED)
     flat = {k: v for k, v in flatten(doc).items() if k != "seed"}
-    if config.model.arch != "transformer":
-        flat["model.pos_encoding"] = None
+    if not whole and config.model.arch != "transformer":
+        del flat["model.pos_encoding"]
     flat["experiment"] = config.name
     return flat
 
@@ -164,6 +164,8 @@ def stored_seedless_fields(stored: dict[str, Any]) -> dict[str, Any]:
     """`seedless_fields` of a run from its flattened config as the index stores it
     (`config_fields`), without its folder: the same fields in the same order."""
     flat = {k: v for k, v in stored.items() if k not in _NOT_SEEDLESS}
+    if stored.get("model.arch") != "transformer":
+        flat.pop("model.pos_encoding", None)
     flat["experiment"] = stored["experiment"]
     return flat
 

@@ -30,10 +30,11 @@ OLD = time.time() - 3600
 
 
 def write_run(root: Path, name: str, arch: str, lr: float, seed: int, acc: float,
-              updated: float, version: int = 1, tags: dict | None = None) -> None:  # fmt: skip
+              updated: float, version: int = 1, tags: dict | None = None,
+              pos_encoding: str = "rope") -> None:  # fmt: skip
     config = ExperimentConfig(
         name=name, seed=seed, data=DataConfig(regex="(a|b)*ab", alphabet="ab"),
-        model=ModelConfig(arch=arch), train=TrainConfig(lr=lr),
+        model=ModelConfig(arch=arch, pos_encoding=pos_encoding), train=TrainConfig(lr=lr),
     )  # fmt: skip
     chash = config_hash(config)
     folder = root / name / chash[:12] / f"v{version}"
@@ -168,3 +169,13 @@ def test_a_failed_child_process_is_done_in_this_one(registry, monkeypatch):
     assert _indexed(registry) == _from_folders(registry)
     shutil.rmtree(next(registry.glob("even/*/v2")))
     assert _indexed(registry) == _from_folders(registry)
+
+
+def test_what_the_index_does_not_keep_is_read_from_the_folders(tmp_path):
+    """Two LSTM configs that differ only in pos_encoding, which the index keeps as None for
+    a recurrent model: the folders name the field that differs, as the folder path does."""
+    write_run(tmp_path, "even", "lstm", 1e-3, 0, 0.6, 1000.0, pos_encoding="rope")
+    write_run(tmp_path, "even", "lstm", 1e-3, 0, 0.4, 1001.0, pos_encoding="learned")
+    RunIndex(tmp_path).reindex()
+    report = _indexed(tmp_path)
+    assert report == _from_folders(tmp_path) and report.split_by == ["model.pos_encoding"]

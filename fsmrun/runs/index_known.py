@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from fsmrun.runs.index_scan import Changes, Known, find_changes
+from fsmrun.runs.index_scan import Changes, Known, find_changes, find_new_runs
 
 
 def known_loader(conn: sqlite3.Connection, *, full: bool) -> Callable[[list[str], str, str], Known]:
@@ -68,5 +68,16 @@ def changes_by_uri(root: str, uri: str, experiment: str | None) -> Changes:
     conn = sqlite3.connect(uri, uri=True)
     try:
         return find_changes(root, experiment, known_loader(conn, full=True))
+    finally:
+        conn.close()
+
+
+def new_runs_by_uri(root: str, uri: str, experiment: str | None, part: tuple[int, int]) -> Changes:
+    """`find_new_runs` of one part of the folders under `root` against the index at `uri`,
+    opened here (in a child process, beside its parent doing the other part)."""
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return find_new_runs(root, experiment, known_loader(conn, full=False), rows_under(conn),
+                             part)  # fmt: skip
     finally:
         conn.close()

@@ -9,9 +9,11 @@ import difflib
 import heapq
 import json
 import logging
+import multiprocessing
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,9 +25,17 @@ from fsmrun.runs.index_columns import (
     IndexedRun,
     read_indexed_run,
 )
-from fsmrun.runs.index_known import known_loader, rows_under
+from fsmrun.runs.index_known import can_fork, known_loader, new_runs_by_uri, rows_under
 from fsmrun.runs.index_query import RunQuery, json_path
-from fsmrun.runs.index_scan import Changes, Known, find_changes, find_new_runs, read_folders
+from fsmrun.runs.index_scan import (
+    SHARED_MIN,
+    Changes,
+    Known,
+    find_changes,
+    find_new_runs,
+    read_folders,
+    visible_names,
+)
 from fsmrun.runs.layout import ResultsFolderError, is_plain_name
 from fsmrun.runs.lock import lock_held
 from fsmrun.runs.run_folder import STATUSES, RunFolderError, status_now
@@ -207,14 +217,37 @@ class IndexReader:
             return find_changes(self.root, query.experiment, lambda names, lo, hi: Known())
         if not query.newest_only:
             return find_changes(self.root, query.experiment, known_loader(conn, full=True))
-        changes = find_new_runs(
-            self.root, query.experiment, known_loader(conn, full=False), rows_under(conn)
-        )
+        changes = self._new_runs(conn, query)
         if query.experiment is None:  # experiment folders deleted since: not listed
             indexed = {e for (e,) in conn.execute("SELECT DISTINCT experiment FROM runs")}
             for gone in indexed.difference(changes.experiments or ()):
                 changes.excluded.update(rows_under(conn)(gone))
         return changes
+
+    def _new_runs(self, conn: sqlite3.Connection, query: RunQuery) -> Changes:
+        """`find_new_runs`; with many experiment folders, a second core and no writer about,
+        half of them checked in a child process (about 0.3 s of `ls` at 100,000 runs)."""
+        load, under = known_loader(conn, full=False), rows_under(conn)
+        uri = self._read_only_uri()
+        if (
+            query.experiment is not None
+            or not uri.endswith("immutable=1")
+            or not can_fork()
+            or len(visible_names(self.root)) < SHARED_MIN
+        ):
+            return find_new_runs(self.root, query.experiment, load, under)
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            other = pool.submit(new_runs_by_uri, os.fspath(self.root), uri, None, (1, 2))
+            mine = find_new_runs(self.root, None, load, under, (0, 2))
+            try:
+                theirs = other.result()
+            except Exception:  # noqa: BLE001 - any failure: that half is checked here
+                theirs = find_new_runs(self.root, None, load, under, (1, 2))
+        return Changes(
+            sorted({*mine.stale, *theirs.stale}), mine.excluded | theirs.excluded,
+            mine.experiments,
+        )  # fmt: skip
 
     def _read_changed(self, changes: Changes, query: RunQuery) -> list[IndexedRun]:
         """The runs in the changed folders that match `query` (with their status now)."""

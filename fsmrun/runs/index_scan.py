@@ -32,6 +32,7 @@ from fsmrun.runs.run_folder import RUN_FILE, RunFolderError
 log = logging.getLogger(__name__)
 
 EXPERIMENT_BATCH = 512  # experiment folders compared at a time (what is held in memory)
+SHARED_MIN = 4 * EXPERIMENT_BATCH  # from this many experiment folders, two processes check
 PARALLEL_MIN = 2000  # below this many folders, worker start-up costs more than it saves
 # A folder mtime younger than this may still change within the same clock tick: not trusted.
 SETTLED_S = 2.0
@@ -164,19 +165,24 @@ def find_new_runs(
     experiment: str | None,
     load: Callable[[list[str], str, str], Known],
     rows_under: Callable[[str], dict[str, int | None]],
+    part: tuple[int, int] = (0, 1),
 ) -> Changes:
     """The light check of `find_changes` for a listing of the newest runs: runs copied in or
     deleted and rows recorded as running, found from the experiment and hash folder mtimes
     alone (no run folder is stat'ed under a hash folder whose listing the index knows as of
     its mtime). A run folder edited in place is not seen here: the caller checks the few
     rows it shows. `load` is `find_changes`'s (`known.runs` is not used); `rows_under(prefix)`
-    gives the indexed (folder, mtime) pairs under an experiment or hash folder that changed."""
+    gives the indexed (folder, mtime) pairs under an experiment or hash folder that changed.
+    `part` (i, n): only the i-th of every n batches of experiment folders (two processes
+    share a large registry's check)."""
     root_s = os.fspath(root)
     stale: list[str] = []
     excluded: set[str] = set()
     experiments = _experiments(root_s, experiment)
     running: set[str] = set()
-    for batch, lo, hi in _batches(experiments, experiment):
+    for number, (batch, lo, hi) in enumerate(_batches(experiments, experiment)):
+        if number % part[1] != part[0]:
+            continue
         known = load(batch, lo, hi)
         running |= known.running
         _new_in(root_s, known, batch, rows_under, stale, excluded)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fsmrun.base.io import atomic_write_json
-from fsmrun.runs import index_scan
+from fsmrun.runs import index_known, index_read, index_scan
 from fsmrun.runs import layout as layout_module
 from fsmrun.runs.index import RunIndex
 from fsmrun.runs.index_query import RunQuery, parse_since, parse_where
@@ -269,7 +269,22 @@ def test_the_newest_page_stats_no_run_folder_of_an_unchanged_registry(registry, 
     assert sorted(runs) == sorted(str(registry / r.folder) for r in shown_rows[:2])
 
 
-def test_the_newest_page_finds_copied_deleted_and_edited_runs(registry):
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_newest_page_finds_copied_deleted_and_edited_runs(registry, monkeypatch, shared):
+    """`shared`: half of the experiment folders checked in a child process (as from 2,048
+    experiment folders on), one per batch here."""
+    if shared:
+        monkeypatch.setattr(index_read, "SHARED_MIN", 0)
+        monkeypatch.setattr(index_scan, "EXPERIMENT_BATCH", 1)
+        real = index_known.find_new_runs
+
+        def in_child(*args):  # leaves a mark: the child's half runs in another process
+            if os.getpid() != parent:
+                (registry / ".child-checked").touch()
+            return real(*args)
+
+        parent = os.getpid()
+        monkeypatch.setattr(index_known, "find_new_runs", in_child)
     index = RunIndex(registry)
     rows = index.rows(sort="created", descending=True)
     shown = registry / rows[0].folder
@@ -291,6 +306,7 @@ def test_the_newest_page_finds_copied_deleted_and_edited_runs(registry):
     assert newest(index, 10) == [r.run_id for r in index.rows(sort="created", descending=True)]
     assert all(run_id.startswith("odd") for run_id in newest(index, 10))
     assert list(index.select(RunQuery(experiment="even", limit=5)).listed) == []
+    assert (registry / ".child-checked").exists() == shared
 
 
 def test_ls_json_lines_are_the_rows_as_validated(registry):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -72,10 +73,12 @@ def _analysis(folder: RunFolder, config: ExperimentConfig) -> dict[str, float | 
     return None if report is None else analysis_numbers(report, ood)
 
 
-def named_folders(root: Path, refs: Iterable[str]) -> list[Path]:
-    """The run folders `refs` name, in order and once each: the done cells of a sweep, the
-    runs of an experiment."""
+def named_runs(root: Path, refs: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """The run folders `refs` name, in order and once each (the done cells of a sweep, the
+    runs of an experiment), and a note for each sweep among them that is not finished (how
+    many cells are done). Each sweep's cells are looked up once."""
     folders: list[Path] = []
+    notes: list[str] = []
     for ref in refs:
         try:
             record = read_record(resolve_sweep(root, ref))
@@ -89,8 +92,24 @@ def named_folders(root: Path, refs: Iterable[str]) -> list[Path]:
                 ) from None
             folders.extend(found)
             continue
-        folders.extend(completed_runs(root, record)[0])
-    return list(dict.fromkeys(folders))
+        done, counts = completed_runs(root, record)
+        folders.extend(done)
+        if counts["done"] < len(record.cells):
+            rest = ", ".join(
+                f"{counts[s]} {s.replace('todo', 'to do')}"
+                for s in ("running", "interrupted", "failed", "todo")
+                if counts[s]
+            )
+            notes.append(
+                f"sweep {record.sweep_id} is not finished: {counts['done']} of "
+                f"{len(record.cells)} cells done ({rest}); this report covers the done ones"
+            )
+    return list(dict.fromkeys(folders)), notes
+
+
+def named_folders(root: Path, refs: Iterable[str]) -> list[Path]:
+    """`named_runs`'s folders."""
+    return named_runs(root, refs)[0]
 
 
 def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
@@ -98,29 +117,6 @@ def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
     refs = list(refs)
     folders = named_folders(root, refs) if refs else list(iter_run_folders(root))
     return [run for run in map(load_report_run, folders) if run is not None]
-
-
-def sweep_notes(root: Path, refs: Iterable[str]) -> list[str]:
-    """One line per sweep among `refs` that is not finished: how many cells are done."""
-    notes = []
-    for ref in refs:
-        try:
-            record = read_record(resolve_sweep(root, ref))
-        except SweepError:
-            continue
-        _, counts = completed_runs(root, record)
-        done, total = counts["done"], len(record.cells)
-        if done < total:
-            rest = ", ".join(
-                f"{counts[s]} {s.replace('todo', 'to do')}"
-                for s in ("running", "interrupted", "failed", "todo")
-                if counts[s]
-            )
-            notes.append(
-                f"sweep {record.sweep_id} is not finished: {done} of {total} cells done "
-                f"({rest}); this report covers the done ones"
-            )
-    return notes
 
 
 @dataclass
@@ -238,12 +234,20 @@ def index_fields(names: Iterable[str]) -> list[str]:
     return fields
 
 
-def report_folders(root: Path, refs: Iterable[str]) -> frozenset[str] | None:
-    """The run folders (relative to `root`) that `refs` name; None for every run."""
+def report_folders(root: Path, refs: Iterable[str]) -> tuple[frozenset[str] | None, list[str]]:
+    """The run folders (relative to `root`) that `refs` name (None for every run), and the
+    notes of unfinished sweeps among them."""
     refs = list(refs)
     if not refs:
-        return None
-    return frozenset(p.relative_to(root).as_posix() for p in named_folders(root, refs))
+        return None, []
+    folders, notes = named_runs(root, refs)
+    prefix = f"{os.fspath(root)}/"
+    relative = {
+        text[len(prefix) :] if (text := os.fspath(p)).startswith(prefix)
+        else p.relative_to(root).as_posix()
+        for p in folders
+    }  # fmt: skip
+    return frozenset(relative), notes
 
 
 def collect_indexed_runs(
@@ -257,7 +261,7 @@ def collect_indexed_runs(
     """The newest completed run of each config among those `refs` name (all runs when
     empty) that match `where`, with the `by` fields and the `metrics` (and baselines) of
     `checkpoint`; and how many repeated runs were left out."""
-    found, make = _query(root, refs, by, metrics, checkpoint, where)
+    found, make, _ = _query(root, refs, by, metrics, checkpoint, where)
     if (again := found.recheck()) is not None:
         found = again
     return make(found)
@@ -272,16 +276,18 @@ def indexed_report(
     where: Sequence[Condition] = (),
     **options: Any,
 ) -> tuple[dict[str, Any], list[IndexedReportRun]]:
-    """`report_document` (with `options`) of `collect_indexed_runs`, and the runs. With many
-    runs the folders are checked beside the aggregation (ReportReader.report_rows), which is
-    done again if one changed."""
+    """`report_document` (with `options`) of `collect_indexed_runs`, its notes led by those
+    of the unfinished sweeps among `refs`, and the runs. With many runs the folders are
+    checked beside the aggregation (ReportReader.report_rows), which is done again if one
+    changed."""
     with _gc_paused():
-        found, make = _query(root, refs, by, metrics, checkpoint, where)
+        found, make, notes = _query(root, refs, by, metrics, checkpoint, where)
         runs, repeats = make(found)
         doc = report_document(runs, by, metrics, checkpoint, repeats=repeats, **options)
         if (again := found.recheck()) is not None:
             runs, repeats = make(again)
             doc = report_document(runs, by, metrics, checkpoint, repeats=repeats, **options)
+    doc["notes"] = notes + doc["notes"]
     return doc, runs
 
 
@@ -305,8 +311,9 @@ def _query(
     metrics: Sequence[str],
     checkpoint: str,
     where: Sequence[Condition],
-) -> tuple[ReportRows, Callable[[ReportRows], tuple[list[IndexedReportRun], int]]]:
-    """The index rows a report needs, and how to make its runs of them."""
+) -> tuple[ReportRows, Callable[[ReportRows], tuple[list[IndexedReportRun], int]], list[str]]:
+    """The index rows a report needs, how to make its runs of them, and the notes of the
+    unfinished sweeps among `refs`."""
     fields = [f for f in index_fields(by) if f != "seed"]
     own = [f for f in fields if f in PER_RUN_FIELDS]
     shared = [f for f in fields if f not in PER_RUN_FIELDS]
@@ -320,7 +327,8 @@ def _query(
             if part is not None and (checkpoint, split, part) not in positions:
                 positions[checkpoint, split, part] = len(columns)
                 columns.append(metric_column(checkpoint, split, part))
-    query = RunQuery(status="completed", where=tuple(where), folders=report_folders(root, refs))
+    folders, notes = report_folders(root, refs)
+    query = RunQuery(status="completed", where=tuple(where), folders=folders)
     reader = ReportReader(root)
     with_tags = any(map(is_tag_field, by))
     found = reader.report_rows(query, own, shared, columns, with_tags=with_tags)
@@ -328,7 +336,7 @@ def _query(
     def make(found: ReportRows) -> tuple[list[IndexedReportRun], int]:
         return _runs_of(reader.root, found, own, positions), found.total - len(found.rows)
 
-    return found, make
+    return found, make, notes
 
 
 def _runs_of(

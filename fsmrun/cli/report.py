@@ -169,7 +169,7 @@ def report(
         raise ReportError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if sum((json_, csv_, markdown)) > 1:
         raise ReportError("choose one of --json, --csv, --markdown")
-    from fsmrun.analysis.report_source import full_runs, indexed_report, sweep_notes
+    from fsmrun.analysis.report_source import full_runs, indexed_report
     from fsmrun.runs.index_query import parse_where
 
     conditions = parse_where(where)
@@ -185,7 +185,6 @@ def report(
         root, refs or [], by_fields, metrics, checkpoint, conditions, bins=bins, agg=agg,
         digits=digits, pool=pool,
     )  # fmt: skip
-    doc["notes"] = sweep_notes(root, refs or []) + doc["notes"]
     # A suite that carries published numbers: the paper beside the runs (table, Markdown and
     # JSON; not CSV, which holds one table). Only then are the runs read whole, from their
     # folders.

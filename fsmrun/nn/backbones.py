@@ -1,6 +1,6 @@
 """The architectures under the model's heads: a pre-LN transformer, causal or a non-causal
 encoder (with its positional encodings, learned | sinusoidal | rope | alibi | relative | none)
-and stacked LSTM, GRU or tanh-RNN cells.
+and stacked LSTM, GRU or Elman RNN (tanh or ReLU) cells.
 
 Each backbone maps token embeddings to hidden states and owns its initialisation. Shapes: B
 batch, T time, C = d_model, H heads, hd head width.
@@ -283,7 +283,7 @@ class TransformerBackbone(nn.Module):
 class RecurrentBackbone(nn.Module):
     """Stacked single-layer recurrent cells (order-aware by themselves: no positions)."""
 
-    cell: type[nn.RNNBase]  # nn.LSTM, nn.GRU or nn.RNN (tanh)
+    cell: type[nn.RNNBase]  # nn.LSTM, nn.GRU or nn.RNN (tanh or relu)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -291,10 +291,17 @@ class RecurrentBackbone(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         # One single-layer cell per layer so capture can return every layer's output. The list
         # is named after the cell (lstms, grus, rnns): those are the names in checkpoints.
+        options = self.cell_options(cfg)
         cells = nn.ModuleList(
-            self.cell(cfg.d_model, cfg.d_model, batch_first=True) for _ in range(cfg.n_layers)
+            self.cell(cfg.d_model, cfg.d_model, batch_first=True, **options)
+            for _ in range(cfg.n_layers)
         )
         self.add_module(self.layers_name(), cells)
+
+    @classmethod
+    def cell_options(cls, cfg: ModelConfig) -> dict[str, str]:
+        """Keyword arguments of the cell beyond its sizes (none but the RNN's activation)."""
+        return {}
 
     @classmethod
     def layers_name(cls) -> str:
@@ -312,7 +319,8 @@ class RecurrentBackbone(nn.Module):
                 nn.init.uniform_(param, -bound, bound, generator=generator)
 
     def summary(self) -> str:
-        return f"{self.cfg.arch} d_model={self.cfg.d_model} n_layers={self.cfg.n_layers}"
+        relu = " relu" if self.cfg.arch == "rnn" and self.cfg.rnn_nonlinearity == "relu" else ""
+        return f"{self.cfg.arch}{relu} d_model={self.cfg.d_model} n_layers={self.cfg.n_layers}"
 
     def forward(
         self, x_bxtxc: Tensor, capture: bool, key_mask_bxt: Tensor | None = None
@@ -345,7 +353,11 @@ class GRUBackbone(RecurrentBackbone):
 
 
 class RNNBackbone(RecurrentBackbone):
-    cell = nn.RNN  # tanh
+    cell = nn.RNN  # h_t = act(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh), act tanh or relu
+
+    @classmethod
+    def cell_options(cls, cfg: ModelConfig) -> dict[str, str]:
+        return {"nonlinearity": cfg.rnn_nonlinearity}
 
 
 BACKBONES: dict[str, type[TransformerBackbone | RecurrentBackbone]] = {

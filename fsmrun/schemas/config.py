@@ -71,7 +71,9 @@ class ModelConfig(_Frozen):
 
     arch: Literal["transformer", "lstm", "gru", "rnn"] = Field(
         default="transformer",
-        description="Causal transformer, or a recurrent baseline: LSTM, GRU or vanilla tanh RNN.",
+        description=(
+            "Causal transformer, or a recurrent baseline: LSTM, GRU or vanilla RNN (tanh or relu)."
+        ),
     )
     causal: bool = Field(
         default=True,
@@ -115,6 +117,13 @@ class ModelConfig(_Frozen):
             "nn.Embedding default, gives it inputs of unit scale)."
         ),
     )
+    rnn_nonlinearity: Literal["tanh", "relu"] = Field(
+        default="tanh",
+        description=(
+            "The RNN cell's activation (arch = rnn only): tanh, torch's default, or relu, the "
+            "cell of Haiku's VanillaRNN that Deletang et al. call RNN."
+        ),
+    )
     tie_embeddings: bool = Field(
         default=False, description="Share the token embedding with the next-token head."
     )
@@ -124,6 +133,12 @@ class ModelConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
+        if self.rnn_nonlinearity != "tanh" and self.arch != "rnn":
+            # Ignored by other cells, it would still change the config hash: refuse it.
+            raise ValueError(
+                f"rnn_nonlinearity ({self.rnn_nonlinearity}) applies to arch = rnn only "
+                f"(arch is {self.arch}): leave it at tanh"
+            )
         if self.arch != "transformer":
             return self  # heads and positions only shape the transformer
         if self.d_model % self.n_heads != 0:
@@ -140,7 +155,11 @@ class ModelConfig(_Frozen):
     def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Fields added after configs were hashed stay out of the dump at their defaults.
         doc = handler(self)
-        for name, default in (("causal", True), ("embed_init_std", 0.02)):
+        for name, default in (
+            ("causal", True),
+            ("embed_init_std", 0.02),
+            ("rnn_nonlinearity", "tanh"),
+        ):
             if doc.get(name) == default:
                 del doc[name]
         return doc

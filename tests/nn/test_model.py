@@ -267,6 +267,33 @@ def test_recurrent_cells_are_lstm_gru_and_tanh_rnn_and_count_their_parameters() 
     assert layer.nonlinearity == "tanh"
 
 
+def test_relu_rnn_steps_by_hand_and_draws_the_tanh_cells_initial_weights() -> None:
+    relu_cfg = ModelConfig(arch="rnn", d_model=4, n_layers=1, rnn_nonlinearity="relu")
+    relu, tanh = make(relu_cfg), make(ModelConfig(arch="rnn", d_model=4, n_layers=1))
+    layer = relu.backbone.layers[0]
+    assert layer.nonlinearity == "relu" and tanh.backbone.layers[0].nonlinearity == "tanh"
+    assert hash_state_dict(relu) == hash_state_dict(tanh)  # same draws, same order
+    assert relu.summary().startswith("rnn relu d_model=4 n_layers=1 ")
+    x_bxtxc = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out_bxtxc = relu.backbone(x_bxtxc, capture=False)[0]
+        h_bxc = torch.zeros(2, 4)
+        for t in range(5):  # h_t = max(0, W_ih x_t + b_ih + W_hh h_(t-1) + b_hh)
+            pre = x_bxtxc[:, t] @ layer.weight_ih_l0.T + layer.bias_ih_l0
+            h_bxc = torch.relu(pre + h_bxc @ layer.weight_hh_l0.T + layer.bias_hh_l0)
+            torch.testing.assert_close(out_bxtxc[:, t], h_bxc)
+        assert (out_bxtxc == 0).any() and not torch.allclose(
+            out_bxtxc, tanh.backbone(x_bxtxc, capture=False)[0]
+        )
+
+
+def test_rnn_nonlinearity_is_refused_for_other_cells() -> None:
+    ModelConfig(arch="rnn", rnn_nonlinearity="relu")
+    for arch in ("lstm", "gru", "transformer"):
+        with pytest.raises(pydantic.ValidationError, match=f"arch = rnn only.*arch is {arch}"):
+            ModelConfig(arch=arch, rnn_nonlinearity="relu")
+
+
 def test_alibi_attention_without_query_key_signal_is_softmax_of_the_bias() -> None:
     model = make(tiny(pos_encoding="alibi", n_layers=1))  # 2 heads: slopes 1/16 and 1/256
     with torch.no_grad():

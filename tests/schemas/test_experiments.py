@@ -77,6 +77,22 @@ def test_parity_lstm_reads_unit_scale_embeddings_and_suites_keep_the_transformer
         assert stds["transformer"] == 0.02 and stds["lstm"] == 1.0, suite
 
 
+def test_every_built_in_cell_keeps_the_checkpoint_its_monitor_calls_best() -> None:
+    # An accuracy monitored with mode "min" saves the worst checkpoint as best.pt (the
+    # deletang suites did so on cycle navigation and modular arithmetic).
+    from fsmrun.sweeps.spec import expand, list_suites, load_spec
+
+    configs = [load_experiment(name) for name in list_experiments()]
+    configs += [cell.config for suite in list_suites() for cell in expand(load_spec(suite))]
+    lower_is_better = ("val.loss", "val.nll")
+    wrong = {
+        (exp.name, exp.train.monitor, exp.train.monitor_mode)
+        for exp in configs
+        if exp.train.monitor_mode != ("min" if exp.train.monitor in lower_is_better else "max")
+    }
+    assert len(configs) > 200 and wrong == set()
+
+
 def test_cycle_navigation_and_modular_arithmetic_label_as_the_papers() -> None:
     cycle = build_dfa(load_experiment("cycle_navigation").data)
     # start at 0: >>> -> 3, < -> 4, >0<< -> 4, five steps right -> 0

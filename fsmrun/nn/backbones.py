@@ -319,8 +319,7 @@ class RecurrentBackbone(nn.Module):
                 nn.init.uniform_(param, -bound, bound, generator=generator)
 
     def summary(self) -> str:
-        relu = " relu" if self.cfg.arch == "rnn" and self.cfg.rnn_nonlinearity == "relu" else ""
-        return f"{self.cfg.arch}{relu} d_model={self.cfg.d_model} n_layers={self.cfg.n_layers}"
+        return f"{self.cfg.arch} d_model={self.cfg.d_model} n_layers={self.cfg.n_layers}"
 
     def forward(
         self, x_bxtxc: Tensor, capture: bool, key_mask_bxt: Tensor | None = None
@@ -358,6 +357,26 @@ class RNNBackbone(RecurrentBackbone):
     @classmethod
     def cell_options(cls, cfg: ModelConfig) -> dict[str, str]:
         return {"nonlinearity": cfg.rnn_nonlinearity}
+
+    def init_weights(self, generator: torch.Generator | None) -> None:
+        """torch's U(-1/sqrt(C), 1/sqrt(C)), or `rnn_init = "haiku"`: hk.Linear's defaults, the
+        init of Haiku's VanillaRNN: weights N(0, 1) truncated at +-2, times 1/sqrt(fan-in)
+        (no correction for the truncation: sd 0.88/sqrt(fan-in)), biases 0."""
+        if self.cfg.rnn_init != "haiku":
+            super().init_weights(generator)
+            return
+        for layer in self.layers:
+            for name, param in layer.named_parameters():
+                if name.startswith("weight"):  # weight_ih (C, C_in), weight_hh (C, C)
+                    nn.init.trunc_normal_(param, 0.0, 1.0, -2.0, 2.0, generator=generator)
+                    param.mul_(1.0 / math.sqrt(param.shape[1]))
+                else:
+                    nn.init.zeros_(param)
+
+    def summary(self) -> str:
+        extras = "" if self.cfg.rnn_nonlinearity == "tanh" else f" {self.cfg.rnn_nonlinearity}"
+        extras += "" if self.cfg.rnn_init == "torch" else f" init={self.cfg.rnn_init}"
+        return f"rnn{extras} d_model={self.cfg.d_model} n_layers={self.cfg.n_layers}"
 
 
 BACKBONES: dict[str, type[TransformerBackbone | RecurrentBackbone]] = {

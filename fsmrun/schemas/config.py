@@ -124,6 +124,14 @@ class ModelConfig(_Frozen):
             "cell of Haiku's VanillaRNN that Deletang et al. call RNN."
         ),
     )
+    rnn_init: Literal["torch", "haiku"] = Field(
+        default="torch",
+        description=(
+            "The RNN cell's initialisation (arch = rnn only): torch (every weight and bias "
+            "U(-1/sqrt(C), 1/sqrt(C))) or haiku (hk.Linear's, as in Haiku's VanillaRNN: weights "
+            "normal with sd 1/sqrt(fan-in) truncated at 2 sd, biases 0)."
+        ),
+    )
     tie_embeddings: bool = Field(
         default=False, description="Share the token embedding with the next-token head."
     )
@@ -133,12 +141,14 @@ class ModelConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
-        if self.rnn_nonlinearity != "tanh" and self.arch != "rnn":
-            # Ignored by other cells, it would still change the config hash: refuse it.
-            raise ValueError(
-                f"rnn_nonlinearity ({self.rnn_nonlinearity}) applies to arch = rnn only "
-                f"(arch is {self.arch}): leave it at tanh"
-            )
+        for name, default in (("rnn_nonlinearity", "tanh"), ("rnn_init", "torch")):
+            value = getattr(self, name)
+            if value != default and self.arch != "rnn":
+                # Ignored by other cells, it would still change the config hash: refuse it.
+                raise ValueError(
+                    f"{name} ({value}) applies to arch = rnn only (arch is {self.arch}): "
+                    f"leave it at {default}"
+                )
         if self.arch != "transformer":
             return self  # heads and positions only shape the transformer
         if self.d_model % self.n_heads != 0:
@@ -159,6 +169,7 @@ class ModelConfig(_Frozen):
             ("causal", True),
             ("embed_init_std", 0.02),
             ("rnn_nonlinearity", "tanh"),
+            ("rnn_init", "torch"),
         ):
             if doc.get(name) == default:
                 del doc[name]

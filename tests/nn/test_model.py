@@ -287,11 +287,28 @@ def test_relu_rnn_steps_by_hand_and_draws_the_tanh_cells_initial_weights() -> No
         )
 
 
-def test_rnn_nonlinearity_is_refused_for_other_cells() -> None:
-    ModelConfig(arch="rnn", rnn_nonlinearity="relu")
+def test_haiku_rnn_init_draws_truncated_normal_weights_and_zero_biases() -> None:
+    cfg = ModelConfig(arch="rnn", d_model=256, n_layers=1, rnn_init="haiku")
+    haiku, torch_init = make(cfg), make(cfg.model_copy(update={"rnn_init": "torch"}))
+    layer, default = haiku.backbone.layers[0], torch_init.backbone.layers[0]
+    for name in ("weight_ih_l0", "weight_hh_l0"):  # fan-in 256: sd 0.8796 / 16, |w| <= 2 / 16
+        w = getattr(layer, name).detach() * 16
+        assert w.abs().max() <= 2.0 and abs(w.std().item() - 0.8796) < 0.01, name
+        assert getattr(default, name).detach().abs().max() <= 1 / 16  # torch's U(-1/16, 1/16)
+    assert not layer.bias_ih_l0.any() and not layer.bias_hh_l0.any()
+    assert default.bias_ih_l0.abs().min() > 0
+    # Only the cell's draws change: the embedding before it is the same.
+    torch.testing.assert_close(haiku.token_embed.weight, torch_init.token_embed.weight)
+    assert haiku.summary().startswith("rnn init=haiku d_model=256 ")
+
+
+def test_rnn_cell_options_are_refused_for_other_cells() -> None:
+    ModelConfig(arch="rnn", rnn_nonlinearity="relu", rnn_init="haiku")
     for arch in ("lstm", "gru", "transformer"):
         with pytest.raises(pydantic.ValidationError, match=f"arch = rnn only.*arch is {arch}"):
             ModelConfig(arch=arch, rnn_nonlinearity="relu")
+        with pytest.raises(pydantic.ValidationError, match="rnn_init.*leave it at torch"):
+            ModelConfig(arch=arch, rnn_init="haiku")
 
 
 def test_alibi_attention_without_query_key_signal_is_softmax_of_the_bias() -> None:

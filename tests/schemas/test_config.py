@@ -240,16 +240,18 @@ def test_a_non_default_task_sampling_or_loss_position_changes_the_hash():
     assert ExperimentConfig.model_validate(exp.model_dump()) == exp
 
 
-def test_the_rnn_activation_stays_out_of_the_dump_at_tanh_and_relu_changes_the_hash():
+def test_the_rnn_cell_options_stay_out_of_the_dump_at_their_defaults_and_hash_otherwise():
     exp = load_experiment("parity")  # an LSTM experiment: as the deletang suite's RNN case
     tanh = exp.model_copy(update={"model": exp.model.model_copy(update={"arch": "rnn"})})
-    relu = tanh.model_copy(
-        update={"model": tanh.model.model_copy(update={"rnn_nonlinearity": "relu"})}
-    )
-    assert "rnn_nonlinearity" not in tanh.model.model_dump()
-    assert relu.model.model_dump()["rnn_nonlinearity"] == "relu"
-    assert config_hash(relu) != config_hash(tanh)
-    assert ExperimentConfig.model_validate(relu.model_dump()) == relu
+    dump = tanh.model.model_dump()
+    assert "rnn_nonlinearity" not in dump and "rnn_init" not in dump
+    hashes = {config_hash(tanh)}
+    for name, value in (("rnn_nonlinearity", "relu"), ("rnn_init", "haiku")):
+        changed = tanh.model_copy(update={"model": tanh.model.model_copy(update={name: value})})
+        assert changed.model.model_dump()[name] == value
+        assert ExperimentConfig.model_validate(changed.model_dump()) == changed
+        hashes.add(config_hash(changed))
+    assert len(hashes) == 3
 
 
 def test_character_prediction_is_monitored_by_its_own_metrics():

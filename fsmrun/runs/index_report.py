@@ -74,9 +74,10 @@ class ReportReader(IndexReader):
         given per run; `shared`: the others, given per configuration (read from one run of
         it); `columns`: metrics.
 
-        With many rows and no writer about, a child process compares the folders with the
-        index while the rows are read here and aggregated by the caller: call `recheck` at
-        the end. Otherwise the check is done first and `recheck` finds nothing."""
+        With many rows and no writer about, a child process reads the shared fields while
+        the rows are read here, then compares the folders with the index while the caller
+        aggregates: call `recheck` at the end. Otherwise the check is done first and
+        `recheck` finds nothing."""
         check_filters(query.status, None)
         unknown = [c for c in columns if c not in COLUMN_TYPES]
         if unknown:
@@ -84,14 +85,25 @@ class ReportReader(IndexReader):
         args = (query, run_fields, columns, with_tags)
         conn = self._open_read_only()
         try:
-            child = self._child(conn, query)
-            changes = Changes([], set()) if child else self._changes(conn, query)
-            found = self._with_fields(conn, self._rows(conn, changes, *args), shared)
+            child = self._child(conn, query, shared)
+            if child is None:
+                found = self._rows(conn, self._changes(conn, query), *args)
+                return self._with_fields(conn, found, shared)
+            found = self._rows(conn, Changes([], set()), *args)
+            if child.fields is None:  # no shared fields asked
+                found = self._with_fields(conn, found, shared)
+            else:  # the lower half of the configurations' fields are the child's
+                found = self._with_fields(conn, found, shared, above=CHILD_KEYS_BELOW)
+                fields = child.take(child.fields)
+                if fields is None:  # the child failed: read here
+                    found = self._with_fields(conn, found, shared)
+                else:
+                    found.fields.update(
+                        (k, dict(zip(shared, v, strict=True))) for k, v in fields.items()
+                    )
         finally:
             if conn is not None:
                 conn.close()
-        if child is None:
-            return found
 
         def recheck() -> ReportRows | None:
             changes = child.take(child.changes)
@@ -111,28 +123,41 @@ class ReportReader(IndexReader):
 
         return replace(found, recheck=recheck)
 
-    def _child(self, conn: sqlite3.Connection | None, query: RunQuery) -> _Child | None:
-        """A child process checking the folders, or None where it is not worth it (few
-        rows), not safe (a writer about: the child might see other rows) or not possible."""
+    def _child(
+        self, conn: sqlite3.Connection | None, query: RunQuery, shared: Sequence[str]
+    ) -> _Child | None:
+        """A child process reading the `shared` fields of every configuration `query`
+        matches, then checking the folders; None where it is not worth it (few rows), not
+        safe (a writer about: the child might see other rows) or not possible."""
         uri = self._read_only_uri()
         if conn is None or not uri.endswith("immutable=1"):
             return None
         (rows,) = conn.execute("SELECT max(rowid) FROM runs").fetchone()
         if (rows or 0) < PARALLEL_MIN or not can_fork():
             return None
+        where, args = self._where(query, Changes([], set()))
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-        return _Child(
-            pool, pool.submit(changes_by_uri, os.fspath(self.root), uri, query.experiment)
-        )
+        fields = None
+        if shared:  # the child reads half of them (a hex hash is below '8' half the time)
+            where = f"{where} AND {_REPORTED} AND seedless_key < '{CHILD_KEYS_BELOW}'"
+            fields = pool.submit(_shared_fields, uri, where, args, [*shared])
+        check = pool.submit(changes_by_uri, os.fspath(self.root), uri, query.experiment)
+        return _Child(pool, fields, check)
 
     def _with_fields(
-        self, conn: sqlite3.Connection | None, found: ReportRows, shared: Sequence[str]
+        self,
+        conn: sqlite3.Connection | None,
+        found: ReportRows,
+        shared: Sequence[str],
+        above: str = "",
     ) -> ReportRows:
-        """`found` with the shared fields of its configurations: from the config of a run
-        read from its folder, else from the index (one run per configuration)."""
+        """`found` with the shared fields of its configurations (those whose seedless key
+        is not below `above`): from the config of a run read from its folder, else from the
+        index (one run per configuration)."""
         first: dict[str, str] = {}
         for values in found.rows:
-            first.setdefault(values[4], values[1])
+            if values[4] >= above:
+                first.setdefault(values[4], values[1])
         indexed = [f for f in first.values() if f not in found.configs]
         stored = _stored(conn, indexed, shared) if shared and conn is not None else {}
         fields = {}
@@ -199,6 +224,9 @@ class ReportReader(IndexReader):
             conn.close()
 
 
+# The configurations whose shared fields the child reads: seedless keys below this (half:
+# the child's freshness check is the longer task, so it takes the smaller part).
+CHILD_KEYS_BELOW = "8"
 MMAP_BYTES = 1 << 30  # what a report maps of the index at most
 _REPORTED = "seedless_key IS NOT NULL AND stop_reason IS NOT NULL"  # a config, and metrics
 
@@ -208,6 +236,7 @@ class _Child:
     """The child process of a report and the changes it is finding."""
 
     pool: ProcessPoolExecutor
+    fields: Future[dict[str, tuple[Any, ...]]] | None  # None: no shared fields asked
     changes: Future[Changes]
 
     @staticmethod
@@ -220,21 +249,52 @@ class _Child:
             return None
 
 
+def _shared_fields(
+    uri: str, where: str, args: list[Any], shared: list[str]
+) -> dict[str, tuple[Any, ...]]:
+    """In the child: the `shared` fields of one run of each configuration matching `where`
+    (all its runs have the same)."""
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+        one = f"SELECT min(rowid) FROM runs WHERE {where} GROUP BY seedless_key"
+        sql = f"SELECT seedless_key, {_extract_all(shared)} FROM runs WHERE rowid IN ({one})"
+        loads, width = json.loads, len(shared)
+        return {key: tuple(loads(text)[1 : 1 + width]) for key, text in conn.execute(sql, args)}
+    finally:
+        conn.close()
+
+
 def _stored(
     conn: sqlite3.Connection, folders: Sequence[str], fields: Sequence[str] | None
 ) -> dict[str, Any]:
     """Of each folder with a config in the index: the `fields` (a tuple, as JSON decodes
     them), or the whole flattened config when `fields` is None."""
-    selected = "config" if fields is None else _extract_all(fields)
+    if fields is None:
+        selected = "config"
+    else:  # each value with its JSON type: SQL has no booleans, and arrays come as text
+        quoted = ["'" + json_path(f).replace("'", "''") + "'" for f in fields]
+        selected = ", ".join(f"json_extract(config, {p}), json_type(config, {p})" for p in quoted)
     sql = (
         f"SELECT folder, {selected} FROM runs WHERE config IS NOT NULL "
         "AND folder IN (SELECT value FROM json_each(?))"
     )
     found = conn.execute(sql, [json.dumps(list(folders))]).fetchall()
-    loads = json.loads
     if fields is None:
-        return {folder: loads(text) for folder, text in found}
-    return {folder: tuple(loads(text)[1 : 1 + len(fields)]) for folder, text in found}
+        return {folder: json.loads(text) for folder, text in found}
+    return {
+        values[0]: tuple(_decoded(values[i], values[i + 1]) for i in range(1, len(values), 2))
+        for values in found
+    }
+
+
+def _decoded(value: Any, kind: str | None) -> Any:
+    """A value json_extract gave, as JSON decodes it, by its json_type."""
+    if kind == "true" or kind == "false":
+        return kind == "true"
+    if kind == "array" or kind == "object":
+        return json.loads(value)
+    return value
 
 
 def _extract_all(fields: Sequence[str]) -> str:

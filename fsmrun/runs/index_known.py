@@ -32,7 +32,7 @@ def known_loader(conn: sqlite3.Connection, *, full: bool) -> Callable[[list[str]
         return Known(
             runs=dict(conn.execute(runs_sql, (lo, hi))) if full else {},
             running={f for (f,) in conn.execute(running_sql, (lo, hi))},
-            dirs={p: (m, c) for p, m, c in dirs},
+            dirs={row[0]: row for row in dirs},  # the rows as they come: (path, mtime, children)
         )
 
     return load

@@ -42,13 +42,13 @@ _CHUNK = 256
 @dataclass
 class Known:
     """What the index holds: each run folder's mtime_ns, the folders recorded as running,
-    and folders whose listing it knows: path -> (mtime_ns, child names joined by '/'), kept
+    and folders whose listing it knows: path -> (path, mtime_ns, child names joined by '/'), kept
     for an experiment folder whose hash folders are all known and a hash folder whose
     versions are all indexed."""
 
     runs: dict[str, int | None] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)
-    dirs: dict[str, tuple[int, str]] = field(default_factory=dict)
+    dirs: dict[str, tuple[str, int, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _experiments(root: str, experiment: str | None) -> list[str]:
 
 
 def _children(
-    path: str, rel: str, dirs: dict[str, tuple[int, str]]
+    path: str, rel: str, dirs: dict[str, tuple[str, int, str]]
 ) -> tuple[list[str] | None, bool]:
     """Names in folder `path` (None if it is no folder), and whether they are the index's
     (its listing as of the folder's mtime now: names it already checked) or listed now."""
@@ -82,8 +82,8 @@ def _children(
     if not stat.S_ISDIR(st.st_mode):
         return None, False
     entry = dirs.get(rel)
-    if entry is not None and entry[0] == st.st_mtime_ns:
-        return (entry[1].split("/") if entry[1] else []), True
+    if entry is not None and entry[1] == st.st_mtime_ns:
+        return (entry[2].split("/") if entry[2] else []), True
     try:
         return os.listdir(path), False
     except OSError:
@@ -208,7 +208,7 @@ def _new_in(
         if hash_names is None:  # the experiment folder is gone (or was never one)
             excluded.update(rows_under(exp))
             continue
-        if listed is None or set(listed[1].split("/")) != set(hash_names):  # came or went
+        if listed is None or set(listed[2].split("/")) != set(hash_names):  # came or went
             present = {f"{exp}/{n}/" for n in hash_names}
             excluded.update(f for f in rows_under(exp) if f[: f.rindex("/") + 1] not in present)
         for name in hash_names:
@@ -220,7 +220,7 @@ def _new_in(
             except OSError:
                 continue
             entry = known.dirs.get(rel_hash)
-            if entry is not None and entry[0] == mtime_ns:
+            if entry is not None and entry[1] == mtime_ns:
                 continue  # its versions are the indexed rows, as of this mtime
             indexed = rows_under(rel_hash)
             for version in _listing(f"{root_s}/{rel_hash}"):

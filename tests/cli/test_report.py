@@ -71,3 +71,23 @@ def test_report_of_a_sweep_prints_each_published_value_with_its_check(cli, tiny_
         (0.9, "unchecked", 1),
         (0.8, "primary", 1),
     ]
+
+
+def test_a_long_report_table_shows_its_first_groups_and_says_how_many_more(
+    cli, trained, monkeypatch
+):
+    from fsmrun.cli import report as report_cli
+
+    monkeypatch.setattr(report_cli, "TABLE_GROUPS", 1)
+    short = cli("report", "--by", "seed", "--results-dir", trained.root)
+    assert short.exit_code == 0, short.output
+    assert "1 more group(s): --all shows every one" in short.stdout
+    every = cli("report", "--by", "seed", "--all", "--results-dir", trained.root)
+    assert every.exit_code == 0 and "more group" not in every.stdout
+    rows = [line for line in short.stdout.splitlines() if "test.string_acc" in line]
+    assert (
+        len(rows) == 1
+        and len([line for line in every.stdout.splitlines() if "test.string_acc" in line]) == 2
+    )
+    csv_rows = cli("report", "--by", "seed", "--csv", "--results-dir", trained.root).stdout
+    assert len(csv_rows.strip().splitlines()) == 1 + 2 * 2  # header, 2 seeds x 2 metrics

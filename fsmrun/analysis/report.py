@@ -4,16 +4,14 @@ min, max of chosen metrics beside their baselines, optionally per length bin). N
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from fsmrun.analysis.analysis_summary import ANALYSIS_NUMBERS
+from fsmrun.analysis.report_stats import summarize, summary
 from fsmrun.base.errors import UserError
 from fsmrun.base.hashing import config_hash, unhashed_fields
 from fsmrun.base.overrides import flatten
@@ -21,7 +19,7 @@ from fsmrun.runs.index_columns import language_of, seedless_fields, seedless_key
 from fsmrun.runs.labels import is_tag_field, tag_value
 from fsmrun.schemas.config import ExperimentConfig
 from fsmrun.schemas.records import BinMetrics, Metrics, SplitMetrics
-from fsmrun.schemas.sweep import BinStats, MetricStats, Report
+from fsmrun.schemas.sweep import BinStats, Report
 
 DEFAULT_BY = ["experiment", "model.arch", "model.pos_encoding"]
 DEFAULT_METRICS = ["test.string_acc", "test_ood.string_acc"]
@@ -155,57 +153,6 @@ def check_metric(name: str) -> tuple[str, str]:
 
 def _split(metrics: Metrics, checkpoint: str, split: str) -> SplitMetrics | None:
     return getattr(metrics.best if checkpoint == "best" else metrics.last, split)
-
-
-def summarize(
-    values: list[float | None],
-    baselines: list[float | None] | None = None,
-    digits: int | None = None,
-) -> MetricStats:
-    """n, mean, median, sample std (None below 2), min, max; the mean of the baselines beside
-    them; each rounded to `digits` decimals when given (every form of a report shows these)."""
-    return MetricStats(**summary(values, baselines, digits))
-
-
-def summary(
-    values: list[float | None],
-    baselines: list[float | None] | None = None,
-    digits: int | None = None,
-) -> dict[str, Any]:
-    """`summarize` as the fields of a MetricStats: a 100,000-run report validates all of
-    its rows at once (one MetricStats per group and metric cost more than the rest). The
-    mean is statistics.fmean's (a correctly rounded sum), the median statistics.median's."""
-    present = [v for v in values if v is not None] if None in values else values
-    n = len(present)
-    mean = median = std = low = high = baseline = None
-    if n == 1:
-        mean = median = low = high = present[0]
-    elif n:
-        ordered = sorted(present)
-        mid = n // 2
-        mean = math.fsum(ordered) / n
-        median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-        std = math.sqrt(math.fsum([(v - mean) ** 2 for v in ordered]) / (n - 1))
-        low, high = ordered[0], ordered[-1]
-    if baselines:
-        base = [b for b in baselines if b is not None] if None in baselines else baselines
-        baseline = math.fsum(base) / len(base) if base else None
-    if digits is not None:
-        mean = None if mean is None else round(mean, digits)
-        median = None if median is None else round(median, digits)
-        std = None if std is None else round(std, digits)
-        low = None if low is None else round(low, digits)
-        high = None if high is None else round(high, digits)
-        baseline = None if baseline is None else round(baseline, digits)
-    return {"n": n, "mean": mean, "median": median, "std": std, "min": low, "max": high,
-            "baseline": baseline}  # fmt: skip
-
-
-def sample_std(values: list[float]) -> float:
-    """The sample standard deviation in floats, with a correctly rounded sum
-    (`statistics.stdev` computes in Fractions: 6 of a 100,000-run report's 9 seconds)."""
-    mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum([(v - mean) ** 2 for v in values]) / (len(values) - 1))
 
 
 def _bin_stats(
@@ -460,70 +407,3 @@ def report_document(
         "rows": rows,
         "published": [],
     }
-
-
-# ---------------------------------------------------------------------------- flat tables
-
-
-def stat_keys(report: Report) -> tuple[str, ...]:
-    """The statistics of each metric, in column order: the --agg one first."""
-    return (report.agg, *(s for s in ("std", "min", "max", "baseline") if s != report.agg))
-
-
-def report_records(report: Report) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of the long (tidy) form: one row per group, bin ('all', then each
-    length bin with --bins) and metric. Table, Markdown and CSV all show exactly these
-    columns and values; `n` counts the runs with a value of that metric."""
-    keys = [*report.by, *report.split_by]
-    stats = stat_keys(report)
-    with_bins = any(row.bins for row in report.rows)
-    header = [*keys, *(["bin"] if with_bins else []), "metric", "n", *stats]
-    lines = []
-    for row in report.rows:
-        group = [row.group[f] for f in keys]
-        for m in report.metrics:
-            found = row.metrics[m]
-            lines.append(
-                [*group, *(["all"] if with_bins else []), m, found.n]
-                + [getattr(found, s) for s in stats]
-            )
-        for lo, hi in sorted({(b.lo, b.hi) for b in row.bins}):
-            for m in report.metrics:
-                hits = [b.stats for b in row.bins if b.metric == m and (b.lo, b.hi) == (lo, hi)]
-                if hits:
-                    lines.append(
-                        [*group, f"{lo}-{hi}", m, hits[0].n] + [getattr(hits[0], s) for s in stats]
-                    )
-    return header, lines
-
-
-def format_value(value: Any, digits: int) -> str:
-    """How every form writes a value: floats with `digits` decimals, None as ''."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def report_text_rows(report: Report) -> tuple[list[str], list[list[str]]]:
-    """`report_records` as text, the one rendering of numbers shared by every form."""
-    header, lines = report_records(report)
-    return header, [[format_value(v, report.digits) for v in line] for line in lines]
-
-
-def to_csv(report: Report) -> str:
-    header, lines = report_text_rows(report)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(lines)
-    return out.getvalue()
-
-
-def to_markdown(report: Report) -> str:
-    """A GitHub table of the same columns and values as the CSV ('-' where empty)."""
-    header, lines = report_text_rows(report)
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(cell or "-" for cell in line) + " |" for line in lines]
-    return "\n".join(out) + "\n"

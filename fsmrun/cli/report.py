@@ -18,15 +18,8 @@ from fsmrun.analysis.published import (
     rounded,
     spec_of,
 )
-from fsmrun.analysis.report import (
-    DEFAULT_BY,
-    DEFAULT_DIGITS,
-    DEFAULT_METRICS,
-    ReportError,
-    report_text_rows,
-    to_csv,
-    to_markdown,
-)
+from fsmrun.analysis.report import DEFAULT_BY, DEFAULT_DIGITS, DEFAULT_METRICS, ReportError
+from fsmrun.analysis.report_forms import report_text_rows, to_csv, to_markdown
 from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.cli._render import dropped_line, fit_table

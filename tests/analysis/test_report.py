@@ -8,14 +8,8 @@ import json
 
 import pytest
 
-from fsmrun.analysis.report import (
-    ReportError,
-    ReportRun,
-    build_report,
-    filter_runs,
-    to_csv,
-    to_markdown,
-)
+from fsmrun.analysis.report import ReportError, ReportRun, build_report, filter_runs
+from fsmrun.analysis.report_forms import to_csv, to_markdown
 from fsmrun.schemas.config import DataConfig, ExperimentConfig, ModelConfig
 from fsmrun.schemas.records import BinMetrics, CheckpointEval, EarlyStopState, Metrics, SplitMetrics
 

@@ -101,6 +101,8 @@ class ReportReader(IndexReader):
                     found.fields.update(
                         (k, dict(zip(shared, v, strict=True))) for k, v in fields.items()
                     )
+                    if len(found.fields) != len({values[4] for values in found.rows}):
+                        found = self._with_fields(conn, found, shared)  # the index changed
         finally:
             if conn is not None:
                 conn.close()
@@ -126,9 +128,10 @@ class ReportReader(IndexReader):
     def _child(
         self, conn: sqlite3.Connection | None, query: RunQuery, shared: Sequence[str]
     ) -> _Child | None:
-        """A child process reading the `shared` fields of every configuration `query`
-        matches, then checking the folders; None where it is not worth it (few rows), not
-        safe (a writer about: the child might see other rows) or not possible."""
+        """A child process reading the `shared` fields of half the configurations `query`
+        matches (CHILD_KEYS_BELOW), then checking the folders; None where it is not worth it
+        (few rows), not safe (a writer about: the child might see other rows) or not
+        possible."""
         uri = self._read_only_uri()
         if conn is None or not uri.endswith("immutable=1"):
             return None

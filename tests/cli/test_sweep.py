@@ -51,7 +51,9 @@ def test_sweep_lists_suites_and_refuses_bad_input(cli, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_the_pool_cleanly_and_the_next_run_carries_on(tiny_toml, tmp_path):
     fsmrun = Path(sys.executable).parent / "fsmrun"
-    args = [str(fsmrun), "sweep", str(tiny_toml), "--seeds", "0-1", "--set", "train.epochs=15",
+    # 60 epochs (~4 s a cell): with 15 a cell took 1.1 s on an idle machine, and the sweep
+    # could end between the first checkpoint and the Ctrl-C.
+    args = [str(fsmrun), "sweep", str(tiny_toml), "--seeds", "0-1", "--set", "train.epochs=60",
             "--set", "train.patience=null", "--workers", "2",
             "--results-dir", str(tmp_path)]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

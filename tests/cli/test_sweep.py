@@ -48,6 +48,15 @@ def test_sweep_lists_suites_and_refuses_bad_input(cli, tmp_path):
     assert missing.exit_code == 2 and missing.stderr.startswith("error:")
 
 
+def _ctrl_c_as_in_a_shell() -> None:
+    """The sweep's SIGINT as an interactive shell gives it: handled, not blocked. A child
+    inherits its parent's ignored signals and signal mask, and on a fresh clone the whole
+    suite's process had left SIGINT so that the sweep never saw the Ctrl-C (it ran to the
+    end and exited 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_the_pool_cleanly_and_the_next_run_carries_on(tiny_toml, tmp_path):
     fsmrun = Path(sys.executable).parent / "fsmrun"
@@ -56,7 +65,8 @@ def test_ctrl_c_stops_the_pool_cleanly_and_the_next_run_carries_on(tiny_toml, tm
     args = [str(fsmrun), "sweep", str(tiny_toml), "--seeds", "0-1", "--set", "train.epochs=60",
             "--set", "train.patience=null", "--workers", "2",
             "--results-dir", str(tmp_path)]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_shell)  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("tiny/*/v1/checkpoints/last.pt")):
         assert time.monotonic() < deadline and proc.poll() is None

@@ -290,19 +290,8 @@ def build_report(
     in `split_by` and a note), unless `pool`; `bins` never pools two experiments' bins.
     `repeats`: repeated runs the caller already left out (report_index dedupes in the index).
     """
-    return Report.model_validate(
-        report_document(
-            runs,
-            by,
-            metrics,
-            checkpoint,
-            bins,
-            agg=agg,
-            digits=digits,
-            pool=pool,
-            repeats=repeats,
-        )  # fmt: skip
-    )
+    options = {"agg": agg, "digits": digits, "pool": pool, "repeats": repeats}
+    return Report.model_validate(report_document(runs, by, metrics, checkpoint, bins, **options))
 
 
 def report_document(

@@ -107,15 +107,10 @@ def named_runs(root: Path, refs: Iterable[str]) -> tuple[list[Path], list[str]]:
     return list(dict.fromkeys(folders)), notes
 
 
-def named_folders(root: Path, refs: Iterable[str]) -> list[Path]:
-    """`named_runs`'s folders."""
-    return named_runs(root, refs)[0]
-
-
 def collect_runs(root: Path, refs: Iterable[str] = ()) -> list[ReportRun]:
     """Completed runs of the sweeps or experiments named in `refs` (all runs when empty)."""
     refs = list(refs)
-    folders = named_folders(root, refs) if refs else list(iter_run_folders(root))
+    folders = named_runs(root, refs)[0] if refs else list(iter_run_folders(root))
     return [run for run in map(load_report_run, folders) if run is not None]
 
 
@@ -346,16 +341,13 @@ def _runs_of(
     positions: dict[tuple[str, str, str], int],
 ) -> list[IndexedReportRun]:
     """IndexedReportRuns of the rows, sharing one _Source."""
-    first: dict[str, str] = {}
-    for values in found.rows:
-        first.setdefault(values[4], values[1])
     head = len(ROW_HEAD)
     source = _Source(
         root,
         {key: head + len(own) + i for key, i in positions.items()},
         {name: head + i for i, name in enumerate(own)},
         found.fields,
-        first,
+        found.first,
         dict(found.configs),
     )
     tail = (source,)

@@ -39,7 +39,8 @@ def _unchanged() -> ReportRows | None:
 class ReportRows:
     """How many runs matched, the newest of each config (ROW_HEAD, run fields, columns), the
     shared fields of each configuration (seedless key -> field -> value), the flattened
-    configs of the runs read from their folders (changed since indexed) by folder, and
+    configs of the runs read from their folders (changed since indexed) by folder, one run
+    folder per configuration, and
     `recheck`: None if the folders are as the index described them, else the rows again
     around the changes (the freshness check may still be running when the rows come)."""
 
@@ -47,6 +48,7 @@ class ReportRows:
     rows: list[tuple[Any, ...]]
     fields: dict[str, dict[str, Any]]
     configs: dict[str, dict[str, Any]]
+    first: dict[str, str]  # seedless key -> the folder of one run of that configuration
     recheck: Callable[[], ReportRows | None] = field(default=_unchanged)
 
 
@@ -101,7 +103,7 @@ class ReportReader(IndexReader):
                     found.fields.update(
                         (k, dict(zip(shared, v, strict=True))) for k, v in fields.items()
                     )
-                    if len(found.fields) != len({values[4] for values in found.rows}):
+                    if len(found.fields) != len(found.first):
                         found = self._with_fields(conn, found, shared)  # the index changed
         finally:
             if conn is not None:
@@ -157,10 +159,7 @@ class ReportReader(IndexReader):
         """`found` with the shared fields of its configurations (those whose seedless key
         is not below `above`): from the config of a run read from its folder, else from the
         index (one run per configuration)."""
-        first: dict[str, str] = {}
-        for values in found.rows:
-            if values[4] >= above:
-                first.setdefault(values[4], values[1])
+        first = {key: folder for key, folder in found.first.items() if key >= above}
         indexed = [f for f in first.values() if f not in found.configs]
         stored = _stored(conn, indexed, shared) if shared and conn is not None else {}
         fields = {}
@@ -206,14 +205,14 @@ class ReportReader(IndexReader):
             found = conn.execute(sql, args).fetchall()
             total += len(found)
             if run_fields:
-                loads, head, width = json.loads, len(ROW_HEAD), len(run_fields)
-                found = [(*v[:head], *loads(v[head])[1 : 1 + width], *v[head + 1 :])
+                head, width = len(ROW_HEAD), len(run_fields)
+                found = [(*v[:head], *_decode_all(v[head], width), *v[head + 1 :])
                          for v in found]  # fmt: skip
             if not newest and len({values[3] for values in found}) == len(found):
-                return ReportRows(total, found, {}, configs)  # no config trained twice
+                return _report_rows(total, found, configs)  # no config trained twice
             for values in found:
                 keep_newest(newest, values[3], values[2], values[0], values)
-        return ReportRows(total, [item for _, _, item in newest.values()], {}, configs)
+        return _report_rows(total, [item for _, _, item in newest.values()], configs)
 
     def stored(self, folders: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The whole flattened config of each run folder in `folders` the index has one
@@ -262,8 +261,7 @@ def _shared_fields(
         conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         one = f"SELECT min(rowid) FROM runs WHERE {where} GROUP BY seedless_key"
         sql = f"SELECT seedless_key, {_extract_all(shared)} FROM runs WHERE rowid IN ({one})"
-        loads, width = json.loads, len(shared)
-        return {key: tuple(loads(text)[1 : 1 + width]) for key, text in conn.execute(sql, args)}
+        return {key: _decode_all(text, len(shared)) for key, text in conn.execute(sql, args)}
     finally:
         conn.close()
 
@@ -273,11 +271,7 @@ def _stored(
 ) -> dict[str, Any]:
     """Of each folder with a config in the index: the `fields` (a tuple, as JSON decodes
     them), or the whole flattened config when `fields` is None."""
-    if fields is None:
-        selected = "config"
-    else:  # each value with its JSON type: SQL has no booleans, and arrays come as text
-        quoted = ["'" + json_path(f).replace("'", "''") + "'" for f in fields]
-        selected = ", ".join(f"json_extract(config, {p}), json_type(config, {p})" for p in quoted)
+    selected = "config" if fields is None else _extract_all(fields)
     sql = (
         f"SELECT folder, {selected} FROM runs WHERE config IS NOT NULL "
         "AND folder IN (SELECT value FROM json_each(?))"
@@ -285,19 +279,23 @@ def _stored(
     found = conn.execute(sql, [json.dumps(list(folders))]).fetchall()
     if fields is None:
         return {folder: json.loads(text) for folder, text in found}
-    return {
-        values[0]: tuple(_decoded(values[i], values[i + 1]) for i in range(1, len(values), 2))
-        for values in found
-    }
+    return {folder: _decode_all(text, len(fields)) for folder, text in found}
 
 
-def _decoded(value: Any, kind: str | None) -> Any:
-    """A value json_extract gave, as JSON decodes it, by its json_type."""
-    if kind == "true" or kind == "false":
-        return kind == "true"
-    if kind == "array" or kind == "object":
-        return json.loads(value)
-    return value
+def _report_rows(
+    total: int, rows: list[tuple[Any, ...]], configs: dict[str, dict[str, Any]]
+) -> ReportRows:
+    """ReportRows of `rows`, with one run folder per configuration (its shared fields are
+    read from that run); the fields come later (ReportReader._with_fields)."""
+    first: dict[str, str] = {}
+    for values in rows:
+        first.setdefault(values[4], values[1])
+    return ReportRows(total, rows, {}, configs, first)
+
+
+def _decode_all(text: str, width: int) -> tuple[Any, ...]:
+    """The `width` values of an `_extract_all` array (its first path is asked twice)."""
+    return tuple(json.loads(text)[1 : 1 + width])
 
 
 def _extract_all(fields: Sequence[str]) -> str:

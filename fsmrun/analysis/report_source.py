@@ -275,7 +275,7 @@ def indexed_report(
     of the unfinished sweeps among `refs`, and the runs. With many runs the folders are
     checked beside the aggregation (ReportReader.report_rows), which is done again if one
     changed."""
-    with _gc_paused():
+    with gc_paused():
         found, make, notes = _query(root, refs, by, metrics, checkpoint, where)
         runs, repeats = make(found)
         doc = report_document(runs, by, metrics, checkpoint, repeats=repeats, **options)
@@ -287,9 +287,11 @@ def indexed_report(
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a report builds its objects: they make no cycles,
-    and at 100,000 runs the collector's passes over them took 40% of the time."""
+    and at 100,000 runs the collector's passes over them took 40% of the time. Nested, the
+    outer one turns it back on (`fsmrun report` pauses it until it has written the report
+    and freed its objects: turned on with them alive, the next collection goes over them)."""
     enabled = gc.isenabled()
     gc.disable()
     try:

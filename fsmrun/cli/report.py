@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from pydantic_core import to_json
@@ -172,7 +173,7 @@ def report(
         raise ReportError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if sum((json_, csv_, markdown)) > 1:
         raise ReportError("choose one of --json, --csv, --markdown")
-    from fsmrun.analysis.report_source import full_runs, indexed_report
+    from fsmrun.analysis.report_source import gc_paused, indexed_report
     from fsmrun.runs.index_query import parse_where
 
     conditions = parse_where(where)
@@ -184,17 +185,40 @@ def report(
         )
     by_fields = _split_list(by) or DEFAULT_BY
     metrics = _split_list(metric) or DEFAULT_METRICS
-    doc, runs = indexed_report(
-        root, refs or [], by_fields, metrics, checkpoint, conditions, bins=bins, agg=agg,
-        digits=digits, pool=pool,
-    )  # fmt: skip
+    # No cyclic garbage collection until the report is written and its objects are freed
+    # (they make no cycles): a collection over the objects of a 100,000-run report took
+    # 0.15 s when indexed_report turned it back on.
+    with gc_paused():
+        doc, runs = indexed_report(
+            root, refs or [], by_fields, metrics, checkpoint, conditions, bins=bins, agg=agg,
+            digits=digits, pool=pool,
+        )  # fmt: skip
+        _write(root, refs or [], doc, runs, json_=json_, csv_=csv_, markdown=markdown, all_=all_)
+        del doc, runs  # freed here, before the collector is back
+
+
+def _write(
+    root: Path,
+    refs: list[str],
+    doc: dict[str, Any],
+    runs: list[Any],
+    *,
+    json_: bool,
+    csv_: bool,
+    markdown: bool,
+    all_: bool,
+) -> None:
+    """Print the report `doc` of `runs` in the form asked for, the published values of a
+    suite among `refs` beside it."""
+    from fsmrun.analysis.report_source import full_runs
+
     # A suite that carries published numbers: the paper beside the runs (table, Markdown and
     # JSON; not CSV, which holds one table). Only then are the runs read whole, from their
     # folders.
     with_published = not csv_ and any(
-        (spec := spec_of(root, ref)) is not None and spec.published for ref in refs or []
+        (spec := spec_of(root, ref)) is not None and spec.published for ref in refs
     )
-    published = published_for(root, refs or [], full_runs(runs)) if with_published else []
+    published = published_for(root, refs, full_runs(runs)) if with_published else []
     doc["published"] = rounded(published, doc["digits"])
     for note in doc["notes"]:  # on stderr: stdout stays a clean table, CSV or JSON
         console.print(f"note: {note}", markup=False)

@@ -47,6 +47,7 @@ ORDER = (
 )  # fmt: skip
 RIGHT = {"seed", "steps", "resumed", "test acc", "ood acc", "wall"}
 UNSHOWN = {"name", "description"}
+COLLAPSED_FROM = 6  # varying fields under one parent named once from this many
 
 
 def _created(ts: float) -> str:
@@ -92,6 +93,21 @@ def varying_fields(configs: list[dict[str, Any]]) -> list[str]:
         k for k in keys
         if k not in UNSHOWN and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1
     ]  # fmt: skip
+
+
+def varying_line(varying: list[str]) -> str:
+    """The `varying:` line: the fields, those under one parent named once with their count
+    when there are many of them (a DFA's transition table is 120 fields)."""
+    parents: dict[str, list[str]] = {}
+    for name in varying:
+        parents.setdefault(name.rsplit(".", 2)[0] if name.count(".") >= 3 else name, []).append(
+            name
+        )
+    shown = []
+    for parent, names in parents.items():
+        many = len(names) >= COLLAPSED_FROM
+        shown.append(f"{parent}.* ({len(names)} fields)" if many else ", ".join(names))
+    return "varying: " + (", ".join(shown) if shown else "none")
 
 
 def _arch(config: dict[str, Any]) -> str:
@@ -296,7 +312,7 @@ def ls(
         out.print(Text(line))
     varying = varying_fields(configs)
     if len(rows) > 1:
-        out.print(Text("varying: " + (", ".join(varying) if varying else "none")))
+        out.print(Text(varying_line(varying)))
     if total > len(rows):
         more = total - len(rows)
         console.print(f"{more} more, --all to list every run", markup=False)

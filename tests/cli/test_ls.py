@@ -214,3 +214,15 @@ def test_ls_of_a_damaged_index_lists_the_folders_with_one_warning(cli, trained_c
     assert len(warnings) == 1, result.stderr
     assert all(w.startswith("warning: run index") and "--reindex" in w for w in warnings)
     assert files_under(root) == before
+
+
+def test_varying_line_names_many_fields_under_one_parent_once():
+    from fsmrun.cli.ls import varying_line
+
+    table = [f"data.dfa.transitions.q{i}.{s}" for i in range(3) for s in "ab"]  # 6 fields
+    assert varying_line(["seed", *table, "model.arch"]) == (
+        "varying: seed, data.dfa.transitions.* (6 fields), model.arch"
+    )
+    few = table[:5]  # below COLLAPSED_FROM: each named
+    assert varying_line(few) == "varying: " + ", ".join(few)
+    assert varying_line([]) == "varying: none"

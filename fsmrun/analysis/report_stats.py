@@ -29,26 +29,29 @@ def summary(
     mean is statistics.fmean's (a correctly rounded sum), the median statistics.median's."""
     present = [v for v in values if v is not None] if None in values else values
     n = len(present)
-    mean = median = std = low = high = baseline = None
-    if n == 1:
-        mean = median = low = high = present[0]
-    elif n:
+    std = baseline = None
+    if n > 1:
         ordered = sorted(present)
         mid = n // 2
         mean = math.fsum(ordered) / n
         median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
         std = math.sqrt(math.fsum([(v - mean) ** 2 for v in ordered]) / (n - 1))
         low, high = ordered[0], ordered[-1]
+    elif n:
+        mean = median = low = high = present[0]
+    else:
+        mean = median = low = high = None
     if baselines:
         base = [b for b in baselines if b is not None] if None in baselines else baselines
         baseline = math.fsum(base) / len(base) if base else None
-    if digits is not None:
-        mean = None if mean is None else round(mean, digits)
-        median = None if median is None else round(median, digits)
-        std = None if std is None else round(std, digits)
-        low = None if low is None else round(low, digits)
-        high = None if high is None else round(high, digits)
-        baseline = None if baseline is None else round(baseline, digits)
+    if digits is not None:  # one rounding for the four equal values of a single seed
+        if n > 1:
+            mean, median, std = round(mean, digits), round(median, digits), round(std, digits)
+            low, high = round(low, digits), round(high, digits)
+        elif n:
+            mean = median = low = high = round(mean, digits)
+        if baseline is not None:
+            baseline = round(baseline, digits)
     return {"n": n, "mean": mean, "median": median, "std": std, "min": low, "max": high,
             "baseline": baseline}  # fmt: skip
 

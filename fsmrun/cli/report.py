@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic_core import to_json
@@ -25,6 +25,9 @@ from fsmrun.cli._common import console, data_console, echo_json, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.cli._render import dropped_line, fit_table
 from fsmrun.schemas.sweep import PublishedComparison, Report
+
+if TYPE_CHECKING:
+    from fsmrun.analysis.report_source import IndexedReportRun
 
 TABLE_GROUPS = 200  # groups a report table shows without --all (the other forms: all)
 
@@ -201,7 +204,7 @@ def _write(
     root: Path,
     refs: list[str],
     doc: dict[str, Any],
-    runs: list[Any],
+    runs: list[IndexedReportRun],
     *,
     json_: bool,
     csv_: bool,

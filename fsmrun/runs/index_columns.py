@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fsmrun.base.hashing import UNHASHED, canonical_json, sha256_text, unhashed_fields
+from fsmrun.base.io import read_small_file
 from fsmrun.base.overrides import flatten
 from fsmrun.runs.layout import ResultsFolderError
 from fsmrun.runs.run_folder import (
@@ -212,8 +213,7 @@ def read_tags(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The run's tags ({key: value}), None without a tags file; a damaged one is skipped."""
     path = f"{os.fspath(folder)}/{TAGS_FILE}"
     try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read())
+        doc = json.loads(read_small_file(path))
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     except (OSError, ValueError) as exc:

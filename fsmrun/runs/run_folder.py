@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, get_args
 from pydantic import BaseModel, ValidationError
 
 from fsmrun.base.errors import UserError, describe_validation_error
-from fsmrun.base.io import atomic_write_json, atomic_write_text, prev_path
+from fsmrun.base.io import atomic_write_json, atomic_write_text, prev_path, read_small_file
 from fsmrun.runs.lock import FolderLock, lock_held, pid_alive, remove_leftovers
 from fsmrun.schemas.analysis import AnalysisReport
 from fsmrun.schemas.config import ExperimentConfig
@@ -68,8 +68,7 @@ def read_model_file(path: str, model: type[_M], *, optional: bool) -> _M | None:
     reads many folders (the index) with plain string paths. A missing file: None when
     `optional`, else RunFolderError saying the folder is no run folder."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_small_file(path)
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         if optional:
             return None

@@ -210,3 +210,17 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
 def test_prev_path_keeps_the_suffix():
     assert prev_path(Path("c/last.pt")) == Path("c/last.prev.pt")
     assert prev_path("best.pt").name == "best.prev.pt"
+
+
+def test_read_small_file_reads_every_byte_of_small_and_large_files(tmp_path):
+    from fsmrun.base.io import SMALL_READ, read_small_file
+
+    for size in (0, 10, SMALL_READ - 1, SMALL_READ, 3 * SMALL_READ + 7):
+        path = tmp_path / f"f{size}"
+        data = bytes(i % 251 for i in range(size))
+        path.write_bytes(data)
+        assert read_small_file(str(path)) == data
+    with pytest.raises(FileNotFoundError):
+        read_small_file(str(tmp_path / "missing"))
+    with pytest.raises(IsADirectoryError):
+        read_small_file(str(tmp_path))

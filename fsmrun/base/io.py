@@ -114,7 +114,7 @@ SMALL_READ = 1 << 16  # a run folder's JSON files are a few kB
 def read_small_file(path: str) -> bytes:
     """The bytes of the file at `path`, in as few system calls as the file allows: open, one
     read for a file under SMALL_READ bytes, close (a reindex reads 400,000 such files; the
-    buffered open().read() makes eight calls a file). OSError as open() raises it."""
+    buffered open().read() makes nine calls a file). OSError as open() raises it."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, SMALL_READ)

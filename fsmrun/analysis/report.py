@@ -218,14 +218,12 @@ def configurations(runs: list[_Run], by: list[str]) -> list[list[_Run]]:
 
 
 def varying_fields(
-    configs: list[list[_Run]], by: list[str], values: list[tuple[Any, ...]] | None = None
+    configs: list[list[_Run]], by: list[str], values: list[tuple[Any, ...]]
 ) -> list[str]:
     """Config fields (besides the seed) whose values differ between the `configurations` of
     one `by` group: such a group is not the seeds of one configuration. Only groups with
     more than one seedless key have such fields, and only one run per key is looked into.
-    `values`: each configuration's `by` values, when the caller has them."""
-    if values is None:
-        values = [tuple(runs[0].value(f) for f in by) for runs in configs]
+    `values`: each configuration's `by` values."""
     groups: dict[tuple[str, ...], dict[str, RunLike]] = {}
     for runs, found in zip(configs, values, strict=True):
         run = runs[0]

@@ -100,9 +100,8 @@ def varying_line(varying: list[str]) -> str:
     when there are many of them (a DFA's transition table is 120 fields)."""
     parents: dict[str, list[str]] = {}
     for name in varying:
-        parents.setdefault(name.rsplit(".", 2)[0] if name.count(".") >= 3 else name, []).append(
-            name
-        )
+        parent = name.rsplit(".", 2)[0] if name.count(".") >= 3 else name
+        parents.setdefault(parent, []).append(name)
     shown = []
     for parent, names in parents.items():
         many = len(names) >= COLLAPSED_FROM

@@ -92,19 +92,15 @@ class ReportReader(IndexReader):
                 found = self._rows(conn, self._changes(conn, query), *args)
                 return self._with_fields(conn, found, shared)
             found = self._rows(conn, Changes([], set()), *args)
-            if child.fields is None:  # no shared fields asked
-                found = self._with_fields(conn, found, shared)
-            else:  # the lower half of the configurations' fields are the child's
+            if child.fields is not None:  # the child reads the lower half of the fields
                 found = self._with_fields(conn, found, shared, above=CHILD_KEYS_BELOW)
-                fields = child.take(child.fields)
-                if fields is None:  # the child failed: read here
-                    found = self._with_fields(conn, found, shared)
-                else:
-                    found.fields.update(
-                        (k, dict(zip(shared, v, strict=True))) for k, v in fields.items()
-                    )
-                    if len(found.fields) != len(found.first):
-                        found = self._with_fields(conn, found, shared)  # the index changed
+                theirs = child.take(child.fields)
+                for key, values in (theirs or {}).items():
+                    found.fields[key] = dict(zip(shared, values, strict=True))
+            # None asked, or the child failed or read other configurations (the index
+            # changed between the two reads): all read here.
+            if found.fields.keys() != found.first.keys():
+                found = self._with_fields(conn, found, shared)
         finally:
             if conn is not None:
                 conn.close()

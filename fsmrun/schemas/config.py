@@ -66,6 +66,11 @@ NAME_RULE = (
 MAX_WARMUP_STEPS = 1_000_000
 
 
+# ModelConfig's fields of the RNN cell alone, with their defaults: refused at another value for
+# other archs, and left out of the dump (so of the hash) at the default.
+_RNN_ONLY = {"rnn_nonlinearity": "tanh", "rnn_init": "torch"}
+
+
 class ModelConfig(_Frozen):
     """Sequence model: one backbone under next-token, class, state (and legal-next) heads."""
 
@@ -141,7 +146,7 @@ class ModelConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
-        for name, default in (("rnn_nonlinearity", "tanh"), ("rnn_init", "torch")):
+        for name, default in _RNN_ONLY.items():
             value = getattr(self, name)
             if value != default and self.arch != "rnn":
                 # Ignored by other cells, it would still change the config hash: refuse it.
@@ -165,12 +170,7 @@ class ModelConfig(_Frozen):
     def _drop_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Fields added after configs were hashed stay out of the dump at their defaults.
         doc = handler(self)
-        for name, default in (
-            ("causal", True),
-            ("embed_init_std", 0.02),
-            ("rnn_nonlinearity", "tanh"),
-            ("rnn_init", "torch"),
-        ):
+        for name, default in (("causal", True), ("embed_init_std", 0.02), *_RNN_ONLY.items()):
             if doc.get(name) == default:
                 del doc[name]
         return doc

@@ -258,6 +258,7 @@ def _differing(members: list[dict[str, Any]], by: list[str]) -> list[str]:
 
 
 _by_seed = operator.attrgetter("seed", "run_id")  # the order of a group's runs
+_seed, _run_id = operator.attrgetter("seed"), operator.attrgetter("run_id")
 
 
 def _hashable(value: Any) -> Any:
@@ -350,24 +351,29 @@ def report_document(
             groups.setdefault(hashable, []).extend(members)
     # Each metric (and its baseline) as one function of a run: a report of 100,000 runs
     # asks 400,000 values.
-    getters = {}
+    plan = []
     for name, (split_name, field) in parsed.items():
         if split_name == ANALYSIS_PREFIX or not runs:
+            plan.append((name, None, field))
             continue
         base = BASELINES.get(field)
-        getters[name] = (
+        getters = (
             runs[0].metric_getter(checkpoint, split_name, field),
             runs[0].metric_getter(checkpoint, split_name, base) if base else None,
         )
+        plan.append((name, getters, field))
+    order = sorted(groups, key=lambda k: [(v is None, str(v)) for v in shown.get(k, k)])
     rows: list[dict[str, Any]] = []
-    for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in shown.get(k, k))):
-        members = sorted(groups[key], key=_by_seed)
+    for key in order:
+        members = groups[key]
+        if len(members) > 1:
+            members.sort(key=_by_seed)
         stats = {}
-        for name, (split_name, field) in parsed.items():
-            if split_name == ANALYSIS_PREFIX:  # a mean of 0/1 values is the fraction of seeds
+        for name, getters, field in plan:
+            if getters is None:  # analysis: a mean of 0/1 values is the fraction of seeds
                 stats[name] = summary([r.analysis_value(field) for r in members], digits=digits)
                 continue
-            value, base = getters[name]
+            value, base = getters
             stats[name] = summary(
                 list(map(value, members)), list(map(base, members)) if base else None, digits
             )
@@ -375,8 +381,8 @@ def report_document(
             {  # a ReportRow, validated with the others by Report
                 "group": dict(zip(keys, shown.get(key, key), strict=True)),
                 "n_runs": len(members),
-                "seeds": [r.seed for r in members],
-                "run_ids": [r.run_id for r in members],
+                "seeds": list(map(_seed, members)),
+                "run_ids": list(map(_run_id, members)),
                 "metrics": stats,
                 "bins": [b for m in metrics for b in _bin_stats(members, m, checkpoint, digits)]
                 if bins

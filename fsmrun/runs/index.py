@@ -40,6 +40,9 @@ _CREATE_INDEXES = (
     # Covers what every listing reads of every row (and its count), so those scans skip the
     # wide rows (config, metrics) and read a narrow index instead.
     "CREATE INDEX IF NOT EXISTS runs_folder ON runs (folder, folder_mtime_ns, status)",
+    # One run of each configuration (a report's GROUP BY seedless_key) walks this instead of
+    # sorting every row: 0.11 s -> 0.04 s at 100,000 runs.
+    "CREATE INDEX IF NOT EXISTS runs_seedless ON runs (seedless_key, status, stop_reason)",
 )
 _CREATE_MORE = (
     # A folder whose listing is known as of its mtime: `children` joined by '/' (index_scan).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,8 @@ def metric_column(checkpoint: str, split: str, field: str) -> str:
 METRIC_COLUMNS = tuple(
     metric_column(c, s, f) for c in CHECKPOINTS for s in METRIC_SPLITS for f in METRIC_FIELDS
 )
-_METRIC_PARTS = [
-    (c, s, [(f, metric_column(c, s, f)) for f in METRIC_FIELDS])
+_METRIC_PARTS = [  # (checkpoint, split, its fields' names, their columns)
+    (c, s, operator.itemgetter(*METRIC_FIELDS), [metric_column(c, s, f) for f in METRIC_FIELDS])
     for c in CHECKPOINTS
     for s in METRIC_SPLITS
 ]
@@ -201,11 +202,10 @@ def metric_values(metrics: Metrics | None) -> dict[str, float | None]:
     values: dict[str, float | None] = {}
     if metrics is None:
         return values
-    for checkpoint, split, columns in _METRIC_PARTS:
+    for checkpoint, split, fields, columns in _METRIC_PARTS:
         part = getattr(getattr(metrics, checkpoint), split)
-        if part is not None:
-            fields = part.__dict__  # a pydantic model's field values (getattr per field is slower)
-            values.update((column, fields[field]) for field, column in columns)
+        if part is not None:  # its field values, as one C call (a reindex makes 600,000)
+            values.update(zip(columns, fields(part.__dict__), strict=True))
     return values
 
 

@@ -92,11 +92,11 @@ class ReportReader(IndexReader):
                 found = self._rows(conn, self._changes(conn, query), *args)
                 return self._with_fields(conn, found, shared)
             found = self._rows(conn, Changes([], set()), *args)
-            if child.fields is not None:  # the child reads the lower half of the fields
-                found = self._with_fields(conn, found, shared, above=CHILD_KEYS_BELOW)
-                theirs = child.take(child.fields)
-                for key, values in (theirs or {}).items():
-                    found.fields[key] = dict(zip(shared, values, strict=True))
+            if child.fields is not None:  # the child reads the fields meanwhile
+                theirs = child.take(child.fields) or {}
+                found = replace(found, fields={
+                    key: dict(zip(shared, values, strict=True)) for key, values in theirs.items()
+                })  # fmt: skip
             # None asked, or the child failed or read other configurations (the index
             # changed between the two reads): all read here.
             if found.fields.keys() != found.first.keys():
@@ -126,10 +126,10 @@ class ReportReader(IndexReader):
     def _child(
         self, conn: sqlite3.Connection | None, query: RunQuery, shared: Sequence[str]
     ) -> _Child | None:
-        """A child process reading the `shared` fields of half the configurations `query`
-        matches (CHILD_KEYS_BELOW), then checking the folders; None where it is not worth it
-        (few rows), not safe (a writer about: the child might see other rows) or not
-        possible."""
+        """A child process reading the `shared` fields of the configurations `query` matches
+        (while this one reads the rows), then checking the folders (while this one
+        aggregates); None where it is not worth it (few rows), not safe (a writer about: the
+        child might see other rows) or not possible."""
         uri = self._read_only_uri()
         if conn is None or not uri.endswith("immutable=1"):
             return None
@@ -139,23 +139,17 @@ class ReportReader(IndexReader):
         where, args = self._where(query, Changes([], set()))
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         fields = None
-        if shared:  # the child reads half of them (a hex hash is below '8' half the time)
-            where = f"{where} AND {_REPORTED} AND seedless_key < '{CHILD_KEYS_BELOW}'"
-            fields = pool.submit(_shared_fields, uri, where, args, [*shared])
+        if shared:
+            fields = pool.submit(_shared_fields, uri, f"{where} AND {_REPORTED}", args, [*shared])
         check = pool.submit(changes_by_uri, os.fspath(self.root), uri, query.experiment)
         return _Child(pool, fields, check)
 
     def _with_fields(
-        self,
-        conn: sqlite3.Connection | None,
-        found: ReportRows,
-        shared: Sequence[str],
-        above: str = "",
+        self, conn: sqlite3.Connection | None, found: ReportRows, shared: Sequence[str]
     ) -> ReportRows:
-        """`found` with the shared fields of its configurations (those whose seedless key
-        is not below `above`): from the config of a run read from its folder, else from the
-        index (one run per configuration)."""
-        first = {key: folder for key, folder in found.first.items() if key >= above}
+        """`found` with the shared fields of its configurations: from the config of a run
+        read from its folder, else from the index (one run per configuration)."""
+        first = found.first
         indexed = [f for f in first.values() if f not in found.configs]
         stored = _stored(conn, indexed, shared) if shared and conn is not None else {}
         fields = {}
@@ -222,9 +216,6 @@ class ReportReader(IndexReader):
             conn.close()
 
 
-# The configurations whose shared fields the child reads: seedless keys below this (half:
-# the child's freshness check is the longer task, so it takes the smaller part).
-CHILD_KEYS_BELOW = "8"
 MMAP_BYTES = 1 << 30  # what a report maps of the index at most
 _REPORTED = "seedless_key IS NOT NULL AND stop_reason IS NOT NULL"  # a config, and metrics
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -169,6 +170,36 @@ def test_a_failed_child_process_is_done_in_this_one(registry, monkeypatch):
     assert _indexed(registry) == _from_folders(registry)
     shutil.rmtree(next(registry.glob("even/*/v2")))
     assert _indexed(registry) == _from_folders(registry)
+
+
+def test_fields_the_child_could_not_read_are_read_here(registry, monkeypatch):
+    """The child reads every configuration's --by fields while the rows are read here; if it
+    fails they are read in this process."""
+    monkeypatch.setattr(index_report, "PARALLEL_MIN", 0)
+    by = ["model.arch", "train.lr"]
+    expected = build_report(collect_runs(registry), by, ["test.string_acc"])
+    doc, _ = indexed_report(registry, [], by, ["test.string_acc"], "best")
+    assert Report.model_validate(doc) == expected
+
+    def fail(*args):
+        raise OSError("no child today")
+
+    monkeypatch.setattr(index_report, "_shared_fields", fail)
+    doc, _ = indexed_report(registry, [], by, ["test.string_acc"], "best")
+    assert Report.model_validate(doc) == expected
+
+
+def test_one_run_per_configuration_walks_the_seedless_index(registry):
+    """What the child asks (one run of each configuration) reads an index in key order
+    rather than sorting every row."""
+    where = f"status = 'completed' AND {index_report._REPORTED}"
+    one = f"SELECT min(rowid) FROM runs WHERE {where} GROUP BY seedless_key"
+    conn = sqlite3.connect(registry / "registry.sqlite")
+    try:
+        plan = " ".join(str(row) for row in conn.execute(f"EXPLAIN QUERY PLAN {one}"))
+    finally:
+        conn.close()
+    assert "COVERING INDEX runs_seedless" in plan and "TEMP B-TREE" not in plan
 
 
 def test_what_the_index_does_not_keep_is_read_from_the_folders(tmp_path):

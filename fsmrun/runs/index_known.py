@@ -5,13 +5,17 @@ helpers of `report`'s newest-run-per-config query."""
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import sqlite3
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
-from fsmrun.runs.index_scan import Changes, Known, find_changes, find_new_runs
+from fsmrun.runs.index_scan import Changes, Known, Share, find_changes, find_new_runs
+
+log = logging.getLogger(__name__)
 
 
 def known_loader(conn: sqlite3.Connection, *, full: bool) -> Callable[[list[str], str, str], Known]:
@@ -62,22 +66,65 @@ def can_fork() -> bool:
     return (os.cpu_count() or 1) >= 2 and "fork" in multiprocessing.get_all_start_methods()
 
 
-def changes_by_uri(root: str, uri: str, experiment: str | None) -> Changes:
+class Forked:
+    """A forked child process (it starts at once, with this process's memory) that runs
+    `tasks`, (function, arguments) each, in order and sends each answer through a pipe;
+    `take` receives them in the same order. Daemonic: it ends with this process."""
+
+    def __init__(self, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]], name: str) -> None:
+        context = multiprocessing.get_context("fork")
+        self.answers, send = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_run_tasks, args=(send, tasks), name=name, daemon=True
+        )
+        self.process.start()
+        send.close()
+
+    def take(self) -> Any | None:
+        """The next answer; None (logged) if its task failed: the caller does it itself."""
+        try:
+            ok, answer = self.answers.recv()
+        except (EOFError, OSError) as exc:
+            ok, answer = False, exc
+        if not ok:
+            log.debug("%s: a task failed in the child process: %s", self.process.name, answer)
+            return None
+        return answer
+
+    def close(self) -> None:
+        self.answers.close()
+        self.process.join()
+
+
+def _run_tasks(send: Connection, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    """In the child: (True, answer) or (False, why it failed) of each task."""
+    for task, args in tasks:
+        try:
+            answer: tuple[bool, Any] = (True, task(*args))
+        except Exception as exc:  # noqa: BLE001 - any failure: the parent does it instead
+            answer = (False, f"{type(exc).__name__}: {exc}")
+        send.send(answer)
+    send.close()
+
+
+def changes_by_uri(
+    root: str, uri: str, experiment: str | None, share: Share | None = None
+) -> Changes:
     """`find_changes` of the folders under `root` against the index at `uri`, opened here
-    (a report's child process runs it while its parent aggregates)."""
+    (a report's child process runs it while its parent aggregates; `share`: its part)."""
     conn = sqlite3.connect(uri, uri=True)
     try:
-        return find_changes(root, experiment, known_loader(conn, full=True))
+        return find_changes(root, experiment, known_loader(conn, full=True), share)
     finally:
         conn.close()
 
 
-def new_runs_by_uri(root: str, uri: str, experiment: str | None, part: tuple[int, int]) -> Changes:
-    """`find_new_runs` of one part of the folders under `root` against the index at `uri`,
-    opened here (in a child process, beside its parent doing the other part)."""
+def new_runs_by_uri(root: str, uri: str, experiment: str | None, share: Share) -> Changes:
+    """`find_new_runs` of this process's part (`share`) of the folders under `root` against
+    the index at `uri`, opened here (in a child process, beside its parent)."""
     conn = sqlite3.connect(uri, uri=True)
     try:
         return find_new_runs(root, experiment, known_loader(conn, full=False), rows_under(conn),
-                             part)  # fmt: skip
+                             share)  # fmt: skip
     finally:
         conn.close()

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from fsmrun.runs.index_columns import COLUMN_TYPES
-from fsmrun.runs.index_known import can_fork, changes_by_uri, keep_newest
+from fsmrun.runs.index_known import Forked, can_fork, changes_by_uri, keep_newest, known_loader
 from fsmrun.runs.index_query import RunQuery, json_path
 from fsmrun.runs.index_read import IndexReader, check_filters
-from fsmrun.runs.index_scan import PARALLEL_MIN, Changes
+from fsmrun.runs.index_scan import PARALLEL_MIN, Changes, Share, find_changes, merge
 from fsmrun.runs.layout import ResultsFolderError
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 # The leading values of each row `ReportReader.report_rows` gives; then the run fields, then
 # the columns.
@@ -92,11 +89,10 @@ class ReportReader(IndexReader):
                 found = self._rows(conn, self._changes(conn, query), *args)
                 return self._with_fields(conn, found, shared)
             found = self._rows(conn, Changes([], set()), *args)
-            if child.fields is not None:  # the child reads the fields meanwhile
-                theirs = child.take(child.fields) or {}
-                found = replace(found, fields={
-                    key: dict(zip(shared, values, strict=True)) for key, values in theirs.items()
-                })  # fmt: skip
+            if shared:  # the child reads most of the fields meanwhile, this one the rest
+                found = self._with_fields(conn, found, shared, above=CHILD_KEYS_BELOW)
+                for key, values in (child.take() or {}).items():
+                    found.fields[key] = dict(zip(shared, values, strict=True))
             # None asked, or the child failed or read other configurations (the index
             # changed between the two reads): all read here.
             if found.fields.keys() != found.first.keys():
@@ -106,16 +102,21 @@ class ReportReader(IndexReader):
                 conn.close()
 
         def recheck() -> ReportRows | None:
-            changes = child.take(child.changes)
-            child.pool.shutdown()
-            if changes is not None and not changes.stale and not changes.excluded:
-                return None
             conn = self._open_read_only()
             try:
-                if changes is None:  # the child failed: checked here
+                # This process takes the batches of the check the child has not come to.
+                mine = None if conn is None else find_changes(
+                    self.root, query.experiment, known_loader(conn, full=True),
+                    child.share.back(),
+                )  # fmt: skip
+                theirs = child.take()
+                child.close()
+                if mine is None or theirs is None:  # the child failed: all checked here
                     changes = self._changes(conn, query)
-                    if not changes.stale and not changes.excluded:
-                        return None
+                else:
+                    changes = merge(mine, theirs)
+                if not changes.stale and not changes.excluded:
+                    return None
                 return self._with_fields(conn, self._rows(conn, changes, *args), shared)
             finally:
                 if conn is not None:
@@ -126,10 +127,11 @@ class ReportReader(IndexReader):
     def _child(
         self, conn: sqlite3.Connection | None, query: RunQuery, shared: Sequence[str]
     ) -> _Child | None:
-        """A child process reading the `shared` fields of the configurations `query` matches
-        (while this one reads the rows), then checking the folders (while this one
-        aggregates); None where it is not worth it (few rows), not safe (a writer about: the
-        child might see other rows) or not possible."""
+        """A child process reading the `shared` fields of most configurations `query`
+        matches (CHILD_KEYS_BELOW; while this one reads the rows), then taking its part of
+        the freshness check (while this one aggregates; this one takes the rest); None
+        where it is not worth it (few rows), not safe (a writer about: the child might see
+        other rows) or not possible."""
         uri = self._read_only_uri()
         if conn is None or not uri.endswith("immutable=1"):
             return None
@@ -137,19 +139,21 @@ class ReportReader(IndexReader):
         if (rows or 0) < PARALLEL_MIN or not can_fork():
             return None
         where, args = self._where(query, Changes([], set()))
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-        fields = None
-        if shared:
-            fields = pool.submit(_shared_fields, uri, f"{where} AND {_REPORTED}", args, [*shared])
-        check = pool.submit(changes_by_uri, os.fspath(self.root), uri, query.experiment)
-        return _Child(pool, fields, check)
+        where = f"{where} AND {_REPORTED} AND seedless_key < '{CHILD_KEYS_BELOW}'"
+        fields = (uri, where, args, [*shared]) if shared else None
+        return _Child(os.fspath(self.root), uri, query.experiment, fields)
 
     def _with_fields(
-        self, conn: sqlite3.Connection | None, found: ReportRows, shared: Sequence[str]
+        self,
+        conn: sqlite3.Connection | None,
+        found: ReportRows,
+        shared: Sequence[str],
+        above: str = "",
     ) -> ReportRows:
-        """`found` with the shared fields of its configurations: from the config of a run
-        read from its folder, else from the index (one run per configuration)."""
-        first = found.first
+        """`found` with the shared fields of its configurations (those whose seedless key
+        is not below `above`): from the config of a run read from its folder, else from the
+        index (one run per configuration)."""
+        first = {key: folder for key, folder in found.first.items() if key >= above}
         indexed = [f for f in first.values() if f not in found.configs]
         stored = _stored(conn, indexed, shared) if shared and conn is not None else {}
         fields = {}
@@ -216,26 +220,25 @@ class ReportReader(IndexReader):
             conn.close()
 
 
+# The configurations whose shared fields the child reads: seedless keys (hex) below this,
+# three quarters; this process reads the rest while the child is still busy with its part
+# (the child's part of the freshness check grows or shrinks to what it has time for).
+CHILD_KEYS_BELOW = "c"
 MMAP_BYTES = 1 << 30  # what a report maps of the index at most
 _REPORTED = "seedless_key IS NOT NULL AND stop_reason IS NOT NULL"  # a config, and metrics
 
 
-@dataclass(frozen=True)
-class _Child:
-    """The child process of a report and the changes it is finding."""
+class _Child(Forked):
+    """The child process of a report: it reads the configurations' fields (`fields`: the
+    arguments of _shared_fields, None if none are asked), then takes its part of the
+    freshness check (`share`, from the front)."""
 
-    pool: ProcessPoolExecutor
-    fields: Future[dict[str, tuple[Any, ...]]] | None  # None: no shared fields asked
-    changes: Future[Changes]
-
-    @staticmethod
-    def take(future: Future[_T]) -> _T | None:
-        """The answer; None (logged) if the child failed: the caller does it itself."""
-        try:
-            return future.result()
-        except Exception as exc:  # noqa: BLE001 - any failure: done in this process instead
-            log.debug("report child process failed: %s", exc)
-            return None
+    def __init__(
+        self, root: str, uri: str, experiment: str | None, fields: tuple[Any, ...] | None
+    ) -> None:
+        self.share = Share(root, experiment)
+        check = (changes_by_uri, (root, uri, experiment, self.share))
+        super().__init__([(_shared_fields, fields), check] if fields else [check], "fsmrun-report")
 
 
 def _shared_fields(

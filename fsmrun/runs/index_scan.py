@@ -13,6 +13,7 @@ folders of the rows it shows.
 
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 import os
@@ -99,20 +100,67 @@ def find_changes(
     root: str | os.PathLike[str],
     experiment: str | None,
     load: Callable[[list[str], str, str], Known],
+    share: Share | None = None,
 ) -> Changes:
     """Compare the folders under `root` (one experiment's, if given) with what the index
     knows, `EXPERIMENT_BATCH` experiment folders at a time: `load(names, lo, hi)` gives what
     it knows of the run folders in [lo, hi) and of the listings of those experiments. The
     ranges follow one another and cover every folder string, so a row of an experiment folder
-    that is gone falls in one of them and is excluded; memory stays flat in the runs."""
+    that is gone falls in one of them and is excluded; memory stays flat in the runs.
+    `share`: only the batches this process takes of a check two processes share."""
     root_s = os.fspath(root)
     stale: list[str] = []
     excluded: set[str] = set()
-    for batch, lo, hi in _batches(_experiments(root_s, experiment), experiment):
+    names = share.experiments if share is not None else _experiments(root_s, experiment)
+    batches = list(_batches(names, experiment))
+    numbers = share.take(len(batches)) if share is not None else range(len(batches))
+    for number in numbers:
+        batch, lo, hi = batches[number]
         part = _compare(root_s, load(batch, lo, hi), batch)
         stale += part.stale
         excluded |= part.excluded
     return Changes(sorted(stale), excluded)
+
+
+class Share:
+    """One freshness check shared by two processes (forked after this is made): the
+    experiment folders as listed once for both, and which batches each has taken. One
+    process takes batches from the front, the other from the back, until they meet, so
+    whichever has time left does more. A batch at the meeting point may be checked by both
+    (harmless: the changes are merged); none is left out, since each side takes its batches
+    in order and stops only at one the other has taken."""
+
+    def __init__(self, root: str | os.PathLike[str], experiment: str | None) -> None:
+        self.experiments = _experiments(os.fspath(root), experiment)
+        # [the front's next batch, the lowest batch the back has taken]: shared memory
+        self.marks = multiprocessing.get_context("fork").RawArray("q", [0, 1 << 62])
+        self.front = True
+
+    def back(self) -> Share:
+        """This Share as the side that takes batches from the back."""
+        other = copy.copy(self)
+        other.front = False
+        return other
+
+    def take(self, count: int) -> Iterator[int]:
+        marks = self.marks
+        if self.front:
+            for number in range(count):
+                if number >= marks[1]:
+                    return
+                marks[0] = number + 1
+                yield number
+        else:
+            for number in reversed(range(count)):
+                if number < marks[0]:
+                    return
+                marks[1] = number
+                yield number
+
+
+def merge(first: Changes, second: Changes) -> Changes:
+    """The changes two processes found in the parts of one check they took."""
+    return Changes(sorted({*first.stale, *second.stale}), first.excluded | second.excluded)
 
 
 def _batches(names: list[str], experiment: str | None) -> Iterator[tuple[list[str], str, str]]:
@@ -183,7 +231,7 @@ def find_new_runs(
     experiment: str | None,
     load: Callable[[list[str], str, str], Known],
     rows_under: Callable[[str], dict[str, int | None]],
-    part: tuple[int, int] = (0, 1),
+    share: Share | None = None,
 ) -> Changes:
     """The light check of `find_changes` for a listing of the newest runs: runs copied in or
     deleted and rows recorded as running, found from the experiment and hash folder mtimes
@@ -191,16 +239,16 @@ def find_new_runs(
     its mtime). A run folder edited in place is not seen here: the caller checks the few
     rows it shows. `load` is `find_changes`'s (`known.runs` is not used); `rows_under(prefix)`
     gives the indexed (folder, mtime) pairs under an experiment or hash folder that changed.
-    `part` (i, n): only the i-th of every n batches of experiment folders (two processes
-    share a large registry's check)."""
+    `share`: only the batches of experiment folders this process takes of a check two
+    processes share (a large registry's)."""
     root_s = os.fspath(root)
     stale: list[str] = []
     excluded: set[str] = set()
-    experiments = _experiments(root_s, experiment)
+    experiments = share.experiments if share is not None else _experiments(root_s, experiment)
     running: set[str] = set()
-    for number, (batch, lo, hi) in enumerate(_batches(experiments, experiment)):
-        if number % part[1] != part[0]:
-            continue
+    batches = list(_batches(experiments, experiment))
+    for number in share.take(len(batches)) if share is not None else range(len(batches)):
+        batch, lo, hi = batches[number]
         known = load(batch, lo, hi)
         running |= known.running
         _new_in(root_s, known, batch, rows_under, stale, excluded)

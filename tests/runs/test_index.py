@@ -269,11 +269,19 @@ def test_the_newest_page_stats_no_run_folder_of_an_unchanged_registry(registry, 
     assert sorted(runs) == sorted(str(registry / r.folder) for r in shown_rows[:2])
 
 
-@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("shared", [False, True, "failing"])
 def test_the_newest_page_finds_copied_deleted_and_edited_runs(registry, monkeypatch, shared):
-    """`shared`: half of the experiment folders checked in a child process (as from 2,048
-    experiment folders on), one per batch here."""
-    if shared:
+    """`shared`: the check shared with a child process (as from 2,048 experiment folders
+    on), one experiment folder per batch here; "failing": the child fails, so the whole
+    check is done in this process."""
+    if shared == "failing":
+        monkeypatch.setattr(index_read, "SHARED_MIN", 0)
+
+        def fail(*args):
+            raise OSError("no child today")
+
+        monkeypatch.setattr(index_read, "new_runs_by_uri", fail)
+    elif shared:
         monkeypatch.setattr(index_read, "SHARED_MIN", 0)
         monkeypatch.setattr(index_scan, "EXPERIMENT_BATCH", 1)
         real = index_known.find_new_runs
@@ -306,7 +314,7 @@ def test_the_newest_page_finds_copied_deleted_and_edited_runs(registry, monkeypa
     assert newest(index, 10) == [r.run_id for r in index.rows(sort="created", descending=True)]
     assert all(run_id.startswith("odd") for run_id in newest(index, 10))
     assert list(index.select(RunQuery(experiment="even", limit=5)).listed) == []
-    assert (registry / ".child-checked").exists() == shared
+    assert (registry / ".child-checked").exists() == (shared is True)
 
 
 def test_ls_json_lines_are_the_rows_as_validated(registry):
@@ -337,3 +345,40 @@ def test_experiments_compared_in_batches_find_every_change(registry, monkeypatch
     assert [r.tags for r in rows if r.experiment == "even-b"] == [{"seen": "yes"}]
     newest_first = [r.run_id for r in index.rows(sort="created", descending=True)]
     assert newest(index, 10) == newest_first and newest_first[0].startswith("even0")
+
+
+@pytest.mark.parametrize("front_first", [0, 1, 2, 5])
+def test_a_check_shared_by_two_processes_leaves_no_batch_out(registry, monkeypatch, front_first):
+    """One side takes batches from the front, the other from the back (here in turn, the
+    front having taken `front_first` before the back starts): together they find every
+    change the whole check finds, whoever comes to which batch."""
+    monkeypatch.setattr(index_scan, "EXPERIMENT_BATCH", 1)
+    for name in ("a", "b", "c"):
+        write_run(registry, name, "lstm", 1e-3, 0, 0.5, created=2000.0)
+    age(registry)
+    RunIndex(registry).reindex()
+    shutil.rmtree(registry / "b")
+    edited = next(registry.glob("even/*/v1"))
+    atomic_write_json(edited / "labels.json", {"tags": {"seen": "yes"}})
+    conn = sqlite3.connect(f"file:{registry / 'registry.sqlite'}?mode=ro", uri=True)
+    load = index_known.known_loader(conn, full=True)
+    whole = index_scan.find_changes(registry, None, load)
+    assert whole.stale == [edited.relative_to(registry).as_posix()] and len(whole.excluded) == 2
+
+    share = index_scan.Share(registry, None)
+    count = len(share.experiments)  # one batch each
+    sides = {"front": share.take(count), "back": share.back().take(count)}
+    taken: dict[str, list[int]] = {"front": [], "back": []}
+    order = ["front"] * front_first + ["back", "front"] * count
+    for side in order:
+        if (number := next(sides[side], None)) is not None:
+            taken[side].append(number)
+    assert sorted({*taken["front"], *taken["back"]}) == list(range(count))
+    assert len(taken["front"]) + len(taken["back"]) <= count + 1  # at most one twice
+    assert taken["back"] == sorted(taken["back"], reverse=True)
+
+    split = index_scan.Share(registry, None)
+    mine = index_scan.find_changes(registry, None, load, split.back())
+    theirs = index_scan.find_changes(registry, None, load, split)
+    conn.close()
+    assert index_scan.merge(mine, theirs) == whole and not theirs.stale  # the back took all

@@ -269,20 +269,28 @@ def indexed_report(
     metrics: list[str],
     checkpoint: str,
     where: Sequence[Condition] = (),
+    built: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> tuple[dict[str, Any], list[IndexedReportRun]]:
     """`report_document` (with `options`) of `collect_indexed_runs`, its notes led by those
     of the unfinished sweeps among `refs`, and the runs. With many runs the folders are
     checked beside the aggregation (ReportReader.report_rows), which is done again if one
-    changed."""
+    changed. `built(doc)` is called as soon as the report is built, while the check may
+    still be running (a caller can encode it meanwhile), and again if it is built again."""
     with gc_paused():
-        found, make, notes = _query(root, refs, by, metrics, checkpoint, where)
-        runs, repeats = make(found)
-        doc = report_document(runs, by, metrics, checkpoint, repeats=repeats, **options)
-        if (again := found.recheck()) is not None:
-            runs, repeats = make(again)
+        found, make, unfinished = _query(root, refs, by, metrics, checkpoint, where)
+
+        def document(found: ReportRows) -> tuple[dict[str, Any], list[IndexedReportRun]]:
+            runs, repeats = make(found)
             doc = report_document(runs, by, metrics, checkpoint, repeats=repeats, **options)
-    doc["notes"] = notes + doc["notes"]
+            doc["notes"] = unfinished + doc["notes"]
+            if built is not None:
+                built(doc)
+            return doc, runs
+
+        doc, runs = document(found)
+        if (again := found.recheck()) is not None:
+            doc, runs = document(again)
     return doc, runs
 
 

@@ -191,13 +191,20 @@ def report(
     # No cyclic garbage collection until the report is written and its objects are freed
     # (they make no cycles): a collection over the objects of a 100,000-run report took
     # 0.15 s when indexed_report turned it back on.
+    # --json: the report is encoded while the child process finishes its part of the check
+    # (its JSON is final unless a suite's published numbers are added).
+    encoded: list[tuple[dict[str, Any], bytes]] = []
     with gc_paused():
         doc, runs = indexed_report(
-            root, refs or [], by_fields, metrics, checkpoint, conditions, bins=bins, agg=agg,
-            digits=digits, pool=pool,
+            root, refs or [], by_fields, metrics, checkpoint, conditions,
+            built=(lambda doc: encoded.append((doc, to_json(doc)))) if json_ else None,
+            bins=bins, agg=agg, digits=digits, pool=pool,
         )  # fmt: skip
-        _write(root, refs or [], doc, runs, json_=json_, csv_=csv_, markdown=markdown, all_=all_)
-        del doc, runs  # freed here, before the collector is back
+        early = encoded[-1][1] if encoded and encoded[-1][0] is doc else None
+        _write(root, refs or [], doc, runs, json_=json_, csv_=csv_, markdown=markdown, all_=all_,
+               encoded=early)  # fmt: skip
+        encoded.clear()
+        del doc, runs, early  # freed here, before the collector is back
 
 
 def _write(
@@ -210,9 +217,10 @@ def _write(
     csv_: bool,
     markdown: bool,
     all_: bool,
+    encoded: bytes | None = None,
 ) -> None:
     """Print the report `doc` of `runs` in the form asked for, the published values of a
-    suite among `refs` beside it."""
+    suite among `refs` beside it. `encoded`: `doc` as JSON, already encoded."""
     from fsmrun.analysis.report_source import full_runs
 
     # A suite that carries published numbers: the paper beside the runs (table, Markdown and
@@ -226,7 +234,7 @@ def _write(
     for note in doc["notes"]:  # on stderr: stdout stays a clean table, CSV or JSON
         console.print(f"note: {note}", markup=False)
     if json_:  # the Report's JSON, written from its plain data (report_document)
-        echo_json(to_json(doc).decode())
+        echo_json((encoded if encoded is not None and not published else to_json(doc)).decode())
         return
     table = not (csv_ or markdown)
     more = 0 if all_ or not table else max(0, len(doc["rows"]) - TABLE_GROUPS)

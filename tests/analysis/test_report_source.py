@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from fsmrun.analysis import report_source
 from fsmrun.analysis.report import build_report
 from fsmrun.analysis.report_source import collect_indexed_runs, collect_runs, indexed_report
 from fsmrun.base.hashing import config_hash
 from fsmrun.base.io import atomic_write_json
+from fsmrun.cli import app
 from fsmrun.runs import index_report
 from fsmrun.runs.index import RunIndex
 from fsmrun.runs.index_query import parse_where
@@ -158,6 +160,31 @@ def test_the_check_in_a_child_process_sees_edits_copies_and_deletions(registry, 
     assert after == _from_folders(registry) and started == [True, True, True]
     lows = [row.metrics["test.string_acc"].min for row in after.rows]
     assert 0.123 in lows and before != 0.123
+
+
+def test_report_json_encoded_before_the_check_ends_is_not_printed_stale(registry, monkeypatch):
+    """`report --json` encodes the report while the child finishes its check; when the
+    check finds a change, the report built again is the one printed."""
+    monkeypatch.setattr(index_report, "PARALLEL_MIN", 0)
+    folder = next(registry.glob("even/*/v2"))
+    metrics = Metrics.model_validate_json((folder / "metrics.json").read_text())
+    edited = metrics.best.model_copy(update={"test": metrics.best.test.model_copy(
+        update={"string_acc": 0.123})})  # fmt: skip
+    atomic_write_json(folder / "metrics.json", metrics.model_copy(update={"best": edited}))
+    docs: list[dict] = []  # each report built, as the CLI's callback gets it
+    real = report_source.indexed_report
+
+    def counting(*args, built, **kwargs):
+        return real(*args, built=lambda doc: (docs.append(doc), built(doc)), **kwargs)
+
+    monkeypatch.setattr(report_source, "indexed_report", counting)
+    args = ["report", "--by", "model.arch", "--metric", "test.string_acc", "--json"]
+    result = CliRunner().invoke(app, [*args, "--results-dir", str(registry)])
+    assert result.exit_code == 0, result.output
+    assert len(docs) == 2  # the stale report, then the one built around the change
+    printed = Report.model_validate_json(result.stdout)
+    assert printed == _from_folders(registry)
+    assert 0.123 in [row.metrics["test.string_acc"].min for row in printed.rows]
 
 
 def test_a_failed_child_process_is_done_in_this_one(registry, monkeypatch):

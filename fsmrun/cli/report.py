@@ -234,7 +234,7 @@ def _write(
     for note in doc["notes"]:  # on stderr: stdout stays a clean table, CSV or JSON
         console.print(f"note: {note}", markup=False)
     if json_:  # the Report's JSON, written from its plain data (report_document)
-        echo_json((encoded if encoded is not None and not published else to_json(doc)).decode())
+        echo_json(encoded if encoded is not None and not published else to_json(doc))
         return
     table = not (csv_ or markdown)
     more = 0 if all_ or not table else max(0, len(doc["rows"]) - TABLE_GROUPS)

@@ -594,3 +594,16 @@ def test_damage_a_command_does_not_depend_on_is_left_alone(cli, env, tmp_path, c
     assert env.run_ids[0] in result.stdout
     assert [line for line in result.stderr.splitlines() if not line.startswith("warning: ")] == []
     assert tree(tmp_path) == before
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
+    """`fsmrun report --json | head -c 10`: stdout's reader is gone before the command
+    writes. It ends quietly, with the status a command ended by SIGPIPE has, no error line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from fsmrun.cli import main; main()", "report", "--json",
+         "--results-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader goes away at once
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and b"error" not in err and b"Traceback" not in err, err

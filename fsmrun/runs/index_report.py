@@ -1,8 +1,9 @@
 """What `report` reads of the run index: the newest run of each config with the values a
 report aggregates (narrow columns, one query), and the config fields of one run per
 configuration. At 100,000 runs the freshness check (a stat of every folder) costs as much as
-the rest of the report, so with a second core it runs in a child process meanwhile and the
-caller rechecks at the end (`ReportRows.recheck`)."""
+the rest of the report, so with a second core a child process starts on it meanwhile, and
+the caller takes the batches the child has not come to when it rechecks at the end
+(`ReportRows.recheck`; index_scan.Share)."""
 
 from __future__ import annotations
 

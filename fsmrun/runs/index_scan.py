@@ -143,6 +143,7 @@ class Share:
         return other
 
     def take(self, count: int) -> Iterator[int]:
+        """The numbers of the batches (of `count`) this side takes, as it comes to each."""
         marks = self.marks
         if self.front:
             for number in range(count):

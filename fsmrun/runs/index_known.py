@@ -8,6 +8,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import sqlite3
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -97,14 +98,21 @@ class Forked:
 
 
 def _run_tasks(send: Connection, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
-    """In the child: (True, answer) or (False, why it failed) of each task."""
-    for task, args in tasks:
-        try:
-            answer: tuple[bool, Any] = (True, task(*args))
-        except Exception as exc:  # noqa: BLE001 - any failure: the parent does it instead
-            answer = (False, f"{type(exc).__name__}: {exc}")
-        send.send(answer)
-    send.close()
+    """In the child: (True, answer) or (False, why it failed) of each task. Ctrl-C reaches
+    the whole process group: the parent handles it (and ends this daemonic child as it
+    exits), so here it is ignored rather than printed as a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for task, args in tasks:
+            try:
+                answer: tuple[bool, Any] = (True, task(*args))
+            except Exception as exc:  # noqa: BLE001 - any failure: the parent does it instead
+                answer = (False, f"{type(exc).__name__}: {exc}")
+            send.send(answer)
+    except OSError:  # the parent is gone (its end of the pipe closed): nobody to answer
+        pass
+    finally:
+        send.close()
 
 
 def changes_by_uri(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import time
@@ -382,3 +383,20 @@ def test_a_check_shared_by_two_processes_leaves_no_batch_out(registry, monkeypat
     theirs = index_scan.find_changes(registry, None, load, split)
     conn.close()
     assert index_scan.merge(mine, theirs) == whole and not theirs.stale  # the back took all
+
+
+def test_a_forked_child_leaves_ctrl_c_to_its_parent(capfd):
+    """Ctrl-C reaches the whole process group: the child ignores it (no traceback; the
+    parent ends it as it exits) and answers; a failing task is answered as a failure."""
+
+    def interrupted() -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        return "done"
+
+    def failing() -> None:
+        raise OSError("no disk today")
+
+    child = index_known.Forked([(interrupted, ()), (failing, ())], "test-child")
+    assert child.take() == "done" and child.take() is None
+    child.close()
+    assert child.process.exitcode == 0 and "Traceback" not in capfd.readouterr().err

@@ -10,7 +10,8 @@ N // 6 language TOMLs x 2 learning rates x 3 seeds, so `sweep status` has a swee
 The folders are kept under --root/N and reused by later calls (100,000 take ~2 GB and some
 minutes to write). Targets at N = 100,000 (wall, on an idle machine): ls < 1 s, ls --json
 < 3 s with memory flat in N, report < 2 s, show < 0.5 s, reindex < 60 s. CPU seconds are
-printed too: on a loaded machine they say more than the wall time.
+printed too: on a loaded machine they say more than the wall time. The machine's speed is
+measured before and after (a fixed loop in a fresh interpreter), since it drifts here.
 
 The reindex reads every folder's files: right after they were written (and in the table this
 prints) they are in the page cache. `--cold` drops the page cache before each reindex
@@ -192,6 +193,7 @@ def main() -> None:
     for argv in (["ls", "--limit", "1"], ["report", "--where", "language=none", "--json"]):
         timed(argv, root)  # writes the bytecode cache; not timed
     print(f"N = {args.n}; median of {args.runs} fresh processes (reindex: {args.reindex_runs})")
+    print(f"machine speed: {speed_probe():.2f} s for {PROBE} (lower is faster)", flush=True)
     print(f"{'command':<22} {'wall s':>7} {'cpu s':>7} {'peak MB':>8}")
     for name, (argv, runs) in commands.items():
         if runs == 0 or (args.only and name not in args.only.split(",")):
@@ -207,6 +209,19 @@ def main() -> None:
         if name == "reindex" and args.cold:
             name = "reindex (cold)"
         print(f"{name:<22} {wall:7.2f} {cpu:7.2f} {peak:8.0f}", flush=True)
+    print(f"machine speed: {speed_probe():.2f} s for {PROBE} (after)")
+
+
+PROBE = 'python3 -c "sum(range(30000000))"'
+
+
+def speed_probe() -> float:
+    """Seconds of one fixed CPU-bound loop in a fresh interpreter: the same work takes
+    different times on a machine whose speed drifts (a shared virtual machine), so each table
+    says how fast the machine was while it was taken."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "sum(range(30000000))"], check=True)
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

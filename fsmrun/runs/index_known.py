@@ -1,6 +1,7 @@
 """What the run index knows, asked for in pieces (SQL on the folder index): the mtimes and
-listings of a batch of experiments for a freshness check, the rows under a folder, and the
-helpers of `report`'s newest-run-per-config query."""
+listings of a batch of experiments for a freshness check, the rows under a folder, the
+helpers of `report`'s newest-run-per-config query, and the forked child process that shares
+a check (`Forked`)."""
 
 from __future__ import annotations
 

@@ -192,19 +192,19 @@ def report(
     # (they make no cycles): a collection over the objects of a 100,000-run report took
     # 0.15 s when indexed_report turned it back on.
     # --json: the report is encoded while the child process finishes its part of the check
-    # (its JSON is final unless a suite's published numbers are added).
-    encoded: list[tuple[dict[str, Any], bytes]] = []
+    # (its JSON is final unless a suite's published numbers are added); the last report
+    # built is the one returned.
+    encoded: list[bytes] = []
     with gc_paused():
         doc, runs = indexed_report(
             root, refs or [], by_fields, metrics, checkpoint, conditions,
-            built=(lambda doc: encoded.append((doc, to_json(doc)))) if json_ else None,
+            built=(lambda doc: encoded.append(to_json(doc))) if json_ else None,
             bins=bins, agg=agg, digits=digits, pool=pool,
         )  # fmt: skip
-        early = encoded[-1][1] if encoded and encoded[-1][0] is doc else None
         _write(root, refs or [], doc, runs, json_=json_, csv_=csv_, markdown=markdown, all_=all_,
-               encoded=early)  # fmt: skip
+               encoded=encoded[-1] if encoded else None)  # fmt: skip
         encoded.clear()
-        del doc, runs, early  # freed here, before the collector is back
+        del doc, runs  # freed here, before the collector is back
 
 
 def _write(

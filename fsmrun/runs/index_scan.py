@@ -111,11 +111,8 @@ def find_changes(
     root_s = os.fspath(root)
     stale: list[str] = []
     excluded: set[str] = set()
-    names = share.experiments if share is not None else _experiments(root_s, experiment)
-    batches = list(_batches(names, experiment))
-    numbers = share.take(len(batches)) if share is not None else range(len(batches))
-    for number in numbers:
-        batch, lo, hi = batches[number]
+    _, taken = _taken_batches(root_s, experiment, share)
+    for batch, lo, hi in taken:
         part = _compare(root_s, load(batch, lo, hi), batch)
         stale += part.stale
         excluded |= part.excluded
@@ -159,6 +156,17 @@ class Share:
                 yield number
 
 
+def _taken_batches(
+    root_s: str, experiment: str | None, share: Share | None
+) -> tuple[list[str], Iterator[tuple[list[str], str, str]]]:
+    """The experiment folders a check covers (listed now, or once for both sides of a
+    `share`) and the batches of them (`_batches`) this process takes: all without a share."""
+    names = share.experiments if share is not None else _experiments(root_s, experiment)
+    batches = list(_batches(names, experiment))
+    numbers = share.take(len(batches)) if share is not None else range(len(batches))
+    return names, (batches[number] for number in numbers)
+
+
 def merge(first: Changes, second: Changes) -> Changes:
     """The changes two processes found in the parts of one check they took."""
     return Changes(sorted({*first.stale, *second.stale}), first.excluded | second.excluded)
@@ -181,40 +189,27 @@ def _batches(names: list[str], experiment: str | None) -> Iterator[tuple[list[st
 
 def _compare(root_s: str, known: Known, experiments: list[str]) -> Changes:
     """Compare the folders of `experiments` with what is known of them. (At 100,000 runs
-    this makes 217,000 stat calls; the loop around them is kept lean: a hash folder's
-    `_children` inlined.)"""
+    this makes 217,000 stat calls; the loop around them is kept lean.)"""
     remaining = dict(known.runs)
-    pop, running, get, match, stat_, isdir = (
+    pop, running, dirs, match, stat_ = (
         remaining.pop,
         known.running,
-        known.dirs.get,
+        known.dirs,
         _VERSION_RE.match,
         os.stat,
-        stat.S_ISDIR,
     )
     missing = object()
     stale: list[str] = []
     for exp in experiments:
-        hash_names, _ = _children(f"{root_s}/{exp}", exp, known.dirs)
+        hash_names, _ = _children(f"{root_s}/{exp}", exp, dirs)
         for name in hash_names or ():
             if name.startswith("."):
                 continue
             rel_hash = f"{exp}/{name}"
-            try:
-                st = stat_(f"{root_s}/{rel_hash}")
-            except OSError:
-                continue
-            if not isdir(st.st_mode):
-                continue
-            entry = get(rel_hash)
-            if entry is not None and entry[1] == st.st_mtime_ns:  # its versions: the index's
-                versions = entry[2].split("/") if entry[2] else ()
-            else:  # listed now: only its version folders
-                try:
-                    versions = [v for v in os.listdir(f"{root_s}/{rel_hash}") if match(v)]
-                except OSError:
+            names, indexed = _children(f"{root_s}/{rel_hash}", rel_hash, dirs)
+            for version in names or ():
+                if not indexed and not match(version):  # the index keeps only versions
                     continue
-            for version in versions:
                 rel = f"{rel_hash}/{version}"
                 try:
                     mtime_ns = stat_(f"{root_s}/{rel}").st_mtime_ns
@@ -245,11 +240,9 @@ def find_new_runs(
     root_s = os.fspath(root)
     stale: list[str] = []
     excluded: set[str] = set()
-    experiments = share.experiments if share is not None else _experiments(root_s, experiment)
     running: set[str] = set()
-    batches = list(_batches(experiments, experiment))
-    for number in share.take(len(batches)) if share is not None else range(len(batches)):
-        batch, lo, hi = batches[number]
+    experiments, taken = _taken_batches(root_s, experiment, share)
+    for batch, lo, hi in taken:
         known = load(batch, lo, hi)
         running |= known.running
         _new_in(root_s, known, batch, rows_under, stale, excluded)

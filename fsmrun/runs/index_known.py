@@ -9,10 +9,13 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sqlite3
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from fsmrun.runs.index_scan import Changes, Known, Share, find_changes, find_new_runs
@@ -77,7 +80,7 @@ class Forked:
         context = multiprocessing.get_context("fork")
         self.answers, send = context.Pipe(duplex=False)
         self.process = context.Process(
-            target=_run_tasks, args=(send, tasks), name=name, daemon=True
+            target=_run_tasks, args=(send, tasks, self.answers), name=name, daemon=True
         )
         self.process.start()
         send.close()
@@ -98,22 +101,66 @@ class Forked:
         self.process.join()
 
 
-def _run_tasks(send: Connection, tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
-    """In the child: (True, answer) or (False, why it failed) of each task. Ctrl-C reaches
-    the whole process group: the parent handles it (and ends this daemonic child as it
-    exits), so here it is ignored rather than printed as a traceback."""
+def _run_tasks(
+    send: Connection,
+    tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+    parents_end: Connection,
+) -> None:
+    """In the child: (True, answer) or (False, why it failed) of each task, in order. An
+    answer is written by a thread while the next task runs: the parent reads it when it
+    needs it, and a report's fields (more than a pipe holds) kept the child from its part
+    of the check for 0.15 s. Ctrl-C reaches the whole process group: the parent handles it
+    (and ends this daemonic child as it exits), so here it is ignored rather than printed
+    as a traceback. The reading end inherited with the fork is closed here: a write fails
+    once the parent's is closed (the parent gone) instead of waiting for a reader."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parents_end.close()
+    writer = _Writer(send)
     try:
         for task, args in tasks:
             try:
                 answer: tuple[bool, Any] = (True, task(*args))
             except Exception as exc:  # noqa: BLE001 - any failure: the parent does it instead
                 answer = (False, f"{type(exc).__name__}: {exc}")
-            send.send(answer)
-    except OSError:  # the parent is gone (its end of the pipe closed): nobody to answer
-        pass
+            try:
+                data = ForkingPickler.dumps(answer)
+            except Exception as exc:  # noqa: BLE001 - an answer that cannot be sent
+                data = ForkingPickler.dumps((False, f"{type(exc).__name__}: {exc}"))
+            if not writer.put(data):
+                break  # the parent is gone (its end of the pipe closed): nobody to answer
     finally:
-        send.close()
+        writer.close()
+
+
+class _Writer:
+    """Writes the child's encoded answers to the pipe in order, on a thread of its own."""
+
+    def __init__(self, send: Connection) -> None:
+        self.send = send
+        self.pending: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.failed = False
+        self.thread = threading.Thread(target=self._write, name="answers", daemon=True)
+        self.thread.start()
+
+    def put(self, data: bytes) -> bool:
+        """Queue `data`; False once a write has failed."""
+        self.pending.put(data)
+        return not self.failed
+
+    def close(self) -> None:
+        """Write what is queued, then close the pipe."""
+        self.pending.put(None)
+        self.thread.join()
+        self.send.close()
+
+    def _write(self) -> None:
+        while (data := self.pending.get()) is not None:
+            if self.failed:
+                continue
+            try:
+                self.send.send_bytes(data)
+            except OSError:
+                self.failed = True
 
 
 def changes_by_uri(

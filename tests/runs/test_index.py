@@ -400,3 +400,49 @@ def test_a_forked_child_leaves_ctrl_c_to_its_parent(capfd):
     assert child.take() == "done" and child.take() is None
     child.close()
     assert child.process.exitcode == 0 and "Traceback" not in capfd.readouterr().err
+
+
+def test_a_forked_child_goes_on_while_its_answer_waits_to_be_read(tmp_path):
+    """An answer larger than a pipe holds does not keep the child from its next task (a
+    report's fields, then its part of the check): it is written while the next one runs."""
+    started = tmp_path / "second task started"
+
+    def large() -> bytes:
+        return b"x" * (4 << 20)  # 4 MB: a pipe holds 64 kB
+
+    def second() -> str:
+        started.write_text("yes")
+        return "second"
+
+    child = index_known.Forked([(large, ()), (second, ())], "test-child")
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started.exists()  # before the parent read the first answer
+    assert child.take() == b"x" * (4 << 20) and child.take() == "second"
+    child.close()
+    assert child.process.exitcode == 0
+
+
+def test_a_forked_child_ends_when_its_parent_stops_reading(capfd):
+    """With the parent's end of the pipe closed (the parent gone), the child's writes fail
+    and it ends quietly, rather than wait forever on a full pipe (it holds no reading end
+    of its own)."""
+
+    def large() -> bytes:
+        return b"x" * (1 << 20)  # more than a pipe holds
+
+    child = index_known.Forked([(large, ()), (large, ())], "test-child")
+    child.answers.close()  # the parent is not listening any more
+    child.process.join(30)
+    assert child.process.exitcode == 0 and "Traceback" not in capfd.readouterr().err
+
+
+def test_a_forked_childs_answer_that_cannot_be_sent_is_a_failure():
+    """An answer pickle refuses (a lock) comes back as a failed task: the caller does it."""
+    import threading
+
+    child = index_known.Forked([(threading.Lock, ()), (str, ("next",))], "test-child")
+    assert child.take() is None and child.take() == "next"
+    child.close()
+    assert child.process.exitcode == 0

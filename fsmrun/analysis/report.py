@@ -244,11 +244,12 @@ def _differing(members: list[dict[str, Any]], by: list[str]) -> list[str]:
     that have them (a recurrent model has no pos_encoding to compare)."""
     first, *others = members
     if all(other.keys() == first.keys() for other in others):
-        return [
-            name
-            for name, value in first.items()
-            if name not in by and any(other[name] != value for other in others)
-        ]
+        # one comparison per field and member, no generator each (16,667 groups of a
+        # 100,000-run report by language compare 60 fields each)
+        differ = set()
+        for other in others:
+            differ.update([name for name, value in other.items() if value != first[name]])
+        return [name for name in first if name in differ and name not in by]
     found = []
     for name in dict.fromkeys(name for member in members for name in member):
         values = [member[name] for member in members if name in member]

@@ -180,3 +180,35 @@ def test_bins_never_pool_two_languages():
     split = build_report(runs, by=["model.arch"], metrics=["test_ood.string_acc"], bins=True)
     assert split.split_by == ["data.regex"] and len(split.rows) == 2
     assert all(len({(b.lo, b.hi) for b in row.bins}) == 2 for row in split.rows)
+
+
+def test_differing_fields_are_named_in_the_first_members_order():
+    """The fields besides --by whose values differ among a group's configurations: with
+    equal key sets, a field counts when any member differs from the first; with unequal
+    ones, only among the members that have it."""
+    from fsmrun.analysis.report import _differing
+
+    first = {"train.lr": 0.1, "model.arch": "lstm", "data.regex": "a*", "train.betas": [0.9, 0.99]}
+    second = {**first, "data.regex": "b*"}
+    third = {**first, "train.lr": 0.2, "train.betas": [0.9, 0.999]}
+    assert _differing([first, second, third], ["data.regex"]) == ["train.lr", "train.betas"]
+    assert _differing([first, second, third], []) == ["train.lr", "data.regex", "train.betas"]
+    assert _differing([first, {**first}], []) == []
+    recurrent = {k: v for k, v in first.items() if k != "model.arch"}
+    assert _differing([first, {**recurrent, "train.lr": 0.3}], []) == ["train.lr"]
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_the_stored_seedless_fields_are_a_configs_own(arch):
+    """What the index keeps of a config gives the same seedless fields, in the same order,
+    as the config itself (a recurrent model's pos_encoding left out)."""
+    from fsmrun.runs.index_columns import config_fields, seedless_fields, stored_seedless_fields
+
+    config = ExperimentConfig(
+        name="exp", description="words", seed=3, data=DataConfig(regex="(ab)*", alphabet="ab"),
+        model=ModelConfig(arch=arch),
+    )  # fmt: skip
+    stored = stored_seedless_fields(config_fields(config))
+    assert list(stored.items()) == list(seedless_fields(config).items())
+    assert "seed" not in stored and "description" not in stored
+    assert ("model.pos_encoding" in stored) == (arch == "transformer")

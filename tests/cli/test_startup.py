@@ -6,6 +6,7 @@ other command's; `fsmrun --help` imports none."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -123,3 +124,19 @@ def test_plot_of_a_run_without_captures_does_not_import_torch(trained_copy):
     names = [Path(p).name for p in written if Path(p).stem != "automaton"]  # if Graphviz is here
     assert names == ["learning_curves.png", "accuracy_by_length.png"]
     assert all(Path(p).parent == (folder / "plots").resolve() for p in written)
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "__all__"), ("", ""), ("logfire", "logfire")])
+def test_pydantic_plugins_are_off_unless_asked_for(given, kept):
+    """Looking for pydantic plugins reads every installed package's metadata (35 ms of each
+    start-up): the command line turns them off, unless PYDANTIC_DISABLE_PLUGINS is set."""
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if given is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = given
+    code = (
+        "import os, sys\nsys.argv = ['fsmrun', '--help']\nfrom fsmrun.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('SETTING=%r' % os.environ.get('PYDANTIC_DISABLE_PLUGINS'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert f"SETTING={kept!r}" in proc.stderr, proc.stderr

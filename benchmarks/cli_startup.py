@@ -28,15 +28,24 @@ import time
 from pathlib import Path
 
 # Runs a command through the real entry point, then reports whether torch was imported.
+# A read-only command ends its process itself when done (os._exit, skipping the teardown):
+# the probe reports just before.
 _PROBE = """
-import sys
+import os, sys
 sys.argv = ["fsmrun", *sys.argv[1:]]
+end = os._exit
+def report(code=None):
+    sys.stderr.write("TORCH=%s\\n" % ("torch" in sys.modules))
+    if code is not None:
+        sys.stderr.flush()
+        end(code)
+os._exit = report
 from fsmrun.cli import main
 try:
     main()
 except SystemExit:
     pass
-sys.stderr.write("TORCH=%s\\n" % ("torch" in sys.modules))
+report()
 """
 
 

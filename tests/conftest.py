@@ -9,6 +9,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 
 from fsmrun.base.io import atomic_write_json
@@ -73,3 +74,15 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(autouse=True)
+def _no_command_may_end_the_test_process():
+    """A read-only command ends its process when done, inside `fsmrun.cli.main` only
+    (cli._common.end_now): were that ever armed in-process, a test would end pytest with
+    status 0 and the tests after it unrun."""
+    from fsmrun.cli._common import in_console_script
+
+    assert not in_console_script()
+    yield
+    assert not in_console_script()

@@ -18,10 +18,13 @@ def main() -> None:
     of every installed package, 35 ms of each command's start-up with torch and mlflow
     installed, and fsmrun uses none (set PYDANTIC_DISABLE_PLUGINS= to load them)."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from fsmrun.cli import _common
+
     try:
         from fsmrun.cli._app import app
 
-        app(prog_name="fsmrun")
+        with _common.console_script():
+            app(prog_name="fsmrun")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(EXIT_INTERRUPTED)

@@ -5,9 +5,11 @@ that need them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,38 @@ INTERRUPTED_HINT = (
 
 # Status and progress go to stderr; rich resolves sys.stderr at write time (test runners swap it).
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+_in_console_script = False  # inside `fsmrun.cli.main`, not an app run in-process (tests)
+
+
+@contextlib.contextmanager
+def console_script() -> Iterator[None]:
+    """`fsmrun.cli.main` runs the app in this: within it, `end_now` ends the process."""
+    global _in_console_script
+    _in_console_script = True
+    try:
+        yield
+    finally:
+        _in_console_script = False
+
+
+def in_console_script() -> bool:
+    """Whether `end_now` would end this process (the tests check it never would there)."""
+    return _in_console_script
+
+
+def end_now() -> None:
+    """Where a read-only command has written all it prints: in the console script, flush and
+    end the process without freeing its objects one by one or running the interpreter's
+    teardown (0.25 s after a report of 100,000 runs, 0.1 s after `ls`). Nothing of these
+    commands needs atexit hooks: a child process they forked is joined, an index write is
+    committed. In-process (tests, embedding), flush and return."""
+    sys.stdout.flush()
+    if not _in_console_script:
+        return
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def data_console() -> Console:

@@ -21,7 +21,7 @@ from fsmrun.analysis.analysis_summary import (
 )
 from fsmrun.base.errors import UserError
 from fsmrun.base.overrides import check_key, flatten
-from fsmrun.cli._common import console, data_console, fmt, fmt_seconds, results_root
+from fsmrun.cli._common import console, data_console, end_now, fmt, fmt_seconds, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.cli._render import dropped_line, fit_table
 from fsmrun.runs.index import RunIndex
@@ -282,7 +282,7 @@ def ls(
     if json_ and not tag:  # streamed as stored: memory does not grow with the runs
         _, lines = index.select_json(query)
         sys.stdout.writelines(line + "\n" for line in lines)
-        sys.stdout.flush()
+        end_now()
         return
     selection = index.select(query, with_config=not json_)
     listed: Iterable[Any] = selection.listed
@@ -295,7 +295,7 @@ def ls(
     if json_:
         for item in listed:  # streamed: memory does not grow with the runs
             sys.stdout.write(item.row.model_dump_json() + "\n")
-        sys.stdout.flush()
+        end_now()
         return
     shown = list(listed)
     if not shown:
@@ -315,6 +315,7 @@ def ls(
     if total > len(rows):
         more = total - len(rows)
         console.print(f"{more} more, --all to list every run", markup=False)
+    end_now()
 
 
 def _add_analysis(

@@ -21,7 +21,7 @@ from fsmrun.analysis.published import (
 )
 from fsmrun.analysis.report import DEFAULT_BY, DEFAULT_DIGITS, DEFAULT_METRICS, ReportError
 from fsmrun.analysis.report_forms import report_text_rows, to_csv, to_markdown
-from fsmrun.cli._common import console, data_console, echo_json, results_root
+from fsmrun.cli._common import console, data_console, echo_json, end_now, results_root
 from fsmrun.cli._options import ResultsDirOption
 from fsmrun.cli._render import dropped_line, fit_table
 from fsmrun.schemas.sweep import PublishedComparison, Report
@@ -204,6 +204,7 @@ def report(
         _write(root, refs or [], doc, runs, json_=json_, csv_=csv_, markdown=markdown, all_=all_,
                encoded=encoded[-1] if encoded else None)  # fmt: skip
         encoded.clear()
+        end_now()
         del doc, runs  # freed here, before the collector is back
 
 

@@ -15,7 +15,15 @@ from rich.table import Table
 from rich.text import Text
 
 from fsmrun.base.overrides import flatten
-from fsmrun.cli._common import console, data_console, echo_json, fmt, fmt_seconds, results_root
+from fsmrun.cli._common import (
+    console,
+    data_console,
+    echo_json,
+    end_now,
+    fmt,
+    fmt_seconds,
+    results_root,
+)
 from fsmrun.cli._options import JsonOption, ResultsDirOption, RunArg
 from fsmrun.cli._render import dropped_line, split_table_fit
 from fsmrun.runs.labels import label_run, labels_line, parse_tags
@@ -133,6 +141,7 @@ def show(run: RunArg, results_dir: ResultsDirOption = None) -> None:
     else:
         out.print("no metrics.json yet (the run has not finished)", markup=False)
     _print_analysis(out, RunFolder(info.folder))
+    end_now()
 
 
 def _print_analysis(out: Any, folder: RunFolder) -> None:

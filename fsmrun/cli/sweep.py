@@ -11,7 +11,14 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from fsmrun.cli._common import EXIT_INTERRUPTED, console, data_console, echo_json, results_root
+from fsmrun.cli._common import (
+    EXIT_INTERRUPTED,
+    console,
+    data_console,
+    echo_json,
+    end_now,
+    results_root,
+)
 from fsmrun.cli._options import DeviceOption, JsonOption, ResultsDirOption, TagOption
 from fsmrun.cli.languages import suites_table
 from fsmrun.runs.labels import label_run, parse_tags
@@ -348,8 +355,9 @@ def status(
     record = status_record(results_root(results_dir), ref)
     if json_:
         echo_json(record.model_dump_json())
-        return
-    print_status(record, None if all_ else STATUS_ROWS)
+    else:
+        print_status(record, None if all_ else STATUS_ROWS)
+    end_now()
 
 
 app.command("run")(run)

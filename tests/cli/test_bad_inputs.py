@@ -607,3 +607,46 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
     proc.stdout.close()  # the reader goes away at once
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 141 and b"error" not in err and b"Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["ls"], ["ls", "--json"], ["report", "--json"], ["report"], ["show", "RUN"]],
+    ids=["ls", "ls-json", "report-json", "report", "show"],
+)
+def test_a_read_only_command_ends_when_done_with_all_it_printed(env, args):
+    """The console script ends a read-only command's process once it has written its
+    output, without the interpreter's teardown (atexit hooks do not run): exit status 0,
+    and every line there."""
+    args = [env.run_ids[0] if a == "RUN" else a for a in args]
+    code = (
+        "import atexit, sys\natexit.register(lambda: sys.stderr.write('TEARDOWN'))\n"
+        "from fsmrun.cli import main\nmain()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--results-dir", str(env.root)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "TEARDOWN" not in proc.stderr, proc.stderr
+    experiment = env.run_ids[0].rsplit("-", 2)[0]
+    if args[:2] == ["ls", "--json"]:
+        listed = [json.loads(line)["run_id"] for line in proc.stdout.splitlines()]
+        assert sorted(listed) == sorted(env.run_ids)
+    elif args[:2] == ["report", "--json"]:
+        assert json.loads(proc.stdout)["rows"][0]["n_runs"] == len(env.run_ids)
+    elif args[0] == "report":
+        assert experiment in proc.stdout
+    else:
+        assert all(run_id in proc.stdout for run_id in env.run_ids[: 1 if args[0] == "show" else 2])
+
+
+def test_the_other_commands_end_with_the_usual_teardown():
+    """The other commands (here: `experiments`) end as Python does, teardown and all."""
+    code = (
+        "import atexit, sys\natexit.register(lambda: sys.stderr.write('TEARDOWN'))\n"
+        "from fsmrun.cli import main\nmain()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "experiments"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "TEARDOWN" in proc.stderr, proc.stderr

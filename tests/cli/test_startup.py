@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 PROBE = """
-import sys
+import os, sys
 PLOT = sys.argv[1] == "plot"
 DFA = sys.argv[1] in ("experiments", "fsm")  # a DFA's transition table is a numpy array
 sys.argv = ["fsmrun", *sys.argv[1:]]
+def end(code):  # a read-only command ends the process when done (cli._common.end_now)
+    raise SystemExit(code)
+os._exit = end  # here the probe goes on, to look at what was imported
 from fsmrun.cli import main
 try:
     main()

@@ -1,7 +1,8 @@
 """The `fsmrun` command line: one Typer app (`_app`, with the table of commands), the commands
 in modules grouped by what they work on (`_app.COMMANDS` says which module holds which).
 `main()` imports the app inside its Ctrl-C guard, so an interrupt even during start-up exits
-130 quietly."""
+130 quietly, and runs it as the console script: a read-only command then ends the process as
+soon as its output is flushed (`_common.end_now`)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ def main() -> None:
     of every installed package, 35 ms of each command's start-up with torch and mlflow
     installed, and fsmrun uses none (set PYDANTIC_DISABLE_PLUGINS= to load them)."""
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from fsmrun.cli import _common
-
     try:
         from fsmrun.cli._app import app
+        from fsmrun.cli._common import console_script
 
-        with _common.console_script():
+        with console_script():
             app(prog_name="fsmrun")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

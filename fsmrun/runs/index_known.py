@@ -137,13 +137,13 @@ class _Writer:
 
     def __init__(self, send: Connection) -> None:
         self.send = send
-        self.pending: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.pending: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
         self.failed = False
         self.thread = threading.Thread(target=self._write, name="answers", daemon=True)
         self.thread.start()
 
-    def put(self, data: bytes) -> bool:
-        """Queue `data`; False once a write has failed."""
+    def put(self, data: memoryview) -> bool:
+        """Queue `data` (an answer as ForkingPickler encodes it); False once a write failed."""
         self.pending.put(data)
         return not self.failed
 

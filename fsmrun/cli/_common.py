@@ -71,10 +71,19 @@ def end_now() -> None:
     os._exit(0)
 
 
+class _DataConsole(Console):
+    """A console on stdout whose reader going away (`fsmrun ls | head -2`) ends the command
+    as it does for JSON: status 141, quietly (rich's own handling exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError  # FsmrunGroup.invoke: stdout to /dev/null, exit 141
+
+
 def data_console() -> Console:
     """A console on stdout for tables: the terminal's width, or DATA_WIDTH when piped."""
-    out = Console(highlight=False)
-    return out if out.is_terminal else Console(highlight=False, width=DATA_WIDTH)
+    out = _DataConsole(highlight=False)
+    return out if out.is_terminal else _DataConsole(highlight=False, width=DATA_WIDTH)
 
 
 def echo_json(text: str | bytes) -> None:

@@ -650,3 +650,20 @@ def test_the_other_commands_end_with_the_usual_teardown():
         [sys.executable, "-c", code, "experiments"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "TEARDOWN" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["ls"], ["report"], ["show", "RUN"]], ids=["ls", "report", "show"]
+)
+def test_a_reader_that_stops_reading_a_table_ends_the_command_quietly(env, args):
+    """`fsmrun ls | head -2`: a table's reader gone ends the command as for JSON (rich on
+    its own exits 1): status 141, no error line."""
+    args = [env.run_ids[0] if a == "RUN" else a for a in args]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from fsmrun.cli import main; main()", *args,
+         "--results-dir", str(env.root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader goes away at once
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and b"error" not in err and b"Traceback" not in err, err

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from fsmrun.base.faults import fault_point
 from fsmrun.runs.index_columns import COLUMN_TYPES, COLUMNS, read_indexed_run
+from fsmrun.runs.index_folders import iter_hash_folders, settled_listing, visible_names
 from fsmrun.runs.index_read import (
     BUSY_TIMEOUT_S,
     INDEX_SCHEMA_VERSION,
@@ -24,7 +25,6 @@ from fsmrun.runs.index_read import (
     is_corruption,
     schema_ok,
 )
-from fsmrun.runs.index_scan import iter_hash_folders, settled_listing, visible_names
 from fsmrun.runs.layout import FIX_HINT, ResultsFolderError, make_dirs
 from fsmrun.schemas.run_row import RunRow
 

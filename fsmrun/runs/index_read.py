@@ -23,6 +23,7 @@ from fsmrun.runs.index_columns import (
     IndexedRun,
     read_indexed_run,
 )
+from fsmrun.runs.index_folders import read_folders, visible_names
 from fsmrun.runs.index_known import Forked, can_fork, known_loader, new_runs_by_uri, rows_under
 from fsmrun.runs.index_query import RunQuery, json_path
 from fsmrun.runs.index_scan import (
@@ -33,8 +34,6 @@ from fsmrun.runs.index_scan import (
     find_changes,
     find_new_runs,
     merge,
-    read_folders,
-    visible_names,
 )
 from fsmrun.runs.layout import ResultsFolderError, is_plain_name
 from fsmrun.runs.lock import lock_held

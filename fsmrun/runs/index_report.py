@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fsmrun.runs.index_columns import COLUMN_TYPES
+from fsmrun.runs.index_folders import PARALLEL_MIN
 from fsmrun.runs.index_known import Forked, can_fork, changes_by_uri, keep_newest, known_loader
 from fsmrun.runs.index_query import RunQuery, json_path
 from fsmrun.runs.index_read import IndexReader, check_filters
-from fsmrun.runs.index_scan import PARALLEL_MIN, Changes, Share, find_changes, merge
+from fsmrun.runs.index_scan import Changes, Share, find_changes, merge
 from fsmrun.runs.layout import ResultsFolderError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fsmrun.base.io import atomic_write_json
-from fsmrun.runs import index_known, index_read, index_scan
+from fsmrun.runs import index_folders, index_known, index_read, index_scan
 from fsmrun.runs import layout as layout_module
 from fsmrun.runs.index import RunIndex
 from fsmrun.runs.index_query import RunQuery, parse_since, parse_where
@@ -97,13 +97,13 @@ def ids(index: RunIndex, **query) -> list[str]:
 
 def count_reads(monkeypatch) -> list[str]:
     reads: list[str] = []
-    real = index_scan.read_indexed_run
+    real = index_folders.read_indexed_run
 
     def counting(root, folder, rel=None):
         reads.append(rel)
         return real(root, folder, rel)
 
-    monkeypatch.setattr(index_scan, "read_indexed_run", counting)
+    monkeypatch.setattr(index_folders, "read_indexed_run", counting)
     return reads
 
 
@@ -217,7 +217,7 @@ def test_values_give_config_fields_and_metric_columns(registry):
 def test_reindex_in_worker_processes_equals_reading_in_process(registry, monkeypatch):
     index = RunIndex(registry)
     serial = index.rows()
-    monkeypatch.setattr(index_scan, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(index_folders, "PARALLEL_MIN", 1)
     assert index.reindex(workers=2) == 6
     assert index.rows() == serial
 
